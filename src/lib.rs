@@ -1,0 +1,1 @@
+//! Shared support for examples and end-to-end tests.

@@ -1,0 +1,142 @@
+//! The error type that crosses the [`Source`](crate::Source) / [`Sink`](crate::Sink) boundary,
+//! and the engine's own errors.
+
+use std::fmt;
+
+/// A boxed error from a connector's own error type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// How the engine should react to a connector failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Worth trying again later (network, 5xx, throttling, timeouts): the window fails, is
+    /// queued, and is retried first on the next cycle.
+    Transient,
+    /// Will fail the same way until someone changes something (bad query, bad SQL, schema
+    /// conflict). The window is queued like a transient one but the error says so.
+    Permanent,
+    /// Stop the whole stream now and do not touch the remote again this cycle. Used for
+    /// 401/403 from PeopleSoft, where every further request could lock the account.
+    StopStream,
+}
+
+/// An error reported by a [`Source`](crate::Source) or a [`Sink`](crate::Sink).
+///
+/// Its message must never contain a secret: connectors build it from their own errors, which
+/// redact credentials.
+#[derive(Debug, thiserror::Error)]
+pub struct ConnectorError {
+    kind: FailureKind,
+    message: String,
+    #[source]
+    source: Option<BoxError>,
+}
+
+impl ConnectorError {
+    /// A new error of the given kind.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A transient error.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Transient, message)
+    }
+
+    /// A permanent error.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Permanent, message)
+    }
+
+    /// An error that stops the stream for this cycle.
+    pub fn stop_stream(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::StopStream, message)
+    }
+
+    /// Attaches the underlying error.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// How the engine treats this error.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
+    }
+
+    /// The message, without the source chain.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The message followed by every source in the chain, `: `-separated.
+    pub fn full_message(&self) -> String {
+        let mut out = self.message.clone();
+        let mut cur: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|e| e as _);
+        while let Some(e) = cur {
+            let s = e.to_string();
+            if !out.contains(&s) {
+                out.push_str(": ");
+                out.push_str(&s);
+            }
+            cur = e.source();
+        }
+        out
+    }
+}
+
+impl fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Errors of the engine and its stores.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Invalid configuration; the message names the setting.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The checkpoint state could not be read or written; the message names the file or table.
+    #[error("checkpoint state: {0}")]
+    State(String),
+    /// Another process holds the pipeline's lock.
+    #[error("pipeline `{pipeline}` is locked by another process (lock file {path}); stop that process first, or remove the lock file if it is certainly not running")]
+    Locked {
+        /// Pipeline name.
+        pipeline: String,
+        /// The lock file.
+        path: String,
+    },
+    /// The audit log or reject store could not be written or read.
+    #[error("audit: {0}")]
+    Audit(String),
+    /// A connector failed outside any window (for example while preparing the target table).
+    #[error("stream `{stream}`: {source}")]
+    Connector {
+        /// The stream.
+        stream: String,
+        /// The connector error.
+        #[source]
+        source: ConnectorError,
+    },
+    /// An I/O error with the path it concerns.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with the engine [`Error`] by default.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,81 @@
+//! The [`Sink`] trait: writes batches of typed rows idempotently.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConnectorError;
+use crate::schema::TableSchema;
+use crate::value::Row;
+use crate::window::Window;
+
+/// A batch of rows for one table, already deduplicated by key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Rows aligned with the schema passed to [`Sink::write`] (lineage columns included).
+    pub rows: Vec<Row>,
+    /// The window the rows were read for.
+    pub window: Window,
+    /// The run that produced the batch.
+    pub run_id: String,
+    /// The stream name.
+    pub stream: String,
+}
+
+/// What the sink confirms after a batch is durably written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Identifiers of the statements or transactions that wrote the batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statement_ids: Vec<String>,
+    /// Rows the sink accepted (inserted + updated + unchanged).
+    pub rows_written: u64,
+    /// Rows inserted, when the sink knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inserted: Option<u64>,
+    /// Rows updated, when the sink knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<u64>,
+}
+
+impl Receipt {
+    /// Adds another receipt's counts and ids to this one.
+    pub fn absorb(&mut self, other: Receipt) {
+        self.statement_ids.extend(other.statement_ids);
+        self.rows_written += other.rows_written;
+        self.inserted = add_opt(self.inserted, other.inserted);
+        self.updated = add_opt(self.updated, other.updated);
+    }
+}
+
+fn add_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    }
+}
+
+/// A destination for typed rows.
+///
+/// Contract the engine relies on:
+/// - [`write`](Sink::write) is idempotent for [`WriteMode::Upsert`](crate::WriteMode::Upsert):
+///   writing the same batch twice leaves the table as writing it once.
+/// - `Ok(receipt)` means the rows are durably committed; the engine advances the checkpoint
+///   only after that.
+///
+/// The trait is object-safe: pipelines hold `Arc<dyn Sink>`.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Creates the target table if needed and adds missing columns. Called once per stream per
+    /// cycle, before any write. `schema` includes the lineage columns.
+    async fn prepare(&self, schema: &TableSchema) -> Result<(), ConnectorError>;
+
+    /// Writes one batch and returns what was written.
+    async fn write(&self, schema: &TableSchema, batch: &Batch) -> Result<Receipt, ConnectorError>;
+
+    /// Counts target rows whose cursor column is in `window`, for completeness checks.
+    /// `Ok(None)` means the sink cannot count.
+    async fn count(&self, schema: &TableSchema, window: Window) -> Result<Option<u64>, ConnectorError> {
+        let _ = (schema, window);
+        Ok(None)
+    }
+}

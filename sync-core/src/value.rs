@@ -1,0 +1,281 @@
+//! Typed values, column types and rows: what a [`Mapper`](crate::Mapper) produces and a
+//! [`Sink`](crate::Sink) writes.
+//!
+//! Money is [`rust_decimal::Decimal`], never `f64`. Timestamps are UTC.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// A source record as it arrives: field name → JSON value.
+///
+/// PeopleSoft and Databricks both deliver rows as flat JSON objects, so this is the common
+/// currency between a [`Source`](crate::Source) and a [`Mapper`](crate::Mapper).
+pub type Record = serde_json::Map<String, serde_json::Value>;
+
+/// One typed row, aligned with [`TableSchema::columns`](crate::TableSchema::columns).
+pub type Row = Vec<Value>;
+
+/// A typed value of one of the supported [`ColumnType`]s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// `STRING`.
+    String(String),
+    /// `INT` (32-bit).
+    Int(i32),
+    /// `BIGINT` (64-bit).
+    BigInt(i64),
+    /// `DECIMAL(p,s)`: exact, never rounded through binary floating point.
+    Decimal(Decimal),
+    /// `DOUBLE`: only for values that really are measurements, never money.
+    Double(f64),
+    /// `BOOLEAN`.
+    Bool(bool),
+    /// `DATE`.
+    Date(NaiveDate),
+    /// `TIMESTAMP`, always UTC.
+    Timestamp(DateTime<Utc>),
+}
+
+impl Value {
+    /// True for [`Value::Null`].
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The value as a cursor position, when it can be one (timestamps, and dates at midnight UTC).
+    pub fn as_cursor(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Value::Timestamp(t) => Some(*t),
+            Value::Date(d) => Some(d.and_hms_opt(0, 0, 0)?.and_utc()),
+            _ => None,
+        }
+    }
+
+    /// Writes a canonical, type-tagged text form used for row hashing and comparisons.
+    ///
+    /// Two values are equal exactly when their canonical forms are equal (decimals are
+    /// normalised, so `1.50` and `1.5` hash alike).
+    pub fn write_canonical(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        match self {
+            Value::Null => out.push_str("N;"),
+            Value::String(s) => {
+                let _ = write!(out, "S{}:{s};", s.len());
+            }
+            Value::Int(v) => {
+                let _ = write!(out, "I{v};");
+            }
+            Value::BigInt(v) => {
+                let _ = write!(out, "L{v};");
+            }
+            Value::Decimal(d) => {
+                let _ = write!(out, "D{};", d.normalize());
+            }
+            Value::Double(v) => {
+                let _ = write!(out, "F{};", v.to_bits());
+            }
+            Value::Bool(b) => out.push_str(if *b { "B1;" } else { "B0;" }),
+            Value::Date(d) => {
+                let _ = write!(out, "T{d};");
+            }
+            Value::Timestamp(t) => {
+                let _ = write!(out, "Z{};", t.timestamp_micros());
+            }
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    /// A human-readable rendering (for messages and text destinations). Timestamps print as
+    /// RFC 3339 with microseconds and `Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::String(s) => f.write_str(s),
+            Value::Int(v) => write!(f, "{v}"),
+            Value::BigInt(v) => write!(f, "{v}"),
+            Value::Decimal(d) => write!(f, "{d}"),
+            Value::Double(v) => write!(f, "{v}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Date(d) => write!(f, "{d}"),
+            Value::Timestamp(t) => {
+                write!(f, "{}", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            }
+        }
+    }
+}
+
+/// A destination column type (Databricks SQL names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ColumnType {
+    /// `STRING`.
+    String,
+    /// `BIGINT`.
+    BigInt,
+    /// `INT`.
+    Int,
+    /// `DECIMAL(precision, scale)`; precision 1..=38, scale ≤ precision.
+    Decimal {
+        /// Total number of digits.
+        precision: u8,
+        /// Digits after the decimal point.
+        scale: u8,
+    },
+    /// `DOUBLE`.
+    Double,
+    /// `BOOLEAN`.
+    Boolean,
+    /// `DATE`.
+    Date,
+    /// `TIMESTAMP` (UTC instant).
+    Timestamp,
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ColumnType::String => f.write_str("STRING"),
+            ColumnType::BigInt => f.write_str("BIGINT"),
+            ColumnType::Int => f.write_str("INT"),
+            ColumnType::Decimal { precision, scale } => write!(f, "DECIMAL({precision},{scale})"),
+            ColumnType::Double => f.write_str("DOUBLE"),
+            ColumnType::Boolean => f.write_str("BOOLEAN"),
+            ColumnType::Date => f.write_str("DATE"),
+            ColumnType::Timestamp => f.write_str("TIMESTAMP"),
+        }
+    }
+}
+
+/// Error for a column type name that is not one of the supported types.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported column type `{input}`: {reason} (expected STRING, BIGINT, INT, DECIMAL(p,s), DOUBLE, BOOLEAN, DATE or TIMESTAMP)")]
+pub struct ColumnTypeError {
+    /// The text that was given.
+    pub input: String,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+impl FromStr for ColumnType {
+    type Err = ColumnTypeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason: &str| ColumnTypeError {
+            input: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let t = s.trim().to_ascii_uppercase();
+        let simple = match t.as_str() {
+            "STRING" => Some(ColumnType::String),
+            "BIGINT" | "LONG" => Some(ColumnType::BigInt),
+            "INT" | "INTEGER" => Some(ColumnType::Int),
+            "DOUBLE" => Some(ColumnType::Double),
+            "BOOLEAN" => Some(ColumnType::Boolean),
+            "DATE" => Some(ColumnType::Date),
+            "TIMESTAMP" => Some(ColumnType::Timestamp),
+            "DECIMAL" => Some(ColumnType::Decimal {
+                precision: 10,
+                scale: 0,
+            }),
+            _ => None,
+        };
+        if let Some(simple) = simple {
+            return Ok(simple);
+        }
+        let inner = t
+            .strip_prefix("DECIMAL")
+            .map(str::trim_start)
+            .and_then(|r| r.strip_prefix('('))
+            .and_then(|r| r.strip_suffix(')'))
+            .ok_or_else(|| err("unknown type"))?;
+        let mut parts = inner.split(',').map(str::trim);
+        let precision: u8 = parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| err("precision is not a number"))?;
+        let scale: u8 = match parts.next() {
+            Some(p) => p.parse().map_err(|_| err("scale is not a number"))?,
+            None => 0,
+        };
+        if parts.next().is_some() {
+            return Err(err("too many arguments"));
+        }
+        if !(1..=38).contains(&precision) {
+            return Err(err("precision must be between 1 and 38"));
+        }
+        if scale > precision {
+            return Err(err("scale must not exceed precision"));
+        }
+        Ok(ColumnType::Decimal { precision, scale })
+    }
+}
+
+impl Serialize for ColumnType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ColumnType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_types_round_trip_through_text() {
+        for t in [
+            "STRING",
+            "BIGINT",
+            "INT",
+            "DECIMAL(18,2)",
+            "DECIMAL(38,0)",
+            "DOUBLE",
+            "BOOLEAN",
+            "DATE",
+            "TIMESTAMP",
+        ] {
+            let parsed: ColumnType = t.parse().unwrap();
+            assert_eq!(parsed.to_string(), t);
+        }
+        assert_eq!(
+            "decimal( 9 , 3 )".parse::<ColumnType>().unwrap(),
+            ColumnType::Decimal {
+                precision: 9,
+                scale: 3
+            }
+        );
+    }
+
+    #[test]
+    fn bad_column_types_are_rejected_with_the_input() {
+        for bad in ["DECIMAL(39,2)", "DECIMAL(5,6)", "VARCHAR", "DECIMAL(a,b)", "DECIMAL(1,2,3)"] {
+            let err = bad.parse::<ColumnType>().unwrap_err();
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn canonical_form_normalises_decimals() {
+        let mut a = String::new();
+        let mut b = String::new();
+        Value::Decimal("1.50".parse().unwrap()).write_canonical(&mut a);
+        Value::Decimal("1.5".parse().unwrap()).write_canonical(&mut b);
+        assert_eq!(a, b);
+        let mut c = String::new();
+        Value::String("1.5".into()).write_canonical(&mut c);
+        assert_ne!(a, c);
+    }
+}
