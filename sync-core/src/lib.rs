@@ -12,6 +12,7 @@ pub mod clock;
 pub mod error;
 pub mod http;
 pub mod mapper;
+pub mod mapping;
 pub mod schema;
 pub mod sink;
 pub mod source;
