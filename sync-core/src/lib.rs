@@ -8,7 +8,9 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod audit;
 pub mod clock;
+pub mod convert;
 pub mod error;
 pub mod http;
 pub mod mapper;
@@ -16,12 +18,16 @@ pub mod mapping;
 pub mod schema;
 pub mod sink;
 pub mod source;
+pub mod state;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod value;
 pub mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, ConnectorError, Error, FailureKind, Result};
 pub use mapper::{FieldError, Mapper};
+pub use mapping::Mapping;
 pub use schema::{ColumnDef, TableSchema, WriteMode};
 pub use sink::{Batch, Receipt, Sink};
 pub use source::{Page, PageStream, Source};

@@ -1,0 +1,2 @@
+//! Engine overhead benchmark (placeholder until the engine lands).
+fn main() {}

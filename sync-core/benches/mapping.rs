@@ -1,0 +1,2 @@
+//! Mapping benchmark (placeholder until the mapper lands).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Conversion of PeopleSoft-style source values into typed [`Value`](crate::Value)s.

@@ -1,0 +1,1 @@
+//! Local SQLite destination (feature `sqlite`).

@@ -1,0 +1,461 @@
+//! Checkpoint state: committed cursor intervals and the failed-window queue per
+//! (pipeline, stream), and the stores that keep it.
+//!
+//! State advances only after the sink has confirmed every batch of a window (the engine's
+//! rule); the stores here make that durable. The on-disk format is versioned
+//! ([`STATE_FORMAT_VERSION`]); a state file that cannot be read is an error naming the file,
+//! never a silent restart from zero.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::window::{Coverage, Window};
+
+/// Version of the serialized [`PipelineState`] this build reads and writes.
+pub const STATE_FORMAT_VERSION: u32 = 1;
+
+/// A window that failed and waits to be retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedWindow {
+    /// The window.
+    pub window: Window,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The last error message.
+    pub last_error: String,
+    /// When it first failed.
+    pub first_failed_at: DateTime<Utc>,
+    /// When it last failed.
+    pub last_failed_at: DateTime<Utc>,
+}
+
+impl FailedWindow {
+    /// True once `attempts` reached `max_attempts`: reported loudly, kept in the queue, and
+    /// retried only by an explicit replay.
+    pub fn is_stuck(&self, max_attempts: u32) -> bool {
+        self.attempts >= max_attempts
+    }
+}
+
+/// The state of one stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamState {
+    /// Cursor intervals committed to the sink.
+    #[serde(default)]
+    pub committed: Coverage,
+    /// Windows that failed, sorted by start.
+    #[serde(default)]
+    pub failed: Vec<FailedWindow>,
+    /// When a window of this stream last committed.
+    #[serde(default)]
+    pub last_commit_at: Option<DateTime<Utc>>,
+}
+
+impl StreamState {
+    /// Records a committed window: extends the coverage and drops failed windows now covered.
+    pub fn commit(&mut self, window: Window, at: DateTime<Utc>) {
+        self.committed.insert(window);
+        let committed = &self.committed;
+        self.failed.retain(|f| !committed.covers(&f.window));
+        self.last_commit_at = Some(at);
+    }
+
+    /// Records a failed attempt of `window`.
+    ///
+    /// If the window lies inside a queued failed window (a half of a split replay), that entry
+    /// counts the attempt. Queued windows inside `window` are folded into it.
+    pub fn fail(&mut self, window: Window, error: &str, at: DateTime<Utc>) -> &FailedWindow {
+        if let Some(i) = self
+            .failed
+            .iter()
+            .position(|f| f.window.from <= window.from && window.to <= f.window.to)
+        {
+            let f = &mut self.failed[i];
+            f.attempts += 1;
+            f.last_error = error.to_string();
+            f.last_failed_at = at;
+            return &self.failed[i];
+        }
+        let mut attempts = 0;
+        let mut first = at;
+        self.failed.retain(|f| {
+            let inside = window.from <= f.window.from && f.window.to <= window.to;
+            if inside {
+                attempts = attempts.max(f.attempts);
+                first = first.min(f.first_failed_at);
+            }
+            !inside
+        });
+        self.failed.push(FailedWindow {
+            window,
+            attempts: attempts + 1,
+            last_error: error.to_string(),
+            first_failed_at: first,
+            last_failed_at: at,
+        });
+        self.failed.sort_by_key(|f| f.window);
+        let i = self
+            .failed
+            .iter()
+            .position(|f| f.window == window)
+            .expect("just inserted");
+        &self.failed[i]
+    }
+}
+
+/// The state of every stream of one pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineState {
+    /// Format version ([`STATE_FORMAT_VERSION`]).
+    pub version: u32,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Stream name → state.
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamState>,
+}
+
+impl PipelineState {
+    /// An empty state for `pipeline`.
+    pub fn new(pipeline: &str) -> Self {
+        Self {
+            version: STATE_FORMAT_VERSION,
+            pipeline: pipeline.to_string(),
+            streams: BTreeMap::new(),
+        }
+    }
+
+    /// Parses a serialized state, checking the version. `origin` names the file or table in
+    /// error messages.
+    pub fn from_json(bytes: &[u8], origin: &str) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        let v: VersionOnly = serde_json::from_slice(bytes).map_err(|e| {
+            Error::State(format!(
+                "{origin} is corrupt ({e}); refusing to start from zero. Restore it from a backup, \
+                 or move it away deliberately to reload every stream from its start"
+            ))
+        })?;
+        if v.version != STATE_FORMAT_VERSION {
+            return Err(Error::State(format!(
+                "{origin} has state format version {}, this build reads version {STATE_FORMAT_VERSION}",
+                v.version
+            )));
+        }
+        serde_json::from_slice(bytes).map_err(|e| {
+            Error::State(format!(
+                "{origin} is corrupt ({e}); refusing to start from zero. Restore it from a backup, \
+                 or move it away deliberately to reload every stream from its start"
+            ))
+        })
+    }
+}
+
+/// Where checkpoint state lives.
+///
+/// Implementations must make [`save_stream`](CheckpointStore::save_stream) durable before
+/// returning: the engine treats a returned `Ok` as "this window will not be loaded again".
+#[async_trait]
+pub trait CheckpointStore: Send + Sync {
+    /// Loads the state of `pipeline` (empty if there is none yet). A store may take an
+    /// exclusive lock on the pipeline here and fail with [`Error::Locked`].
+    async fn load(&self, pipeline: &str) -> Result<PipelineState>;
+
+    /// Durably replaces the state of one stream.
+    async fn save_stream(&self, pipeline: &str, stream: &str, state: &StreamState) -> Result<()>;
+}
+
+/// An in-memory store, for tests.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryCheckpointStore {
+    inner: Arc<Mutex<BTreeMap<String, PipelineState>>>,
+}
+
+impl MemoryCheckpointStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for MemoryCheckpointStore {
+    async fn load(&self, pipeline: &str) -> Result<PipelineState> {
+        let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(map
+            .get(pipeline)
+            .cloned()
+            .unwrap_or_else(|| PipelineState::new(pipeline)))
+    }
+
+    async fn save_stream(&self, pipeline: &str, stream: &str, state: &StreamState) -> Result<()> {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(pipeline.to_string())
+            .or_insert_with(|| PipelineState::new(pipeline))
+            .streams
+            .insert(stream.to_string(), state.clone());
+        Ok(())
+    }
+}
+
+/// A directory of state files, one `<pipeline>.state.json` per pipeline.
+///
+/// - Writes are atomic: a temp file is written and fsynced, renamed over the old file, and
+///   the directory is fsynced.
+/// - The first `load` of a pipeline takes an exclusive OS lock on `<pipeline>.lock`, held
+///   until the store is dropped, so a second process (or a second store) on the same pipeline
+///   gets [`Error::Locked`]. The OS releases the lock when a process dies, so a crash never
+///   leaves a stale lock behind.
+#[derive(Debug, Clone)]
+pub struct FileCheckpointStore {
+    inner: Arc<FileStoreInner>,
+}
+
+#[derive(Debug)]
+struct FileStoreInner {
+    dir: PathBuf,
+    pipelines: Mutex<BTreeMap<String, (PipelineState, File)>>,
+}
+
+impl FileCheckpointStore {
+    /// A store in `dir` (created if missing).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            inner: Arc::new(FileStoreInner {
+                dir,
+                pipelines: Mutex::new(BTreeMap::new()),
+            }),
+        })
+    }
+
+    /// The state file of `pipeline`.
+    pub fn state_path(&self, pipeline: &str) -> PathBuf {
+        self.inner.state_path(pipeline)
+    }
+}
+
+impl FileStoreInner {
+    fn state_path(&self, pipeline: &str) -> PathBuf {
+        self.dir.join(format!("{}.state.json", file_stem(pipeline)))
+    }
+
+    fn lock_path(&self, pipeline: &str) -> PathBuf {
+        self.dir.join(format!("{}.lock", file_stem(pipeline)))
+    }
+
+    fn load_locked(&self, pipeline: &str) -> Result<PipelineState> {
+        let mut map = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((state, _)) = map.get(pipeline) {
+            return Ok(state.clone());
+        }
+        let lock_path = self.lock_path(pipeline);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| Error::Io {
+                path: lock_path.display().to_string(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    pipeline: pipeline.to_string(),
+                    path: lock_path.display().to_string(),
+                })
+            }
+            Err(fs::TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    path: lock_path.display().to_string(),
+                    source,
+                })
+            }
+        }
+        let path = self.state_path(pipeline);
+        let state = match fs::read(&path) {
+            Ok(bytes) => {
+                let state = PipelineState::from_json(&bytes, &path.display().to_string())?;
+                if state.pipeline != pipeline {
+                    return Err(Error::State(format!(
+                        "{} belongs to pipeline `{}`, not `{pipeline}`",
+                        path.display(),
+                        state.pipeline
+                    )));
+                }
+                state
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => PipelineState::new(pipeline),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        map.insert(pipeline.to_string(), (state.clone(), lock));
+        Ok(state)
+    }
+
+    fn save_locked(&self, pipeline: &str, stream: &str, stream_state: &StreamState) -> Result<()> {
+        let mut map = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((state, _lock)) = map.get_mut(pipeline) else {
+            return Err(Error::State(format!(
+                "pipeline `{pipeline}` was not loaded (and locked) before saving"
+            )));
+        };
+        let mut next = state.clone();
+        next.streams.insert(stream.to_string(), stream_state.clone());
+        let bytes = serde_json::to_vec_pretty(&next)
+            .map_err(|e| Error::State(format!("cannot serialize state: {e}")))?;
+        let path = self.state_path(pipeline);
+        write_atomic(&path, &bytes)?;
+        *state = next;
+        Ok(())
+    }
+}
+
+fn file_stem(pipeline: &str) -> String {
+    pipeline
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
+/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl CheckpointStore for FileCheckpointStore {
+    async fn load(&self, pipeline: &str) -> Result<PipelineState> {
+        let inner = self.inner.clone();
+        let pipeline = pipeline.to_string();
+        tokio::task::spawn_blocking(move || inner.load_locked(&pipeline))
+            .await
+            .map_err(|e| Error::State(format!("state loader stopped: {e}")))?
+    }
+
+    async fn save_stream(&self, pipeline: &str, stream: &str, state: &StreamState) -> Result<()> {
+        let inner = self.inner.clone();
+        let (pipeline, stream, state) = (pipeline.to_string(), stream.to_string(), state.clone());
+        tokio::task::spawn_blocking(move || inner.save_locked(&pipeline, &stream, &state))
+            .await
+            .map_err(|e| Error::State(format!("state writer stopped: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+
+    fn t(h: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::hours(h)
+    }
+    fn w(a: i64, b: i64) -> Window {
+        Window::new(t(a), t(b))
+    }
+
+    #[test]
+    fn failing_a_half_counts_against_the_queued_window() {
+        let mut s = StreamState::default();
+        assert_eq!(s.fail(w(0, 4), "boom", t(5)).attempts, 1);
+        assert_eq!(s.fail(w(0, 2), "boom again", t(6)).attempts, 2);
+        assert_eq!(s.failed.len(), 1);
+        assert_eq!(s.failed[0].last_error, "boom again");
+        s.commit(w(0, 2), t(7));
+        assert_eq!(s.failed.len(), 1, "half committed, other half still owed");
+        s.commit(w(2, 4), t(7));
+        assert!(s.failed.is_empty());
+    }
+
+    #[test]
+    fn failing_a_wider_window_folds_queued_ones() {
+        let mut s = StreamState::default();
+        s.fail(w(0, 1), "a", t(5));
+        s.fail(w(0, 1), "a", t(5));
+        s.fail(w(2, 3), "b", t(5));
+        let f = s.fail(w(0, 4), "c", t(6)).clone();
+        assert_eq!(f.attempts, 3);
+        assert_eq!(s.failed.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn file_store_round_trips_and_is_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpointStore::open(dir.path()).unwrap();
+        let mut st = store.load("p").await.unwrap();
+        assert!(st.streams.is_empty());
+        let mut s = StreamState::default();
+        s.commit(w(0, 3), t(4));
+        store.save_stream("p", "vendors", &s).await.unwrap();
+        drop(store);
+        let store = FileCheckpointStore::open(dir.path()).unwrap();
+        st = store.load("p").await.unwrap();
+        assert_eq!(st.streams["vendors"], s);
+        assert!(!dir.path().join("p.state.tmp").exists());
+    }
+
+    #[tokio::test]
+    async fn second_store_on_same_pipeline_is_locked_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = FileCheckpointStore::open(dir.path()).unwrap();
+        a.load("payroll").await.unwrap();
+        let b = FileCheckpointStore::open(dir.path()).unwrap();
+        let err = b.load("payroll").await.unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("payroll.lock"), "{err}");
+        // Another pipeline in the same directory is fine.
+        b.load("vendors").await.unwrap();
+        // Dropping the holder releases the lock.
+        drop(a);
+        b.load("payroll").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn corrupt_state_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("p.state.json"), b"{\"version\":1,\"pipeline\":\"p\",\"streams\":{\"x\":").unwrap();
+        let store = FileCheckpointStore::open(dir.path()).unwrap();
+        let err = store.load("p").await.unwrap_err().to_string();
+        assert!(err.contains("p.state.json") && err.contains("corrupt"), "{err}");
+
+        fs::write(dir.path().join("q.state.json"), b"{\"version\":99,\"pipeline\":\"q\"}").unwrap();
+        let err = store.load("q").await.unwrap_err().to_string();
+        assert!(err.contains("version 99"), "{err}");
+    }
+}

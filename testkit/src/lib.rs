@@ -1,0 +1,1 @@
+//! Stand-ins and sample data for ml-connector tests, examples and benchmarks.
