@@ -11,10 +11,12 @@
 pub mod audit;
 pub mod clock;
 pub mod convert;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod mapper;
 pub mod mapping;
+pub mod memory;
 pub mod schema;
 pub mod sink;
 pub mod source;

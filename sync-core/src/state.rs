@@ -60,11 +60,26 @@ pub struct StreamState {
 }
 
 impl StreamState {
-    /// Records a committed window: extends the coverage and drops failed windows now covered.
+    /// Records a committed window: extends the coverage and removes `window` from the failed
+    /// queue (a queued window it covers in part shrinks to what is still owed).
+    ///
+    /// Only the committed window itself settles a failed one: a failed re-read of an already
+    /// covered range (the lookback) stays queued until that range is read again, because it
+    /// may hold late rows.
     pub fn commit(&mut self, window: Window, at: DateTime<Utc>) {
         self.committed.insert(window);
-        let committed = &self.committed;
-        self.failed.retain(|f| !committed.covers(&f.window));
+        let mut done = Coverage::new();
+        done.insert(window);
+        let mut rest = Vec::with_capacity(self.failed.len());
+        for f in self.failed.drain(..) {
+            for piece in done.gaps(f.window) {
+                rest.push(FailedWindow {
+                    window: piece,
+                    ..f.clone()
+                });
+            }
+        }
+        self.failed = rest;
         self.last_commit_at = Some(at);
     }
 
@@ -399,7 +414,21 @@ mod tests {
         assert_eq!(s.failed[0].last_error, "boom again");
         s.commit(w(0, 2), t(7));
         assert_eq!(s.failed.len(), 1, "half committed, other half still owed");
+        assert_eq!(s.failed[0].window, w(2, 4));
+        assert_eq!(s.failed[0].attempts, 2);
         s.commit(w(2, 4), t(7));
+        assert!(s.failed.is_empty());
+    }
+
+    #[test]
+    fn a_failed_reread_of_covered_range_stays_queued_until_read() {
+        let mut s = StreamState::default();
+        s.commit(w(0, 10), t(10));
+        // The lookback re-read of [8, 10) failed: it may hold late rows.
+        s.fail(w(8, 10), "boom", t(11));
+        s.commit(w(10, 12), t(12));
+        assert_eq!(s.failed.len(), 1, "committing another window must not settle it");
+        s.commit(w(8, 10), t(13));
         assert!(s.failed.is_empty());
     }
 
