@@ -47,3 +47,29 @@ impl Clock for ManualClock {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// A wall clock that follows tokio's clock from a fixed starting point: under a paused tokio
+/// runtime (`start_paused = true`) it moves exactly as `tokio::time` does, so schedules and
+/// blackout windows can be tested without sleeping.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    base: DateTime<Utc>,
+    at: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock reading `start` now.
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        Self {
+            base: start,
+            at: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now() - self.at;
+        self.base + Duration::from_std(elapsed).unwrap_or(Duration::MAX)
+    }
+}

@@ -948,6 +948,7 @@ impl StreamRun<'_> {
 
     /// Appends the row-hash key (for unkeyed streams) and the lineage columns.
     fn complete(&self, mut row: Row) -> Row {
+        row.reserve_exact(crate::mapper::ROW_EXTRA_CAPACITY);
         if self.hash_key {
             row.push(Value::String(row_hash(&row)));
         }
@@ -1167,16 +1168,41 @@ impl StreamRun<'_> {
 struct BatchBuilder<'a> {
     run: &'a StreamRun<'a>,
     rows: Vec<Row>,
-    by_key: HashMap<String, usize>,
+    by_key: HashMap<String, usize, BuildFnv>,
     key: String,
+}
+
+/// FNV-1a for the per-batch key map: keys are short and not attacker-chosen in a way that
+/// matters (a collision only costs a comparison), so SipHash's cost buys nothing here.
+#[derive(Default, Clone, Copy)]
+struct BuildFnv;
+
+struct Fnv(u64);
+
+impl std::hash::BuildHasher for BuildFnv {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
 }
 
 impl<'a> BatchBuilder<'a> {
     fn new(run: &'a StreamRun<'a>) -> Self {
         Self {
             run,
-            rows: Vec::new(),
-            by_key: HashMap::new(),
+            rows: Vec::with_capacity(run.cfg.batch_size.min(65_536)),
+            by_key: HashMap::with_capacity_and_hasher(run.cfg.batch_size.min(65_536), BuildFnv),
             key: String::new(),
         }
     }
@@ -1207,7 +1233,8 @@ impl<'a> BatchBuilder<'a> {
 
     fn take(&mut self) -> Vec<Row> {
         self.by_key.clear();
-        std::mem::take(&mut self.rows)
+        let cap = self.rows.capacity();
+        std::mem::replace(&mut self.rows, Vec::with_capacity(cap))
     }
 }
 

@@ -17,6 +17,7 @@ pub mod http;
 pub mod mapper;
 pub mod mapping;
 pub mod memory;
+pub mod schedule;
 pub mod schema;
 pub mod sink;
 pub mod source;
@@ -26,7 +27,7 @@ pub mod sqlite;
 pub mod value;
 pub mod window;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::{BoxError, ConnectorError, Error, FailureKind, Result};
 pub use mapper::{FieldError, Mapper};
 pub use mapping::Mapping;

@@ -36,10 +36,15 @@ impl std::fmt::Display for FieldError {
     }
 }
 
+/// Spare capacity a mapper should leave in each row for the columns the engine appends (row
+/// hash and lineage), so appending them does not reallocate:
+/// `Vec::with_capacity(schema.columns.len() + ROW_EXTRA_CAPACITY)`.
+pub const ROW_EXTRA_CAPACITY: usize = 4;
+
 /// Turns source records into typed rows for one table.
 ///
-/// `map` is on the hot path (millions of rows); it is synchronous and must not allocate more
-/// than the row it returns on success.
+/// `map` is on the hot path (millions of rows); it is synchronous and should allocate little
+/// beyond the row it returns (see [`ROW_EXTRA_CAPACITY`]).
 pub trait Mapper: Send + Sync {
     /// The table the rows are for, without the engine's lineage columns.
     fn schema(&self) -> &TableSchema;
