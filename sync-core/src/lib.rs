@@ -2,9 +2,61 @@
 //!
 //! The system-neutral half of ml-connector: the [`Source`], [`Sink`] and [`Mapper`] traits, a
 //! resumable incremental engine, checkpoint state, audit, declarative mapping with exact value
-//! conversion, schedules, and the small HTTP plumbing both clients share.
+//! conversion, schedules, and the small HTTP plumbing both clients share. Nothing here knows
+//! about PeopleSoft or Databricks.
 //!
-//! Nothing here knows about PeopleSoft or Databricks.
+//! ```
+//! use std::sync::Arc;
+//! use chrono::{Duration, TimeZone, Utc};
+//! use sync_core::audit::{MemoryAuditLog, MemoryRejectStore};
+//! use sync_core::engine::{Pipeline, StreamConfig, WindowPolicy};
+//! use sync_core::memory::{MemorySink, MemorySource};
+//! use sync_core::state::MemoryCheckpointStore;
+//! use sync_core::{ManualClock, Mapping};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A source: records with a cursor (here in memory; PeopleSoftSource in practice).
+//! let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+//! let source = MemorySource::new("journal");
+//! let record = serde_json::json!({"A.JOURNAL_ID": "JE001", "A.AMOUNT": "1234567.89", "A.DTTM": "2026-01-01-09.30.00.000000"});
+//! source.push(start + Duration::hours(9), record.as_object().unwrap().clone());
+//!
+//! // A mapping is data: source field -> typed column. Money stays exact.
+//! let mapping: Mapping = serde_json::from_value(serde_json::json!({
+//!     "table": "journal_lines", "primary_key": ["journal_id"], "cursor_column": "updated_at",
+//!     "columns": [
+//!         {"column": "journal_id", "source": "JOURNAL_ID", "type": "STRING", "nullable": false},
+//!         {"column": "amount", "source": "AMOUNT", "type": "DECIMAL(18,2)"},
+//!         {"column": "updated_at", "source": "DTTM", "type": "TIMESTAMP"}
+//!     ]
+//! }))?;
+//!
+//! let sink = MemorySink::new(); // DatabricksSink or SqliteSink in practice
+//! let pipeline = Pipeline::builder("finance", Arc::new(sink.clone()))
+//!     .stream(StreamConfig::new("journal", Arc::new(source), Arc::new(mapping.compile()?), WindowPolicy::starting_at(start)))
+//!     .checkpoints(Arc::new(MemoryCheckpointStore::new()))
+//!     .audit(Arc::new(MemoryAuditLog::new()))
+//!     .rejects(Arc::new(MemoryRejectStore::new()))
+//!     .clock(Arc::new(ManualClock::new(start + Duration::days(1))))
+//!     .build()?;
+//!
+//! let report = pipeline.run_cycle().await?;
+//! assert!(report.is_clean());
+//! assert_eq!(sink.len("journal_lines"), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Main pieces
+//! - [`engine`]: [`Pipeline`](engine::Pipeline), windows, truncation bisection, checkpoint
+//!   after commit, replay, stuck windows, graceful stop, `verify`.
+//! - [`state`]: committed intervals and failed-window queue; memory and file stores.
+//! - [`audit`]: one entry per window attempt; reject store.
+//! - [`mapping`] and [`convert`]: declarative mapping, PeopleSoft value formats, exact decimals.
+//! - [`schedule`]: interval / daily / weekly schedules in a named time zone, non-overlapping runner.
+//! - [`http`]: retry policy, token cache, request limiter, auth providers.
+//! - `sqlite` (feature `sqlite`): a local SQLite destination.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -21,9 +73,9 @@ pub mod schedule;
 pub mod schema;
 pub mod sink;
 pub mod source;
-pub mod state;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod state;
 pub mod value;
 pub mod window;
 
