@@ -13,12 +13,14 @@ use crate::source::{Page, PageStream, Source};
 use crate::value::{Record, Row};
 use crate::window::Window;
 
+type CursorRecord = (DateTime<Utc>, Record);
+
 /// Records held in memory, each with a cursor; reads return the records whose cursor is in
 /// the window, in cursor order, `page_size` per page, and report truncation past `row_cap`.
 #[derive(Debug, Clone)]
 pub struct MemorySource {
     name: String,
-    records: Arc<RwLock<Vec<(DateTime<Utc>, Record)>>>,
+    records: Arc<RwLock<Vec<CursorRecord>>>,
     page_size: usize,
     row_cap: Option<usize>,
 }
@@ -65,8 +67,10 @@ impl MemorySource {
 
     fn select(&self, window: Window) -> Vec<Record> {
         let records = self.records.read().unwrap_or_else(|e| e.into_inner());
-        let mut hits: Vec<&(DateTime<Utc>, Record)> =
-            records.iter().filter(|(c, _)| window.contains(*c)).collect();
+        let mut hits: Vec<&CursorRecord> = records
+            .iter()
+            .filter(|(c, _)| window.contains(*c))
+            .collect();
         hits.sort_by_key(|(c, _)| *c);
         hits.into_iter().map(|(_, r)| r.clone()).collect()
     }
@@ -184,9 +188,7 @@ impl Sink for MemorySink {
         if let Some(e) = scripted {
             return Err(e);
         }
-        let keys = schema
-            .key_indexes()
-            .map_err(ConnectorError::permanent)?;
+        let keys = schema.key_indexes().map_err(ConnectorError::permanent)?;
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         let table = tables.get_mut(&schema.name).ok_or_else(|| {
             ConnectorError::permanent(format!("table `{}` was not prepared", schema.name))
@@ -235,8 +237,16 @@ impl Sink for MemorySink {
         })
     }
 
-    async fn count(&self, schema: &TableSchema, window: Window) -> Result<Option<u64>, ConnectorError> {
-        let Some(c) = schema.cursor_column.as_deref().and_then(|c| schema.index_of(c)) else {
+    async fn count(
+        &self,
+        schema: &TableSchema,
+        window: Window,
+    ) -> Result<Option<u64>, ConnectorError> {
+        let Some(c) = schema
+            .cursor_column
+            .as_deref()
+            .and_then(|c| schema.index_of(c))
+        else {
             return Ok(None);
         };
         let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
