@@ -13,8 +13,8 @@ use sync_core::engine::{Pipeline, StreamConfig, WindowPolicy};
 use sync_core::memory::{MemorySink, MemorySource};
 use sync_core::state::MemoryCheckpointStore;
 use sync_core::{
-    Batch, ColumnDef, ColumnType, ConnectorError, FieldError, ManualClock, Mapper, Page, PageStream,
-    Receipt, Record, Row, Sink, Source, TableSchema, Value, Window,
+    Batch, ColumnDef, ColumnType, ConnectorError, FieldError, ManualClock, Mapper, Page,
+    PageStream, Receipt, Record, Row, Sink, Source, TableSchema, Value, Window,
 };
 
 fn main() {
@@ -69,7 +69,10 @@ impl Source for Generated {
                     r
                 })
                 .collect();
-            Ok(Page { records, truncated: false })
+            Ok(Page {
+                records,
+                truncated: false,
+            })
         });
         Box::pin(futures::stream::iter(pages))
     }
@@ -84,7 +87,10 @@ impl Sink for Null {
         Ok(())
     }
     async fn write(&self, _: &TableSchema, b: &Batch) -> Result<Receipt, ConnectorError> {
-        Ok(Receipt { rows_written: b.rows.len() as u64, ..Receipt::default() })
+        Ok(Receipt {
+            rows_written: b.rows.len() as u64,
+            ..Receipt::default()
+        })
     }
 }
 
@@ -92,20 +98,34 @@ impl Sink for Null {
 #[divan::bench(sample_count = 10)]
 fn engine_overhead_100k_rows(bencher: divan::Bencher<'_, '_>) {
     let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let schema = TableSchema {
         name: "t".into(),
-        columns: vec![ColumnDef::new("id", ColumnType::BigInt), ColumnDef::new("updated", ColumnType::Timestamp)],
+        columns: vec![
+            ColumnDef::new("id", ColumnType::BigInt),
+            ColumnDef::new("updated", ColumnType::Timestamp),
+        ],
         primary_key: vec!["id".into()],
         cursor_column: Some("updated".into()),
         write_mode: Default::default(),
     };
     bencher.counter(ItemsCount::new(ROWS)).bench_local(|| {
-        let policy = WindowPolicy { max_window: Duration::days(30), ..WindowPolicy::starting_at(start) };
+        let policy = WindowPolicy {
+            max_window: Duration::days(30),
+            ..WindowPolicy::starting_at(start)
+        };
         let p = Pipeline::builder("bench", Arc::new(Null))
             .stream(
-                StreamConfig::new("s", Arc::new(Generated { start }), Arc::new(Trivial(schema.clone(), start)), policy)
-                    .batch_size(5_000),
+                StreamConfig::new(
+                    "s",
+                    Arc::new(Generated { start }),
+                    Arc::new(Trivial(schema.clone(), start)),
+                    policy,
+                )
+                .batch_size(5_000),
             )
             .checkpoints(Arc::new(MemoryCheckpointStore::new()))
             .audit(Arc::new(MemoryAuditLog::new()))
@@ -123,21 +143,35 @@ fn engine_overhead_100k_rows(bencher: divan::Bencher<'_, '_>) {
 fn memory_to_memory_100k_rows(bencher: divan::Bencher<'_, '_>) {
     let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let src = source(start);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let schema = TableSchema {
         name: "t".into(),
-        columns: vec![ColumnDef::new("id", ColumnType::BigInt), ColumnDef::new("updated", ColumnType::Timestamp)],
+        columns: vec![
+            ColumnDef::new("id", ColumnType::BigInt),
+            ColumnDef::new("updated", ColumnType::Timestamp),
+        ],
         primary_key: vec!["id".into()],
         cursor_column: Some("updated".into()),
         write_mode: Default::default(),
     };
     bencher.counter(ItemsCount::new(ROWS)).bench_local(|| {
         let sink = MemorySink::new();
-        let policy = WindowPolicy { max_window: Duration::days(30), ..WindowPolicy::starting_at(start) };
+        let policy = WindowPolicy {
+            max_window: Duration::days(30),
+            ..WindowPolicy::starting_at(start)
+        };
         let p = Pipeline::builder("bench", Arc::new(sink.clone()))
             .stream(
-                StreamConfig::new("s", Arc::new(src.clone()), Arc::new(Trivial(schema.clone(), start)), policy)
-                    .batch_size(5_000),
+                StreamConfig::new(
+                    "s",
+                    Arc::new(src.clone()),
+                    Arc::new(Trivial(schema.clone(), start)),
+                    policy,
+                )
+                .batch_size(5_000),
             )
             .checkpoints(Arc::new(MemoryCheckpointStore::new()))
             .audit(Arc::new(MemoryAuditLog::new()))

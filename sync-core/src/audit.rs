@@ -158,7 +158,10 @@ impl MemoryAuditLog {
 
     /// Every entry so far.
     pub fn all(&self) -> Vec<AuditEntry> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -458,8 +461,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit/audit.jsonl");
         let log = JsonlAuditLog::new(&path);
-        log.append(&entry("a", 0, 2, 10, Outcome::Committed, 5)).await.unwrap();
-        log.append(&entry("b", 0, 2, 10, Outcome::Failed, 0)).await.unwrap();
+        log.append(&entry("a", 0, 2, 10, Outcome::Committed, 5))
+            .await
+            .unwrap();
+        log.append(&entry("b", 0, 2, 10, Outcome::Failed, 0))
+            .await
+            .unwrap();
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"run_id\":\"cut").unwrap();
         assert_eq!(log.entries("p", None).await.unwrap().len(), 2);

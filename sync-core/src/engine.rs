@@ -481,7 +481,10 @@ impl PipelineBuilder {
         let mut names = std::collections::HashSet::new();
         for s in &self.streams {
             if !names.insert(s.name.clone()) {
-                return Err(Error::Config(format!("stream `{}` is defined twice", s.name)));
+                return Err(Error::Config(format!(
+                    "stream `{}` is defined twice",
+                    s.name
+                )));
             }
             let w = &s.windows;
             if w.max_window <= Duration::zero() || w.min_window <= Duration::zero() {
@@ -532,12 +535,35 @@ impl PipelineBuilder {
 }
 
 enum Msg {
-    Begin { id: u64, planned: Planned, started: DateTime<Utc> },
-    Rows { id: u64, rows: Vec<Row> },
-    End { id: u64, read: u64, rejected: u64 },
-    Split { id: u64, read: u64, halves: (Window, Window) },
-    Fail { id: u64, read: u64, rejected: u64, error: ConnectorError },
-    Abandon { id: u64, read: u64 },
+    Begin {
+        id: u64,
+        planned: Planned,
+        started: DateTime<Utc>,
+    },
+    Rows {
+        id: u64,
+        rows: Vec<Row>,
+    },
+    End {
+        id: u64,
+        read: u64,
+        rejected: u64,
+    },
+    Split {
+        id: u64,
+        read: u64,
+        halves: (Window, Window),
+    },
+    Fail {
+        id: u64,
+        read: u64,
+        rejected: u64,
+        error: ConnectorError,
+    },
+    Abandon {
+        id: u64,
+        read: u64,
+    },
 }
 
 struct Open {
@@ -701,19 +727,20 @@ impl Pipeline {
         let limit = self.options.max_concurrent_streams.max(1);
         let run_id_ref = &run_id;
         let state_ref = &state;
-        let mut reports: Vec<(usize, StreamReport)> = futures::stream::iter(selected.into_iter().enumerate())
-            .map(|(i, cfg)| async move {
-                let r = self
-                    .run_stream(cfg, state_ref, plan, run_id_ref, started_at)
-                    .await;
-                if let Some(p) = &self.progress {
-                    p(&Progress::StreamFinished(r.clone()));
-                }
-                (i, r)
-            })
-            .buffer_unordered(limit)
-            .collect()
-            .await;
+        let mut reports: Vec<(usize, StreamReport)> =
+            futures::stream::iter(selected.into_iter().enumerate())
+                .map(|(i, cfg)| async move {
+                    let r = self
+                        .run_stream(cfg, state_ref, plan, run_id_ref, started_at)
+                        .await;
+                    if let Some(p) = &self.progress {
+                        p(&Progress::StreamFinished(r.clone()));
+                    }
+                    (i, r)
+                })
+                .buffer_unordered(limit)
+                .collect()
+                .await;
         reports.sort_by_key(|(i, _)| *i);
         Ok(CycleReport {
             run_id,
@@ -739,7 +766,10 @@ impl Pipeline {
         let schema = cfg.mapper.schema().with_lineage();
         // `build` validated the key and cursor columns.
         let key_indexes = schema.key_indexes().unwrap_or_default();
-        let cursor_index = schema.cursor_column.as_deref().and_then(|c| schema.index_of(c));
+        let cursor_index = schema
+            .cursor_column
+            .as_deref()
+            .and_then(|c| schema.index_of(c));
         let hash_key = cfg.mapper.schema().primary_key.is_empty();
 
         let (planned, stuck) = plan_windows(&st, cfg, cycle_start, plan);
@@ -815,7 +845,15 @@ impl StreamRun<'_> {
             let id = next_id;
             next_id += 1;
             let started = self.pipeline.clock.now();
-            if tx.send(Msg::Begin { id, planned: p, started }).await.is_err() {
+            if tx
+                .send(Msg::Begin {
+                    id,
+                    planned: p,
+                    started,
+                })
+                .await
+                .is_err()
+            {
                 return;
             }
             let mut pages = cfg.source.read(p.window);
@@ -911,8 +949,14 @@ impl StreamRun<'_> {
                     if halves.0.width() >= cfg.windows.min_window
                         && halves.1.width() >= cfg.windows.min_window
                     {
-                        queue.push_front(Planned { window: halves.1, attempt: p.attempt });
-                        queue.push_front(Planned { window: halves.0, attempt: p.attempt });
+                        queue.push_front(Planned {
+                            window: halves.1,
+                            attempt: p.attempt,
+                        });
+                        queue.push_front(Planned {
+                            window: halves.0,
+                            attempt: p.attempt,
+                        });
                         Msg::Split { id, read, halves }
                     } else {
                         Msg::Fail {
@@ -936,7 +980,12 @@ impl StreamRun<'_> {
                     if self.pipeline.options.stop_stream_on_failure {
                         self.halt.store(true, Ordering::SeqCst);
                     }
-                    Msg::Fail { id, read, rejected, error }
+                    Msg::Fail {
+                        id,
+                        read,
+                        rejected,
+                        error,
+                    }
                 }
                 End::Abandoned => Msg::Abandon { id, read },
             };
@@ -958,13 +1007,22 @@ impl StreamRun<'_> {
         row
     }
 
-    async fn write(&self, mut rx: mpsc::Receiver<Msg>, st: &mut StreamState, report: &mut StreamReport) {
+    async fn write(
+        &self,
+        mut rx: mpsc::Receiver<Msg>,
+        st: &mut StreamState,
+        report: &mut StreamReport,
+    ) {
         let p = self.pipeline;
         let cfg = self.cfg;
         let mut open: HashMap<u64, Open> = HashMap::new();
         while let Some(msg) = rx.recv().await {
             match msg {
-                Msg::Begin { id, planned, started } => {
+                Msg::Begin {
+                    id,
+                    planned,
+                    started,
+                } => {
                     open.insert(
                         id,
                         Open {
@@ -1003,7 +1061,12 @@ impl StreamRun<'_> {
                     report.rows_read += read;
                     report.rows_rejected += rejected;
                     match o.error {
-                        Some(e) => self.failed(st, report, o.planned, o.started, read, rejected, o.receipt, e).await,
+                        Some(e) => {
+                            self.failed(
+                                st, report, o.planned, o.started, read, rejected, o.receipt, e,
+                            )
+                            .await
+                        }
                         None => self.committed(st, report, o, read, rejected).await,
                     }
                 }
@@ -1017,15 +1080,30 @@ impl StreamRun<'_> {
                         halves.0,
                         halves.1
                     );
-                    let entry = self.entry(&o.planned, o.started, read, 0, o.receipt, Outcome::Split, None);
+                    let entry = self.entry(
+                        &o.planned,
+                        o.started,
+                        read,
+                        0,
+                        o.receipt,
+                        Outcome::Split,
+                        None,
+                    );
                     self.append_audit(&entry, report).await;
                 }
-                Msg::Fail { id, read, rejected, error } => {
+                Msg::Fail {
+                    id,
+                    read,
+                    rejected,
+                    error,
+                } => {
                     let Some(o) = open.remove(&id) else { continue };
                     report.rows_read += read;
                     report.rows_rejected += rejected;
-                    self.failed(st, report, o.planned, o.started, read, rejected, o.receipt, error)
-                        .await;
+                    self.failed(
+                        st, report, o.planned, o.started, read, rejected, o.receipt, error,
+                    )
+                    .await;
                 }
                 Msg::Abandon { id, read } => {
                     let Some(o) = open.remove(&id) else { continue };
@@ -1063,7 +1141,15 @@ impl StreamRun<'_> {
             tracing::error!(stream = %self.cfg.name, window = %o.planned.window, "{msg}");
             report.error = Some(msg.clone());
             report.windows_failed += 1;
-            let entry = self.entry(&o.planned, o.started, read, rejected, o.receipt, Outcome::Failed, Some(msg));
+            let entry = self.entry(
+                &o.planned,
+                o.started,
+                read,
+                rejected,
+                o.receipt,
+                Outcome::Failed,
+                Some(msg),
+            );
             self.append_audit(&entry, report).await;
             return;
         }
@@ -1076,7 +1162,15 @@ impl StreamRun<'_> {
             rows_read: read,
             rows_written: o.receipt.rows_written,
         });
-        let entry = self.entry(&o.planned, o.started, read, rejected, o.receipt, Outcome::Committed, None);
+        let entry = self.entry(
+            &o.planned,
+            o.started,
+            read,
+            rejected,
+            o.receipt,
+            Outcome::Committed,
+            None,
+        );
         self.append_audit(&entry, report).await;
     }
 
@@ -1122,7 +1216,15 @@ impl StreamRun<'_> {
             window: planned.window,
             error: message.clone(),
         });
-        let entry = self.entry(&planned, started, read, rejected, receipt, Outcome::Failed, Some(message));
+        let entry = self.entry(
+            &planned,
+            started,
+            read,
+            rejected,
+            receipt,
+            Outcome::Failed,
+            Some(message),
+        );
         self.append_audit(&entry, report).await;
     }
 
@@ -1158,7 +1260,9 @@ impl StreamRun<'_> {
     async fn append_audit(&self, entry: &AuditEntry, report: &mut StreamReport) {
         if let Err(e) = self.pipeline.audit.append(entry).await {
             tracing::error!(stream = %self.cfg.name, "audit entry not written: {e}");
-            report.error.get_or_insert_with(|| format!("audit entry not written: {e}"));
+            report
+                .error
+                .get_or_insert_with(|| format!("audit entry not written: {e}"));
         }
     }
 }
@@ -1258,7 +1362,9 @@ pub fn row_hash(row: &[Value]) -> String {
     let mut b: u64 = 0x6c62_272e_07bb_0142;
     for &byte in text.as_bytes() {
         a = (a ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        b = (b ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+        b = (b ^ u64::from(byte))
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(5);
     }
     format!("{a:016x}{b:016x}")
 }
@@ -1289,7 +1395,12 @@ fn plan_windows(
                 to: range.to.min(cycle_start),
             };
             if range.from < range.to {
-                planned.extend(range.chunks(policy.max_window).into_iter().map(|window| Planned { window, attempt: 1 }));
+                planned.extend(
+                    range
+                        .chunks(policy.max_window)
+                        .into_iter()
+                        .map(|window| Planned { window, attempt: 1 }),
+                );
             }
             return (planned, stuck);
         }
@@ -1334,7 +1445,11 @@ fn plan_windows(
     }
     for r in ranges {
         for gap in queued.gaps(r) {
-            planned.extend(gap.chunks(policy.max_window).into_iter().map(|window| Planned { window, attempt: 1 }));
+            planned.extend(
+                gap.chunks(policy.max_window)
+                    .into_iter()
+                    .map(|window| Planned { window, attempt: 1 }),
+            );
         }
     }
     (planned, stuck)
@@ -1357,7 +1472,10 @@ mod tests {
         assert_ne!(row_hash(&a), row_hash(&b));
         assert_eq!(row_hash(&a).len(), 32);
         // Pinned: the hash is part of the stored data and must never change.
-        assert_eq!(row_hash(&[]), "cbf29ce484222325" .to_string() + "6c62272e07bb0142");
+        assert_eq!(
+            row_hash(&[]),
+            "cbf29ce484222325".to_string() + "6c62272e07bb0142"
+        );
     }
 
     #[test]

@@ -2,7 +2,24 @@
 //!
 //! A [`Mapping`] is plain data (TOML/JSON/YAML-friendly) describing the target table and, per
 //! column, the source field, the type, nullability and simple transforms. Compile it into a
-//! [`MappingMapper`] (the [`Mapper`](crate::Mapper) the engine runs).
+//! [`MappingMapper`] (the [`Mapper`] the engine runs) with [`Mapping::compile`],
+//! which checks the mapping once so mapping a record cannot fail for configuration reasons.
+//!
+//! Values are converted by [`crate::convert`] (PeopleSoft date, datetime, number, flag and
+//! blank habits; exact decimals; zone-less datetimes read in `source_time_zone`, stored as UTC).
+//!
+//! Finding a column's source field in a record, in order:
+//! 1. the exact key (`VENDOR_ID`);
+//! 2. a key with a record-alias prefix (`A.VENDOR_ID`, as PeopleSoft Query names fields);
+//! 3. the same two, ASCII case-insensitively (`vendor_id`, `a.Vendor_Id`).
+//!
+//! When steps 2–3 match more than one key (a join with `A.SETID` and `B.SETID`), the field is
+//! reported as ambiguous rather than guessed: write the source with its alias. The key found is
+//! remembered per column, so later records cost one map lookup per column.
+//!
+//! A missing field is NULL. NULL (missing, JSON `null`, or blank for non-`STRING` types) in a
+//! NOT NULL column, or in a primary-key column, is a field error. Every failing field of a
+//! record is reported, not only the first.
 //!
 //! ```
 //! use sync_core::mapping::Mapping;
@@ -21,12 +38,27 @@
 //!     ]
 //! })).unwrap();
 //! assert_eq!(mapping.schema().columns.len(), 5);
+//!
+//! use sync_core::Mapper;
+//! let mapper = mapping.compile().unwrap();
+//! let record = serde_json::json!({
+//!     "A.SETID": "SHARE", "A.VENDOR_ID": "0000000042", "A.NAME1": " ",
+//!     "A.WTHD_SW": "N", "A.LAST_ACTIVITY_DT": "2026-03-01"
+//! });
+//! let row = mapper.map(record.as_object().unwrap()).unwrap();
+//! assert_eq!(row[2], sync_core::Value::Null); // trimmed blank name
+//! assert_eq!(row[3], sync_core::Value::Bool(false));
 //! ```
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+use crate::convert::{convert, convert_str, ConvertError, SourceTimeZone};
+use crate::mapper::{FieldError, Mapper};
 use crate::schema::{ColumnDef, TableSchema, WriteMode};
-use crate::value::ColumnType;
+use crate::value::{ColumnType, Record, Row, Value};
 
 /// A declarative mapping from source records to one target table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,7 +88,8 @@ pub struct ColumnMapping {
     /// Target column name.
     pub column: String,
     /// Source field name. Matches the record key exactly, or after a record-alias prefix
-    /// (`VENDOR_ID` matches `A.VENDOR_ID`).
+    /// (`VENDOR_ID` matches `A.VENDOR_ID`), or either ASCII case-insensitively; a name that
+    /// matches several alias-prefixed keys is an error for that field (see the module docs).
     pub source: String,
     /// Target type.
     #[serde(rename = "type")]
@@ -118,5 +151,950 @@ impl Mapping {
         self.columns
             .iter_mut()
             .find(|c| c.column.eq_ignore_ascii_case(column))
+    }
+}
+
+/// Why a [`Mapping`] cannot be compiled, or derived from field metadata. The message names the
+/// column or setting at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MappingError {
+    /// The table name is empty.
+    #[error("mapping: `table` is empty")]
+    EmptyTable,
+    /// The mapping has no columns.
+    #[error("mapping for table `{table}`: `columns` is empty")]
+    NoColumns {
+        /// The table.
+        table: String,
+    },
+    /// A column's name or source is empty.
+    #[error("mapping for table `{table}`: column #{index} has an empty {what}")]
+    EmptyName {
+        /// The table.
+        table: String,
+        /// Position of the column (1-based).
+        index: usize,
+        /// `column` or `source`.
+        what: &'static str,
+    },
+    /// Two columns have the same name (ASCII case-insensitive, as Databricks compares names).
+    #[error("mapping for table `{table}`: column `{column}` is mapped twice")]
+    DuplicateColumn {
+        /// The table.
+        table: String,
+        /// The duplicated column.
+        column: String,
+    },
+    /// A column uses a name the engine reserves for its lineage or row-hash columns.
+    #[error("mapping for table `{table}`: column `{column}` is reserved for the engine's lineage columns")]
+    ReservedColumn {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+    },
+    /// A `DECIMAL` scale this library cannot hold exactly.
+    #[error("mapping for table `{table}`: column `{column}` is {column_type}; scales above 28 are not supported (exact decimals hold at most 28 fraction digits)")]
+    UnsupportedScale {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// Its type.
+        column_type: ColumnType,
+    },
+    /// A `primary_key` entry is not a mapped column.
+    #[error("mapping for table `{table}`: primary_key column `{column}` is not one of the mapped columns")]
+    UnknownKeyColumn {
+        /// The table.
+        table: String,
+        /// The key column.
+        column: String,
+    },
+    /// `cursor_column` is not a mapped column.
+    #[error(
+        "mapping for table `{table}`: cursor_column `{column}` is not one of the mapped columns"
+    )]
+    UnknownCursorColumn {
+        /// The table.
+        table: String,
+        /// The cursor column.
+        column: String,
+    },
+    /// `cursor_column` is not a DATE or TIMESTAMP column.
+    #[error("mapping for table `{table}`: cursor_column `{column}` is {column_type}, but a cursor must be DATE or TIMESTAMP")]
+    CursorColumnType {
+        /// The table.
+        table: String,
+        /// The cursor column.
+        column: String,
+        /// Its type.
+        column_type: ColumnType,
+    },
+    /// `source_time_zone` is not an IANA zone name.
+    #[error("mapping for table `{table}`: source_time_zone `{name}` is not an IANA time zone name (expected e.g. America/Chicago or UTC)")]
+    TimeZone {
+        /// The table.
+        table: String,
+        /// The name given.
+        name: String,
+    },
+    /// A source field type [`Mapping::from_field_metadata`] cannot map.
+    #[error("field `{field}` has type `{field_type}`, which cannot be mapped (expected Character, Long Character, Number, Signed Number, Date, Time or Datetime)")]
+    UnsupportedFieldType {
+        /// The field.
+        field: String,
+        /// Its type.
+        field_type: String,
+    },
+}
+
+/// Metadata of one source field, as PeopleSoft describes it (QAS `FieldProperties`,
+/// `QueryPrompts` or a query's field list): the input of [`Mapping::from_field_metadata`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldMeta {
+    /// Field name, possibly with a record-alias prefix (`A.VOUCHER_ID`).
+    pub name: String,
+    /// PeopleSoft field type: `Character`, `Long Character`, `Number`, `Signed Number`,
+    /// `Date`, `Time` or `Datetime` (ASCII case-insensitive).
+    pub field_type: String,
+    /// Field length (for numbers, the total number of digits).
+    #[serde(default)]
+    pub length: u32,
+    /// Decimal positions (numbers only).
+    #[serde(default)]
+    pub decimals: u32,
+}
+
+impl Mapping {
+    /// Checks the mapping and compiles it into the [`Mapper`] the engine runs.
+    ///
+    /// Rejects (naming the column or setting): an empty table name or column list, empty
+    /// column or source names, duplicate column names (ASCII case-insensitive), the engine's
+    /// reserved lineage column names, `DECIMAL` scales above 28, primary-key and cursor columns
+    /// that are not mapped, a cursor column that is not `DATE` or `TIMESTAMP`, and a
+    /// `source_time_zone` that is not an IANA zone name.
+    pub fn compile(&self) -> Result<MappingMapper, MappingError> {
+        let table = || self.table.clone();
+        if self.table.trim().is_empty() {
+            return Err(MappingError::EmptyTable);
+        }
+        if self.columns.is_empty() {
+            return Err(MappingError::NoColumns { table: table() });
+        }
+        for (i, c) in self.columns.iter().enumerate() {
+            for (what, name) in [("column", &c.column), ("source", &c.source)] {
+                if name.trim().is_empty() {
+                    return Err(MappingError::EmptyName {
+                        table: table(),
+                        index: i + 1,
+                        what,
+                    });
+                }
+            }
+            if self.columns[..i]
+                .iter()
+                .any(|p| p.column.eq_ignore_ascii_case(&c.column))
+            {
+                return Err(MappingError::DuplicateColumn {
+                    table: table(),
+                    column: c.column.clone(),
+                });
+            }
+            if TableSchema::is_engine_column(&c.column) {
+                return Err(MappingError::ReservedColumn {
+                    table: table(),
+                    column: c.column.clone(),
+                });
+            }
+            if let ColumnType::Decimal { scale, .. } = c.column_type {
+                if u32::from(scale) > rust_decimal::Decimal::MAX_SCALE {
+                    return Err(MappingError::UnsupportedScale {
+                        table: table(),
+                        column: c.column.clone(),
+                        column_type: c.column_type,
+                    });
+                }
+            }
+        }
+        let find = |name: &str| {
+            self.columns
+                .iter()
+                .find(|c| c.column.eq_ignore_ascii_case(name))
+        };
+        for k in &self.primary_key {
+            if find(k).is_none() {
+                return Err(MappingError::UnknownKeyColumn {
+                    table: table(),
+                    column: k.clone(),
+                });
+            }
+        }
+        if let Some(cursor) = &self.cursor_column {
+            let c = find(cursor).ok_or_else(|| MappingError::UnknownCursorColumn {
+                table: table(),
+                column: cursor.clone(),
+            })?;
+            if !matches!(c.column_type, ColumnType::Date | ColumnType::Timestamp) {
+                return Err(MappingError::CursorColumnType {
+                    table: table(),
+                    column: cursor.clone(),
+                    column_type: c.column_type,
+                });
+            }
+        }
+        let zone = match &self.source_time_zone {
+            None => SourceTimeZone::utc(),
+            Some(name) => {
+                SourceTimeZone::from_name(name.trim()).map_err(|_| MappingError::TimeZone {
+                    table: table(),
+                    name: name.clone(),
+                })?
+            }
+        };
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| CompiledColumn {
+                in_key: self
+                    .primary_key
+                    .iter()
+                    .any(|k| k.eq_ignore_ascii_case(&c.column)),
+                required: !c.nullable,
+                column: c.column.clone(),
+                source: c.source.clone(),
+                column_type: c.column_type,
+                transforms: c.transforms.clone(),
+                resolved: OnceLock::new(),
+            })
+            .collect();
+        Ok(MappingMapper {
+            schema: self.schema(),
+            columns,
+            zone,
+            layout: OnceLock::new(),
+        })
+    }
+
+    /// Derives a mapping from source field metadata: one nullable column per field, named in
+    /// snake_case after the record-alias prefix is stripped (`A.VOUCHER_ID` → `voucher_id`),
+    /// with the source set to the field name as given.
+    ///
+    /// Types: `Character`, `Long Character` and `Time` → `STRING` (Databricks has no time-of-day
+    /// type); `Number`/`Signed Number` with decimals → `DECIMAL(length, decimals)` (precision
+    /// capped at 38); without decimals → `INT` up to 9 digits, `BIGINT` up to 18, else
+    /// `DECIMAL(length, 0)`; `Date` → `DATE`; `Datetime` → `TIMESTAMP`. Other types (`Image`,
+    /// `File`, ...) are an error naming the field; leave such fields out.
+    ///
+    /// When two fields have the same name under different aliases (`A.SETID`, `B.SETID`), the
+    /// first keeps the plain name and later ones get their alias as a prefix (`b_setid`). The
+    /// primary key, cursor column, time zone and transforms are left for the caller to set.
+    ///
+    /// ```
+    /// use sync_core::mapping::{FieldMeta, Mapping};
+    /// use sync_core::ColumnType;
+    ///
+    /// let meta = |name: &str, t: &str, length, decimals| FieldMeta {
+    ///     name: name.into(), field_type: t.into(), length, decimals,
+    /// };
+    /// let m = Mapping::from_field_metadata("vouchers", &[
+    ///     meta("A.VOUCHER_ID", "Character", 8, 0),
+    ///     meta("A.GROSS_AMT", "Signed Number", 26, 3),
+    ///     meta("A.INVOICE_DT", "Date", 10, 0),
+    /// ]).unwrap();
+    /// assert_eq!(m.columns[1].column, "gross_amt");
+    /// assert_eq!(m.columns[1].column_type, ColumnType::Decimal { precision: 26, scale: 3 });
+    /// ```
+    pub fn from_field_metadata(
+        table: impl Into<String>,
+        fields: &[FieldMeta],
+    ) -> Result<Mapping, MappingError> {
+        let mut columns: Vec<ColumnMapping> = Vec::with_capacity(fields.len());
+        for f in fields {
+            let column_type = field_column_type(f)?;
+            let (alias, bare) = split_alias(f.name.trim());
+            let mut column = snake_case(bare);
+            let taken = |name: &str, cols: &[ColumnMapping]| {
+                cols.iter().any(|c| c.column.eq_ignore_ascii_case(name))
+            };
+            if taken(&column, &columns) {
+                if let Some(alias) = alias {
+                    column = format!("{}_{column}", snake_case(alias));
+                }
+                let base = column.clone();
+                let mut n = 2;
+                while taken(&column, &columns) {
+                    column = format!("{base}_{n}");
+                    n += 1;
+                }
+            }
+            columns.push(ColumnMapping {
+                column,
+                source: f.name.trim().to_string(),
+                column_type,
+                nullable: true,
+                transforms: Vec::new(),
+            });
+        }
+        Ok(Mapping {
+            table: table.into(),
+            columns,
+            primary_key: Vec::new(),
+            cursor_column: None,
+            write_mode: WriteMode::Upsert,
+            source_time_zone: None,
+        })
+    }
+}
+
+fn field_column_type(f: &FieldMeta) -> Result<ColumnType, MappingError> {
+    let t = f.field_type.trim();
+    let is = |name: &str| t.eq_ignore_ascii_case(name);
+    Ok(if is("Character") || is("Long Character") || is("Time") {
+        ColumnType::String
+    } else if is("Number") || is("Signed Number") {
+        let decimals = f.decimals.min(38);
+        let precision = f.length.max(decimals).clamp(1, 38);
+        if decimals > 0 {
+            ColumnType::Decimal {
+                precision: precision as u8,
+                scale: decimals as u8,
+            }
+        } else if f.length <= 9 {
+            ColumnType::Int
+        } else if f.length <= 18 {
+            ColumnType::BigInt
+        } else {
+            ColumnType::Decimal {
+                precision: precision as u8,
+                scale: 0,
+            }
+        }
+    } else if is("Date") {
+        ColumnType::Date
+    } else if is("Datetime") || is("DateTime") {
+        ColumnType::Timestamp
+    } else {
+        return Err(MappingError::UnsupportedFieldType {
+            field: f.name.clone(),
+            field_type: f.field_type.clone(),
+        });
+    })
+}
+
+/// `A.VENDOR_ID` → (`Some("A")`, `VENDOR_ID`). An alias is a non-empty run of ASCII letters,
+/// digits or `_` before the first `.`.
+fn split_alias(name: &str) -> (Option<&str>, &str) {
+    match name.split_once('.') {
+        Some((alias, rest))
+            if !alias.is_empty()
+                && !rest.is_empty()
+                && alias
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            (Some(alias), rest)
+        }
+        _ => (None, name),
+    }
+}
+
+fn snake_case(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A compiled [`Mapping`]: the [`Mapper`] the engine runs.
+///
+/// Cheap to share across threads (`Send + Sync`); mapping a record allocates only the row and
+/// its `STRING` values (plus error details for a failing record).
+#[derive(Debug)]
+pub struct MappingMapper {
+    schema: TableSchema,
+    columns: Vec<CompiledColumn>,
+    zone: SourceTimeZone,
+    /// The key layout of the first record, used while later records have the same keys.
+    layout: OnceLock<Option<RecordLayout>>,
+}
+
+/// Where each record key goes, in the record's iteration order. Records of one query have the
+/// same keys, so after the first record a row is mapped in a single pass over the record with
+/// one key comparison per field, instead of one map lookup per column.
+#[derive(Debug)]
+struct RecordLayout {
+    keys: Vec<Box<str>>,
+    /// Per record key: the column it fills, or `usize::MAX` for keys no column uses.
+    column_of: Vec<usize>,
+    /// Columns whose field is absent from this layout.
+    absent: Vec<usize>,
+    /// `(key position, column)` for further columns filled from an already used key.
+    shared: Vec<(usize, usize)>,
+}
+
+const UNUSED: usize = usize::MAX;
+
+#[derive(Debug)]
+struct CompiledColumn {
+    column: String,
+    source: String,
+    column_type: ColumnType,
+    required: bool,
+    in_key: bool,
+    transforms: Vec<Transform>,
+    /// The record key found by alias or case-insensitive matching, remembered after the first
+    /// record; when a later record lacks it, the field is looked up afresh for that record.
+    resolved: OnceLock<Box<str>>,
+}
+
+enum Lookup<'r> {
+    Found(&'r str, &'r serde_json::Value),
+    Missing,
+    Ambiguous(String),
+}
+
+/// A value between transforms.
+enum Work<'a> {
+    Missing,
+    Null,
+    Json(&'a serde_json::Value),
+    Text(Cow<'a, str>),
+}
+
+/// Longest value text kept in a [`FieldError`].
+const ERROR_VALUE_CHARS: usize = 200;
+
+impl MappingMapper {
+    /// The zone in which zone-less datetimes are read.
+    pub fn source_time_zone(&self) -> &SourceTimeZone {
+        &self.zone
+    }
+
+    fn lookup<'r>(&self, col: &CompiledColumn, record: &'r Record) -> Lookup<'r> {
+        if let Some(key) = col.resolved.get() {
+            if let Some((k, v)) = record.get_key_value(&**key) {
+                return Lookup::Found(k, v);
+            }
+        }
+        if let Some((k, v)) = record.get_key_value(col.source.as_str()) {
+            return Lookup::Found(k, v);
+        }
+        self.search(col, record)
+    }
+
+    #[cold]
+    fn search<'r>(&self, col: &CompiledColumn, record: &'r Record) -> Lookup<'r> {
+        let (_, want) = split_alias(&col.source);
+        let by_alias: Vec<(&String, &serde_json::Value)> = record
+            .iter()
+            .filter(|(k, _)| split_alias(k).1 == want)
+            .collect();
+        let candidates = if by_alias.is_empty() {
+            record
+                .iter()
+                .filter(|(k, _)| {
+                    k.eq_ignore_ascii_case(&col.source)
+                        || split_alias(k).1.eq_ignore_ascii_case(want)
+                })
+                .collect()
+        } else {
+            by_alias
+        };
+        match candidates.as_slice() {
+            [] => Lookup::Missing,
+            [(k, v)] => {
+                let _ = col.resolved.set(k.as_str().into());
+                Lookup::Found(k, v)
+            }
+            many => Lookup::Ambiguous(format!(
+                "ambiguous: the record has {}; name one of them as the source",
+                many.iter()
+                    .map(|(k, _)| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    fn map_column(&self, col: &CompiledColumn, record: &Record) -> Result<Value, FieldError> {
+        match self.lookup(col, record) {
+            Lookup::Found(k, v) => self.convert_column(col, k, Some(v)),
+            Lookup::Missing => self.convert_column(col, &col.source, None),
+            Lookup::Ambiguous(reason) => Err(field_error(col, &col.source, None, reason)),
+        }
+    }
+
+    /// Builds the layout from a record in which every column's field was found unambiguously
+    /// (or is absent).
+    fn build_layout(&self, record: &Record) -> Option<RecordLayout> {
+        let keys: Vec<Box<str>> = record.keys().map(|k| k.as_str().into()).collect();
+        let mut column_of = vec![UNUSED; keys.len()];
+        let mut absent = Vec::new();
+        let mut shared = Vec::new();
+        for (ci, col) in self.columns.iter().enumerate() {
+            match self.lookup(col, record) {
+                Lookup::Found(k, _) => {
+                    let pos = keys.iter().position(|x| **x == *k)?;
+                    if column_of[pos] == UNUSED {
+                        column_of[pos] = ci;
+                    } else {
+                        shared.push((pos, ci));
+                    }
+                }
+                Lookup::Missing => absent.push(ci),
+                Lookup::Ambiguous(_) => return None,
+            }
+        }
+        Some(RecordLayout {
+            keys,
+            column_of,
+            absent,
+            shared,
+        })
+    }
+
+    /// Maps a record with the layout; `None` when the record's keys differ from it.
+    fn map_with_layout(
+        &self,
+        layout: &RecordLayout,
+        record: &Record,
+    ) -> Option<Result<Row, Vec<FieldError>>> {
+        if record.len() != layout.keys.len() {
+            return None;
+        }
+        let mut row = vec![Value::Null; self.columns.len()];
+        let mut errors: Vec<(usize, FieldError)> = Vec::new();
+        for ((k, v), (want, &ci)) in record.iter().zip(layout.keys.iter().zip(&layout.column_of)) {
+            if k.as_str() != &**want {
+                return None;
+            }
+            if ci == UNUSED {
+                continue;
+            }
+            match self.convert_column(&self.columns[ci], k, Some(v)) {
+                Ok(value) => row[ci] = value,
+                Err(e) => errors.push((ci, e)),
+            }
+        }
+        for &(pos, ci) in &layout.shared {
+            if let Some((k, v)) = record.iter().nth(pos) {
+                match self.convert_column(&self.columns[ci], k, Some(v)) {
+                    Ok(value) => row[ci] = value,
+                    Err(e) => errors.push((ci, e)),
+                }
+            }
+        }
+        for &ci in &layout.absent {
+            let col = &self.columns[ci];
+            match self.convert_column(col, &col.source, None) {
+                Ok(value) => row[ci] = value,
+                Err(e) => errors.push((ci, e)),
+            }
+        }
+        Some(if errors.is_empty() {
+            Ok(row)
+        } else {
+            errors.sort_by_key(|(ci, _)| *ci);
+            Err(errors.into_iter().map(|(_, e)| e).collect())
+        })
+    }
+
+    fn map_by_lookup(&self, record: &Record) -> Result<Row, Vec<FieldError>> {
+        let mut row = Vec::with_capacity(self.columns.len());
+        let mut errors = Vec::new();
+        for col in &self.columns {
+            match self.map_column(col, record) {
+                Ok(v) => row.push(v),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(row)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn convert_column(
+        &self,
+        col: &CompiledColumn,
+        field: &str,
+        raw: Option<&serde_json::Value>,
+    ) -> Result<Value, FieldError> {
+        let converted = if col.transforms.is_empty() {
+            match raw {
+                Some(v) => convert(v, col.column_type, &self.zone),
+                None => Ok(Value::Null),
+            }
+        } else {
+            let mut work = match raw {
+                Some(v) => Work::from_json(v),
+                None => Work::Missing,
+            };
+            for t in &col.transforms {
+                work = work.apply(t);
+            }
+            match work {
+                Work::Missing | Work::Null => Ok(Value::Null),
+                Work::Json(v) => convert(v, col.column_type, &self.zone),
+                Work::Text(t) => convert_str(&t, col.column_type, &self.zone),
+            }
+        };
+        match converted {
+            Ok(Value::Null) if col.required || col.in_key => {
+                let reason = match (raw, col.in_key) {
+                    (None, true) => {
+                        "missing from the record, but the column is part of the primary key"
+                    }
+                    (None, false) => "missing from the record, but the column is NOT NULL",
+                    (Some(_), true) => "NULL or blank, but the column is part of the primary key",
+                    (Some(_), false) => "NULL or blank, but the column is NOT NULL",
+                };
+                Err(field_error(col, field, raw, reason.to_string()))
+            }
+            Ok(v) => Ok(v),
+            Err(e) => Err(field_error(col, field, raw, ConvertError::into_reason(e))),
+        }
+    }
+}
+
+fn field_error(
+    col: &CompiledColumn,
+    field: &str,
+    raw: Option<&serde_json::Value>,
+    reason: String,
+) -> FieldError {
+    FieldError {
+        column: col.column.clone(),
+        field: field.to_string(),
+        value: raw.map(value_text),
+        reason,
+    }
+}
+
+/// The value as text for an error message: strings as they are, other JSON as JSON, cut at
+/// [`ERROR_VALUE_CHARS`] characters.
+fn value_text(v: &serde_json::Value) -> String {
+    let text = match v {
+        serde_json::Value::String(s) => Cow::Borrowed(s.as_str()),
+        other => Cow::Owned(other.to_string()),
+    };
+    match text.char_indices().nth(ERROR_VALUE_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.into_owned(),
+    }
+}
+
+impl<'a> Work<'a> {
+    fn from_json(v: &'a serde_json::Value) -> Self {
+        match v {
+            serde_json::Value::Null => Work::Null,
+            serde_json::Value::String(s) => Work::Text(Cow::Borrowed(s)),
+            other => Work::Json(other),
+        }
+    }
+
+    fn is_blank(&self) -> bool {
+        match self {
+            Work::Missing | Work::Null => true,
+            Work::Text(t) => t.trim().is_empty(),
+            Work::Json(_) => false,
+        }
+    }
+
+    fn apply(self, t: &'a Transform) -> Self {
+        match (t, self) {
+            (Transform::Trim, Work::Text(Cow::Borrowed(s))) => Work::Text(Cow::Borrowed(s.trim())),
+            (Transform::Trim, Work::Text(Cow::Owned(s))) => {
+                Work::Text(Cow::Owned(s.trim().to_string()))
+            }
+            (Transform::Upper, Work::Text(s)) if s.chars().any(char::is_lowercase) => {
+                Work::Text(Cow::Owned(s.to_uppercase()))
+            }
+            (Transform::Lower, Work::Text(s)) if s.chars().any(char::is_uppercase) => {
+                Work::Text(Cow::Owned(s.to_lowercase()))
+            }
+            (Transform::BlankAsNull, w) if w.is_blank() => Work::Null,
+            (Transform::Default(d), w) if w.is_blank() => Work::Text(Cow::Borrowed(d)),
+            (Transform::Map(m), Work::Text(s)) => match m.get(s.as_ref()) {
+                Some(to) => Work::Text(Cow::Borrowed(to)),
+                None => Work::Text(s),
+            },
+            (Transform::Map(m), Work::Json(v)) => {
+                let key = match v {
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::Bool(b) => b.to_string(),
+                    _ => return Work::Json(v),
+                };
+                match m.get(&key) {
+                    Some(to) => Work::Text(Cow::Borrowed(to)),
+                    None => Work::Json(v),
+                }
+            }
+            (_, w) => w,
+        }
+    }
+}
+
+impl Mapper for MappingMapper {
+    fn schema(&self) -> &TableSchema {
+        &self.schema
+    }
+
+    fn map(&self, record: &Record) -> Result<Row, Vec<FieldError>> {
+        let layout = self.layout.get_or_init(|| self.build_layout(record));
+        if let Some(layout) = layout {
+            if let Some(result) = self.map_with_layout(layout, record) {
+                return result;
+            }
+        }
+        self.map_by_lookup(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn mapping(v: serde_json::Value) -> Mapping {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn base() -> serde_json::Value {
+        json!({
+            "table": "t",
+            "primary_key": ["id"],
+            "cursor_column": "updated",
+            "source_time_zone": "Europe/Berlin",
+            "columns": [
+                {"column": "id", "source": "ID", "type": "BIGINT", "nullable": false},
+                {"column": "updated", "source": "LASTUPDDTTM", "type": "TIMESTAMP"},
+                {"column": "amount", "source": "AMT", "type": "DECIMAL(10,2)"}
+            ]
+        })
+    }
+
+    fn compile_err(edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        let mut v = base();
+        edit(&mut v);
+        mapping(v).compile().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn compile_accepts_a_valid_mapping() {
+        let m = mapping(base()).compile().unwrap();
+        assert_eq!(m.schema().columns.len(), 3);
+        assert_eq!(m.source_time_zone().tz(), chrono_tz::Europe::Berlin);
+    }
+
+    #[test]
+    fn compile_rejects_bad_mappings_naming_the_setting() {
+        let e = compile_err(|v| v["columns"][2]["column"] = json!("ID"));
+        assert!(e.contains("column `ID` is mapped twice"), "{e}");
+        let e = compile_err(|v| v["primary_key"] = json!(["id", "nope"]));
+        assert!(e.contains("primary_key column `nope`"), "{e}");
+        let e = compile_err(|v| v["cursor_column"] = json!("missing"));
+        assert!(
+            e.contains("cursor_column `missing` is not one of the mapped columns"),
+            "{e}"
+        );
+        let e = compile_err(|v| v["cursor_column"] = json!("amount"));
+        assert!(
+            e.contains("cursor_column `amount` is DECIMAL(10,2)")
+                && e.contains("DATE or TIMESTAMP"),
+            "{e}"
+        );
+        let e = compile_err(|v| v["source_time_zone"] = json!("CST6CDT-ish"));
+        assert!(e.contains("source_time_zone `CST6CDT-ish`"), "{e}");
+        let e = compile_err(|v| v["columns"][2]["type"] = json!("DECIMAL(38,30)"));
+        assert!(
+            e.contains("column `amount`") && e.contains("scales above 28"),
+            "{e}"
+        );
+        let e = compile_err(|v| v["columns"][2]["column"] = json!("_ml_run_id"));
+        assert!(e.contains("reserved"), "{e}");
+        let e = compile_err(|v| v["columns"][2]["source"] = json!(" "));
+        assert!(e.contains("column #3 has an empty source"), "{e}");
+        let e = compile_err(|v| v["columns"] = json!([]));
+        assert!(e.contains("`columns` is empty"), "{e}");
+        let e = compile_err(|v| v["table"] = json!(""));
+        assert!(e.contains("`table` is empty"), "{e}");
+        // A DATE cursor is fine.
+        let mut v = base();
+        v["columns"][1]["type"] = json!("DATE");
+        mapping(v).compile().unwrap();
+    }
+
+    #[test]
+    fn field_metadata_becomes_typed_snake_case_columns() {
+        let meta = |name: &str, t: &str, length, decimals| FieldMeta {
+            name: name.into(),
+            field_type: t.into(),
+            length,
+            decimals,
+        };
+        let m = Mapping::from_field_metadata(
+            "vendors",
+            &[
+                meta("A.SETID", "Character", 5, 0),
+                meta("A.VENDOR_ID", "Character", 10, 0),
+                meta("B.SETID", "Character", 5, 0),
+                meta("A.DESCR254", "Long Character", 254, 0),
+                meta("A.VNDR_CNT", "Number", 5, 0),
+                meta("A.PROCESS_INSTANCE", "Number", 10, 0),
+                meta("A.BIG", "Number", 31, 0),
+                meta("A.GROSS_AMT", "Signed Number", 26, 3),
+                meta("A.RATE", "Number", 50, 8),
+                meta("A.LAST_ACTIVITY_DT", "Date", 10, 0),
+                meta("A.LASTUPDDTTM", "DateTime", 26, 0),
+                meta("A.START_TM", "Time", 15, 0),
+                meta("ADDR#", "Character", 5, 0),
+            ],
+        )
+        .unwrap();
+        let got: Vec<(String, String, String)> = m
+            .columns
+            .iter()
+            .map(|c| {
+                (
+                    c.column.clone(),
+                    c.source.clone(),
+                    c.column_type.to_string(),
+                )
+            })
+            .collect();
+        let want = [
+            ("setid", "A.SETID", "STRING"),
+            ("vendor_id", "A.VENDOR_ID", "STRING"),
+            ("b_setid", "B.SETID", "STRING"),
+            ("descr254", "A.DESCR254", "STRING"),
+            ("vndr_cnt", "A.VNDR_CNT", "INT"),
+            ("process_instance", "A.PROCESS_INSTANCE", "BIGINT"),
+            ("big", "A.BIG", "DECIMAL(31,0)"),
+            ("gross_amt", "A.GROSS_AMT", "DECIMAL(26,3)"),
+            ("rate", "A.RATE", "DECIMAL(38,8)"),
+            ("last_activity_dt", "A.LAST_ACTIVITY_DT", "DATE"),
+            ("lastupddttm", "A.LASTUPDDTTM", "TIMESTAMP"),
+            ("start_tm", "A.START_TM", "STRING"),
+            ("addr_", "ADDR#", "STRING"),
+        ];
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!((g.0.as_str(), g.1.as_str(), g.2.as_str()), w);
+        }
+        m.compile().unwrap();
+
+        let err = Mapping::from_field_metadata("t", &[meta("A.PHOTO", "Image", 0, 0)]).unwrap_err();
+        assert!(
+            err.to_string().contains("field `A.PHOTO` has type `Image`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn transforms_run_in_order_before_conversion() {
+        let m = mapping(json!({
+            "table": "t",
+            "columns": [
+                {"column": "a", "source": "A", "type": "STRING", "transforms": ["trim", "upper"]},
+                {"column": "b", "source": "B", "type": "STRING", "transforms": ["blank_as_null"]},
+                {"column": "c", "source": "C", "type": "STRING"},
+                {"column": "d", "source": "D", "type": "STRING", "transforms": [{"default": "n/a"}]},
+                {"column": "e", "source": "E", "type": "STRING", "transforms": [{"map": {"A": "Active", "I": "Inactive"}}]},
+                {"column": "f", "source": "F", "type": "DECIMAL(5,2)", "transforms": [{"default": "0"}]},
+                {"column": "g", "source": "G", "type": "STRING", "transforms": ["lower", {"map": {"1": "one"}}]},
+                {"column": "h", "source": "H", "type": "STRING", "transforms": [{"map": {"1": "one"}}]}
+            ]
+        }))
+        .compile()
+        .unwrap();
+        let rec =
+            json!({"A": "  ap01 ", "B": " ", "C": " ", "E": "I", "F": " ", "G": "ABC", "H": 1});
+        let row = m.map(rec.as_object().unwrap()).unwrap();
+        let s = |x: &str| Value::String(x.into());
+        assert_eq!(
+            row,
+            vec![
+                s("AP01"),
+                Value::Null,
+                s(" "),
+                s("n/a"),
+                s("Inactive"),
+                Value::Decimal("0.00".parse().unwrap()),
+                s("abc"),
+                s("one"),
+            ]
+        );
+    }
+
+    #[test]
+    fn ambiguous_alias_matches_are_reported_not_guessed() {
+        let m = mapping(json!({
+            "table": "t",
+            "columns": [
+                {"column": "setid", "source": "SETID", "type": "STRING"},
+                {"column": "b_setid", "source": "B.SETID", "type": "STRING"}
+            ]
+        }))
+        .compile()
+        .unwrap();
+        let rec = json!({"A.SETID": "SHARE", "B.SETID": "US001"});
+        let errs = m.map(rec.as_object().unwrap()).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].column, "setid");
+        assert!(
+            errs[0].reason.contains("`A.SETID`") && errs[0].reason.contains("`B.SETID`"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn one_field_can_fill_several_columns() {
+        let m = mapping(json!({
+            "table": "t",
+            "columns": [
+                {"column": "raw", "source": "STATUS", "type": "STRING"},
+                {"column": "label", "source": "STATUS", "type": "STRING", "transforms": [{"map": {"A": "Active"}}]},
+                {"column": "n", "source": "N", "type": "INT", "nullable": false}
+            ]
+        }))
+        .compile()
+        .unwrap();
+        for _ in 0..2 {
+            let row = m
+                .map(json!({"A.STATUS": "A", "A.N": 1}).as_object().unwrap())
+                .unwrap();
+            assert_eq!(
+                row,
+                vec![
+                    Value::String("A".into()),
+                    Value::String("Active".into()),
+                    Value::Int(1)
+                ]
+            );
+        }
+        let errs = m
+            .map(json!({"A.STATUS": "A", "A.N": "x"}).as_object().unwrap())
+            .unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].column, "n");
+    }
+
+    #[test]
+    fn error_values_are_truncated() {
+        let long = "x".repeat(1000);
+        let t = value_text(&json!(long));
+        assert_eq!(t.chars().count(), ERROR_VALUE_CHARS + 1);
+        assert!(t.ends_with('…'));
+        assert_eq!(value_text(&json!(12.5)), "12.5");
     }
 }

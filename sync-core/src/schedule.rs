@@ -19,7 +19,9 @@ use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc, Weekday,
+};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -114,7 +116,11 @@ fn resolve(tz: Tz, date: NaiveDate, at: NaiveTime) -> DateTime<Utc> {
             tz.from_local_datetime(&shifted)
                 .earliest()
                 .map(|t| t.with_timezone(&Utc))
-                .unwrap_or_else(|| Utc.from_utc_datetime(&(local - Duration::seconds(i64::from(before.fix().local_minus_utc())))))
+                .unwrap_or_else(|| {
+                    Utc.from_utc_datetime(
+                        &(local - Duration::seconds(i64::from(before.fix().local_minus_utc()))),
+                    )
+                })
         }
     }
 }
@@ -136,7 +142,12 @@ impl fmt::Display for Schedule {
             }
             Schedule::Daily { at, tz } => write!(f, "daily {} {tz}", at.format("%H:%M")),
             Schedule::Weekly { day, at, tz } => {
-                write!(f, "weekly {} {} {tz}", day.to_string().to_lowercase(), at.format("%H:%M"))
+                write!(
+                    f,
+                    "weekly {} {} {tz}",
+                    day.to_string().to_lowercase(),
+                    at.format("%H:%M")
+                )
             }
         }
     }
@@ -151,18 +162,25 @@ impl FromStr for Schedule {
             reason: reason.to_string(),
         };
         let parts: Vec<&str> = input.split_whitespace().collect();
-        let time = |s: &str| NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| err("time of day must be HH:MM"));
+        let time = |s: &str| {
+            NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| err("time of day must be HH:MM"))
+        };
         let zone = |s: Option<&&str>| -> Result<Tz, ScheduleError> {
             match s {
                 None => Ok(Tz::UTC),
-                Some(z) => z.parse::<Tz>().map_err(|_| err(&format!("unknown time zone `{z}` (use an IANA name)"))),
+                Some(z) => z
+                    .parse::<Tz>()
+                    .map_err(|_| err(&format!("unknown time zone `{z}` (use an IANA name)"))),
             }
         };
         match parts.first().map(|s| s.to_ascii_lowercase()).as_deref() {
             Some("every") if parts.len() == 2 => {
                 let p = parts[1];
-                let (num, unit) = p.split_at(p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len()));
-                let n: i64 = num.parse().map_err(|_| err("interval must be a whole number with a unit"))?;
+                let (num, unit) =
+                    p.split_at(p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len()));
+                let n: i64 = num
+                    .parse()
+                    .map_err(|_| err("interval must be a whole number with a unit"))?;
                 let every = match unit {
                     "s" => Duration::seconds(n),
                     "m" | "min" => Duration::minutes(n),
@@ -180,7 +198,9 @@ impl FromStr for Schedule {
                 tz: zone(parts.get(2))?,
             }),
             Some("weekly") if (3..=4).contains(&parts.len()) => Ok(Schedule::Weekly {
-                day: parts[1].parse::<Weekday>().map_err(|_| err("unknown day of the week"))?,
+                day: parts[1]
+                    .parse::<Weekday>()
+                    .map_err(|_| err("unknown day of the week"))?,
                 at: time(parts[2])?,
                 tz: zone(parts.get(3))?,
             }),
@@ -197,7 +217,9 @@ impl Serialize for Schedule {
 
 impl<'de> Deserialize<'de> for Schedule {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -211,7 +233,9 @@ pub struct Runner {
 
 impl fmt::Debug for Runner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runner").field("schedule", &self.schedule).finish_non_exhaustive()
+        f.debug_struct("Runner")
+            .field("schedule", &self.schedule)
+            .finish_non_exhaustive()
     }
 }
 
@@ -257,10 +281,24 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        for s in ["every 15m", "every 2h", "every 1d", "every 30s", "daily 02:00 America/Chicago", "weekly sun 03:30 Europe/Berlin"] {
+        for s in [
+            "every 15m",
+            "every 2h",
+            "every 1d",
+            "every 30s",
+            "daily 02:00 America/Chicago",
+            "weekly sun 03:30 Europe/Berlin",
+        ] {
             assert_eq!(s.parse::<Schedule>().unwrap().to_string(), s);
         }
-        for bad in ["every", "every 5x", "daily 25:00", "weekly funday 01:00", "daily 02:00 Mars/Olympus", "hourly"] {
+        for bad in [
+            "every",
+            "every 5x",
+            "daily 25:00",
+            "weekly funday 01:00",
+            "daily 02:00 Mars/Olympus",
+            "hourly",
+        ] {
             let e = bad.parse::<Schedule>().unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }
@@ -269,8 +307,14 @@ mod tests {
     #[test]
     fn interval_runs_on_an_epoch_grid() {
         let s: Schedule = "every 15m".parse().unwrap();
-        assert_eq!(s.next_after(utc(2026, 1, 1, 10, 7)), utc(2026, 1, 1, 10, 15));
-        assert_eq!(s.next_after(utc(2026, 1, 1, 10, 15)), utc(2026, 1, 1, 10, 30));
+        assert_eq!(
+            s.next_after(utc(2026, 1, 1, 10, 7)),
+            utc(2026, 1, 1, 10, 15)
+        );
+        assert_eq!(
+            s.next_after(utc(2026, 1, 1, 10, 15)),
+            utc(2026, 1, 1, 10, 30)
+        );
     }
 
     #[test]
@@ -281,10 +325,16 @@ mod tests {
         // 2026-03-08 02:30 does not exist (02:00 → 03:00): runs at 03:30 EDT = 07:30 UTC.
         assert_eq!(s.next_after(utc(2026, 3, 7, 12, 0)), utc(2026, 3, 8, 7, 30));
         // Summer: UTC-4.
-        assert_eq!(s.next_after(utc(2026, 3, 9, 12, 0)), utc(2026, 3, 10, 6, 30));
+        assert_eq!(
+            s.next_after(utc(2026, 3, 9, 12, 0)),
+            utc(2026, 3, 10, 6, 30)
+        );
         // 2026-11-01 01:30 happens twice: the first (EDT, UTC-4) wins.
         let s: Schedule = "daily 01:30 America/New_York".parse().unwrap();
-        assert_eq!(s.next_after(utc(2026, 10, 31, 12, 0)), utc(2026, 11, 1, 5, 30));
+        assert_eq!(
+            s.next_after(utc(2026, 10, 31, 12, 0)),
+            utc(2026, 11, 1, 5, 30)
+        );
     }
 
     #[test]
@@ -292,7 +342,10 @@ mod tests {
         let s: Schedule = "weekly sun 03:30 Europe/Berlin".parse().unwrap();
         // 2026-01-07 is a Wednesday; next Sunday 2026-01-11 03:30 CET = 02:30 UTC.
         assert_eq!(s.next_after(utc(2026, 1, 7, 0, 0)), utc(2026, 1, 11, 2, 30));
-        assert_eq!(s.next_after(utc(2026, 1, 11, 2, 30)), utc(2026, 1, 18, 2, 30));
+        assert_eq!(
+            s.next_after(utc(2026, 1, 11, 2, 30)),
+            utc(2026, 1, 18, 2, 30)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -307,7 +360,10 @@ mod tests {
             .run(&stop, move || {
                 let (r, st, s2, c) = (r.clone(), st.clone(), s2.clone(), c.clone());
                 async move {
-                    assert!(!r.swap(true, std::sync::atomic::Ordering::SeqCst), "overlap");
+                    assert!(
+                        !r.swap(true, std::sync::atomic::Ordering::SeqCst),
+                        "overlap"
+                    );
                     st.lock().unwrap().push(c.now());
                     // A 25-minute cycle overruns two slots.
                     tokio::time::sleep(std::time::Duration::from_secs(25 * 60)).await;
@@ -320,6 +376,13 @@ mod tests {
             .await;
         assert_eq!(runs, 3);
         let starts = starts.lock().unwrap().clone();
-        assert_eq!(starts, vec![utc(2026, 1, 1, 0, 10), utc(2026, 1, 1, 0, 40), utc(2026, 1, 1, 1, 10)]);
+        assert_eq!(
+            starts,
+            vec![
+                utc(2026, 1, 1, 0, 10),
+                utc(2026, 1, 1, 0, 40),
+                utc(2026, 1, 1, 1, 10)
+            ]
+        );
     }
 }

@@ -92,7 +92,10 @@ impl TableSchema {
             .iter()
             .map(|k| {
                 self.index_of(k).ok_or_else(|| {
-                    format!("primary key column `{k}` is not a column of table `{}`", self.name)
+                    format!(
+                        "primary key column `{k}` is not a column of table `{}`",
+                        self.name
+                    )
                 })
             })
             .collect()
@@ -118,9 +121,14 @@ impl TableSchema {
 
     /// True when `name` is one of the columns the engine adds.
     pub fn is_engine_column(name: &str) -> bool {
-        [LINEAGE_RUN_ID, LINEAGE_LOADED_AT, LINEAGE_SOURCE, ROW_HASH_COLUMN]
-            .iter()
-            .any(|c| c.eq_ignore_ascii_case(name))
+        [
+            LINEAGE_RUN_ID,
+            LINEAGE_LOADED_AT,
+            LINEAGE_SOURCE,
+            ROW_HASH_COLUMN,
+        ]
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
     }
 }
 

@@ -74,7 +74,11 @@ pub trait Sink: Send + Sync {
 
     /// Counts target rows whose cursor column is in `window`, for completeness checks.
     /// `Ok(None)` means the sink cannot count.
-    async fn count(&self, schema: &TableSchema, window: Window) -> Result<Option<u64>, ConnectorError> {
+    async fn count(
+        &self,
+        schema: &TableSchema,
+        window: Window,
+    ) -> Result<Option<u64>, ConnectorError> {
         let _ = (schema, window);
         Ok(None)
     }

@@ -1,1 +1,555 @@
-//! Local SQLite destination (feature `sqlite`).
+//! Local SQLite destination (feature `sqlite`): [`SqliteSink`], so a whole pipeline runs on a
+//! laptop with no credentials.
+//!
+//! # Tables
+//!
+//! [`Sink::prepare`] creates the table if it is missing (`CREATE TABLE IF NOT EXISTS`, with a
+//! `PRIMARY KEY` on the key columns for upsert tables) and adds columns the table lacks
+//! (`ALTER TABLE ... ADD COLUMN`; added columns are nullable, as SQLite cannot add a NOT NULL
+//! column without a default). Columns the table has but the schema does not are left alone.
+//! The primary key of an existing table is not changed.
+//!
+//! | Column type | SQLite | Stored as |
+//! |---|---|---|
+//! | `STRING` | `TEXT` | the text |
+//! | `INT`, `BIGINT` | `INT`, `BIGINT` (INTEGER affinity) | the integer |
+//! | `DECIMAL(p,s)` | `TEXT` | exact canonical text at the column's scale (`1234.50`) |
+//! | `DOUBLE` | `REAL` | the float |
+//! | `BOOLEAN` | `INTEGER` | `1` / `0` |
+//! | `DATE` | `TEXT` | `YYYY-MM-DD` |
+//! | `TIMESTAMP` | `TEXT` | RFC 3339 UTC with microseconds and `Z`: `2026-03-01T14:05:00.000000Z` (see [`timestamp_text`]) |
+//!
+//! Integer columns are declared `INT`/`BIGINT` rather than `INTEGER` (same affinity) because a
+//! lone `INTEGER PRIMARY KEY` is SQLite's rowid alias, which would quietly replace a NULL key by
+//! a generated number instead of rejecting it.
+//!
+//! Decimals are text because SQLite has no exact decimal type: its `NUMERIC`/`REAL` would store
+//! money in binary floating point. SQL arithmetic on them needs a `CAST`, and
+//! `CAST(x AS REAL)` is for display only (it rounds). Dates and timestamps are fixed-width
+//! text, so comparing and sorting the text compares the instants.
+//!
+//! # Writes and durability
+//!
+//! [`Sink::write`] writes a batch in ONE transaction with a cached prepared statement: upsert
+//! tables use `INSERT ... ON CONFLICT(keys) DO UPDATE SET ...` (writing the same batch twice
+//! leaves the table as writing it once), append tables a plain `INSERT` (append tables have no
+//! primary key; re-running a window appends again). The receipt carries a statement id
+//! `sqlite:<table>:<n>` where `n` counts this sink's transactions.
+//!
+//! The database runs in WAL mode with `synchronous=NORMAL`: when `write` returns, the
+//! transaction is committed and survives a crash of the process; a power loss or OS crash can
+//! lose the most recent transactions. Use [`SqliteSink::with_full_sync`] when that matters.
+//!
+//! SQLite calls block, so every call runs on Tokio's blocking pool
+//! ([`tokio::task::spawn_blocking`]); the connection sits behind a mutex, so writes through one
+//! sink are serialised.
+//!
+//! ```
+//! use sync_core::sqlite::SqliteSink;
+//! use sync_core::{ColumnDef, ColumnType, Sink, TableSchema, WriteMode};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let sink = SqliteSink::in_memory().unwrap();
+//! let schema = TableSchema {
+//!     name: "vendors".into(),
+//!     columns: vec![
+//!         ColumnDef::new("vendor_id", ColumnType::String).not_null(),
+//!         ColumnDef::new("balance", ColumnType::Decimal { precision: 18, scale: 2 }),
+//!     ],
+//!     primary_key: vec!["vendor_id".into()],
+//!     cursor_column: None,
+//!     write_mode: WriteMode::Upsert,
+//! };
+//! sink.prepare(&schema).await.unwrap();
+//! let n: i64 = sink.with_connection(|c| c.query_row("SELECT COUNT(*) FROM vendors", [], |r| r.get(0))).unwrap();
+//! assert_eq!(n, 0);
+//! # });
+//! ```
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use rusqlite::types::Null;
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+
+use crate::error::ConnectorError;
+use crate::schema::{TableSchema, WriteMode};
+use crate::sink::{Batch, Receipt, Sink};
+use crate::value::{ColumnType, Value};
+use crate::window::Window;
+
+/// A [`Sink`] writing to a local SQLite database file (or an in-memory database).
+pub struct SqliteSink {
+    conn: Arc<Mutex<Connection>>,
+    location: String,
+    transactions: AtomicU64,
+}
+
+impl std::fmt::Debug for SqliteSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteSink")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteSink {
+    /// Opens (or creates) the database file at `path`, in WAL mode with `synchronous=NORMAL`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ConnectorError> {
+        let path = path.as_ref();
+        let location = path.display().to_string();
+        let conn = Connection::open(path)
+            .map_err(|e| sql_error(&format!("open SQLite database {location}"), e))?;
+        Self::setup(conn, location)
+    }
+
+    /// A private in-memory database (gone when the sink is dropped); for tests and examples.
+    pub fn in_memory() -> Result<Self, ConnectorError> {
+        let conn = Connection::open_in_memory()
+            .map_err(|e| sql_error("open in-memory SQLite database", e))?;
+        Self::setup(conn, ":memory:".to_string())
+    }
+
+    fn setup(conn: Connection, location: String) -> Result<Self, ConnectorError> {
+        let ctx = format!("configure SQLite database {location}");
+        // Returns the mode; in-memory databases answer "memory", which is fine.
+        conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
+            .map_err(|e| sql_error(&ctx, e))?;
+        conn.execute_batch(
+            "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+        )
+        .map_err(|e| sql_error(&ctx, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| sql_error(&ctx, e))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            location,
+            transactions: AtomicU64::new(0),
+        })
+    }
+
+    /// Switches to `synchronous=FULL`: a committed batch also survives power loss, at the cost
+    /// of an fsync per transaction.
+    pub fn with_full_sync(self) -> Result<Self, ConnectorError> {
+        lock(&self.conn)
+            .execute_batch("PRAGMA synchronous=FULL;")
+            .map_err(|e| sql_error("set synchronous=FULL", e))?;
+        Ok(self)
+    }
+
+    /// Where the database is: its path, or `:memory:`.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Runs `f` with the connection, for inspection and tests. Blocks the calling thread while
+    /// waiting for the connection; do not call it from async code on a busy runtime.
+    pub fn with_connection<R>(&self, f: impl FnOnce(&Connection) -> R) -> R {
+        f(&lock(&self.conn))
+    }
+
+    async fn blocking<R: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&mut Connection) -> Result<R, ConnectorError> + Send + 'static,
+    ) -> Result<R, ConnectorError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || f(&mut lock(&conn)))
+            .await
+            .map_err(|e| {
+                ConnectorError::permanent(format!("SQLite {what} task failed")).with_source(e)
+            })?
+    }
+}
+
+/// A panic while the lock was held rolled its transaction back (the `Transaction` guard), so
+/// the connection is still usable.
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn sql_error(context: &str, e: rusqlite::Error) -> ConnectorError {
+    let busy = matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    );
+    let message = format!("{context}: {e}");
+    let err = if busy {
+        ConnectorError::transient(message)
+    } else {
+        ConnectorError::permanent(message)
+    };
+    err.with_source(e)
+}
+
+/// `name` as an SQLite identifier: double quotes, inner `"` doubled.
+pub fn quote_identifier(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    push_identifier(&mut out, name);
+    out
+}
+
+fn push_identifier(out: &mut String, name: &str) {
+    out.push('"');
+    for c in name.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// The SQLite column type used for a column type.
+pub fn sqlite_type(t: ColumnType) -> &'static str {
+    match t {
+        ColumnType::String
+        | ColumnType::Decimal { .. }
+        | ColumnType::Date
+        | ColumnType::Timestamp => "TEXT",
+        // INTEGER affinity, but not spelled `INTEGER`: a single `INTEGER` primary key becomes
+        // SQLite's rowid alias, which silently turns a NULL key into a generated number.
+        ColumnType::BigInt => "BIGINT",
+        ColumnType::Int => "INT",
+        ColumnType::Boolean => "INTEGER",
+        ColumnType::Double => "REAL",
+    }
+}
+
+fn has_key(schema: &TableSchema) -> bool {
+    schema.write_mode == WriteMode::Upsert && !schema.primary_key.is_empty()
+}
+
+fn is_key(schema: &TableSchema, column: &str) -> bool {
+    schema
+        .primary_key
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(column))
+}
+
+fn create_table_sql(schema: &TableSchema) -> String {
+    let mut sql = String::from("CREATE TABLE IF NOT EXISTS ");
+    push_identifier(&mut sql, &schema.name);
+    sql.push_str(" (");
+    for (i, c) in schema.columns.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        push_identifier(&mut sql, &c.name);
+        sql.push(' ');
+        sql.push_str(sqlite_type(c.column_type));
+        if !c.nullable || (has_key(schema) && is_key(schema, &c.name)) {
+            sql.push_str(" NOT NULL");
+        }
+    }
+    if has_key(schema) {
+        sql.push_str(", PRIMARY KEY (");
+        push_list(&mut sql, &schema.primary_key);
+        sql.push(')');
+    }
+    sql.push(')');
+    sql
+}
+
+fn push_list(sql: &mut String, names: &[String]) {
+    for (i, k) in names.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        push_identifier(sql, k);
+    }
+}
+
+fn insert_sql(schema: &TableSchema) -> String {
+    let mut sql = String::from("INSERT INTO ");
+    push_identifier(&mut sql, &schema.name);
+    sql.push_str(" (");
+    let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+    push_list(&mut sql, &names);
+    sql.push_str(") VALUES (");
+    for i in 0..schema.columns.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "?{}", i + 1);
+    }
+    sql.push(')');
+    if has_key(schema) {
+        sql.push_str(" ON CONFLICT (");
+        push_list(&mut sql, &schema.primary_key);
+        sql.push_str(") DO ");
+        let updates: Vec<&str> = schema
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|c| !is_key(schema, c))
+            .collect();
+        if updates.is_empty() {
+            sql.push_str("NOTHING");
+        } else {
+            sql.push_str("UPDATE SET ");
+            for (i, c) in updates.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                push_identifier(&mut sql, c);
+                sql.push_str(" = excluded.");
+                push_identifier(&mut sql, c);
+            }
+        }
+    }
+    sql
+}
+
+/// One bound value; text lives in [`EncodedRows::text`].
+#[derive(Debug, Clone, Copy)]
+enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(usize, usize),
+}
+
+/// A batch rendered to SQLite values: owned (so it can move to the blocking pool) with one
+/// text buffer for all strings instead of an allocation per value.
+struct EncodedRows {
+    width: usize,
+    cells: Vec<Cell>,
+    text: String,
+}
+
+fn encode(schema: &TableSchema, batch: &Batch) -> Result<EncodedRows, ConnectorError> {
+    let width = schema.columns.len();
+    let mut cells = Vec::with_capacity(width * batch.rows.len());
+    let mut text = String::new();
+    for (r, row) in batch.rows.iter().enumerate() {
+        if row.len() != width {
+            return Err(ConnectorError::permanent(format!(
+                "SQLite table `{}`: row {} has {} values but the schema has {} columns",
+                schema.name,
+                r + 1,
+                row.len(),
+                width
+            )));
+        }
+        for (value, col) in row.iter().zip(&schema.columns) {
+            let start = text.len();
+            let cell = match value {
+                Value::Null => Cell::Null,
+                Value::Int(v) => Cell::Int(i64::from(*v)),
+                Value::BigInt(v) => Cell::Int(*v),
+                Value::Bool(b) => Cell::Int(i64::from(*b)),
+                Value::Double(v) => Cell::Real(*v),
+                Value::String(s) => {
+                    text.push_str(s);
+                    Cell::Text(start, text.len())
+                }
+                Value::Decimal(d) => {
+                    let mut d = *d;
+                    if let ColumnType::Decimal { scale, .. } = col.column_type {
+                        // Only ever adds zeros: a value with more fraction digits than the
+                        // column keeps them (nothing is rounded here).
+                        if d.scale() < u32::from(scale) {
+                            d.rescale(u32::from(scale));
+                        }
+                    }
+                    let _ = write!(text, "{d}");
+                    Cell::Text(start, text.len())
+                }
+                Value::Date(d) => {
+                    push_date(&mut text, *d);
+                    Cell::Text(start, text.len())
+                }
+                Value::Timestamp(t) => {
+                    push_timestamp(&mut text, *t);
+                    Cell::Text(start, text.len())
+                }
+            };
+            cells.push(cell);
+        }
+    }
+    Ok(EncodedRows { width, cells, text })
+}
+
+fn push_digits(out: &mut String, v: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut v = v;
+    for i in (0..width).rev() {
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    for &b in &buf[..width] {
+        out.push(b as char);
+    }
+}
+
+fn push_date(out: &mut String, d: NaiveDate) {
+    if !(0..=9999).contains(&d.year()) {
+        let _ = write!(out, "{d}");
+        return;
+    }
+    push_digits(out, d.year() as u32, 4);
+    out.push('-');
+    push_digits(out, d.month(), 2);
+    out.push('-');
+    push_digits(out, d.day(), 2);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (fixed width, so text order is time order).
+fn push_timestamp(out: &mut String, t: DateTime<Utc>) {
+    push_date(out, t.date_naive());
+    out.push('T');
+    push_digits(out, t.hour(), 2);
+    out.push(':');
+    push_digits(out, t.minute(), 2);
+    out.push(':');
+    push_digits(out, t.second(), 2);
+    out.push('.');
+    push_digits(out, (t.nanosecond() % 1_000_000_000) / 1000, 6);
+    out.push('Z');
+}
+
+/// The canonical text of `t` as stored in a `TIMESTAMP` column: fixed-width RFC 3339 UTC with
+/// exactly six fraction digits and `Z` (anything finer than a microsecond is cut off; values
+/// from [`crate::convert`] never have it).
+pub fn timestamp_text(t: DateTime<Utc>) -> String {
+    let mut s = String::with_capacity(27);
+    push_timestamp(&mut s, t);
+    s
+}
+
+fn existing_columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info(?1)")?;
+    let names = stmt
+        .query_map([table], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(names)
+}
+
+#[async_trait]
+impl Sink for SqliteSink {
+    async fn prepare(&self, schema: &TableSchema) -> Result<(), ConnectorError> {
+        let schema = schema.clone();
+        self.blocking("prepare", move |conn| {
+            let ctx = format!("prepare SQLite table `{}`", schema.name);
+            let err = |e| sql_error(&ctx, e);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err)?;
+            tx.execute_batch(&create_table_sql(&schema)).map_err(err)?;
+            let have = existing_columns(&tx, &schema.name).map_err(err)?;
+            for c in &schema.columns {
+                if have.iter().any(|h| h.eq_ignore_ascii_case(&c.name)) {
+                    continue;
+                }
+                let mut sql = String::from("ALTER TABLE ");
+                push_identifier(&mut sql, &schema.name);
+                sql.push_str(" ADD COLUMN ");
+                push_identifier(&mut sql, &c.name);
+                sql.push(' ');
+                sql.push_str(sqlite_type(c.column_type));
+                tx.execute_batch(&sql).map_err(err)?;
+            }
+            tx.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn write(&self, schema: &TableSchema, batch: &Batch) -> Result<Receipt, ConnectorError> {
+        let rows = batch.rows.len() as u64;
+        if rows == 0 {
+            return Ok(Receipt::default());
+        }
+        let txn = self.transactions.fetch_add(1, Ordering::Relaxed) + 1;
+        let statement_id = format!("sqlite:{}:{txn}", schema.name);
+        let sql = insert_sql(schema);
+        let encoded = encode(schema, batch)?;
+        let table = schema.name.clone();
+        self.blocking("write", move |conn| {
+            let ctx = format!("write to SQLite table `{table}`");
+            let err = |e| sql_error(&ctx, e);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err)?;
+            {
+                let mut stmt = tx.prepare_cached(&sql).map_err(err)?;
+                for row in encoded.cells.chunks(encoded.width) {
+                    for (i, cell) in row.iter().enumerate() {
+                        let at = i + 1;
+                        match *cell {
+                            Cell::Null => stmt.raw_bind_parameter(at, Null),
+                            Cell::Int(v) => stmt.raw_bind_parameter(at, v),
+                            Cell::Real(v) => stmt.raw_bind_parameter(at, v),
+                            Cell::Text(a, b) => stmt.raw_bind_parameter(at, &encoded.text[a..b]),
+                        }
+                        .map_err(err)?;
+                    }
+                    stmt.raw_execute().map_err(err)?;
+                }
+            }
+            tx.commit().map_err(err)
+        })
+        .await?;
+        Ok(Receipt {
+            statement_ids: vec![statement_id],
+            rows_written: rows,
+            inserted: None,
+            updated: None,
+        })
+    }
+
+    async fn count(
+        &self,
+        schema: &TableSchema,
+        window: Window,
+    ) -> Result<Option<u64>, ConnectorError> {
+        let Some(cursor) = schema.cursor_column.clone() else {
+            return Ok(None);
+        };
+        let cursor_type = schema
+            .columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(&cursor))
+            .map(|c| c.column_type);
+        let (from, to) = match cursor_type {
+            Some(ColumnType::Timestamp) => (timestamp_text(window.from), timestamp_text(window.to)),
+            // A date d is at cursor position d 00:00 UTC: it is in [from, to) when
+            // first_date_at_or_after(from) <= d < first_date_at_or_after(to).
+            Some(ColumnType::Date) => (date_from(window.from), date_from(window.to)),
+            _ => return Ok(None),
+        };
+        let mut sql = String::from("SELECT COUNT(*) FROM ");
+        push_identifier(&mut sql, &schema.name);
+        sql.push_str(" WHERE ");
+        push_identifier(&mut sql, &cursor);
+        sql.push_str(" >= ?1 AND ");
+        push_identifier(&mut sql, &cursor);
+        sql.push_str(" < ?2");
+        let table = schema.name.clone();
+        self.blocking("count", move |conn| {
+            let n: i64 = conn
+                .query_row(&sql, [&from, &to], |r| r.get(0))
+                .map_err(|e| sql_error(&format!("count rows of SQLite table `{table}`"), e))?;
+            Ok(Some(n as u64))
+        })
+        .await
+    }
+}
+
+/// Text of the first date whose midnight (UTC) is at or after `t`.
+fn date_from(t: DateTime<Utc>) -> String {
+    let date = t.date_naive();
+    let date = if t.time() == chrono::NaiveTime::MIN {
+        date
+    } else {
+        date.succ_opt().unwrap_or(date)
+    };
+    let mut s = String::with_capacity(10);
+    push_date(&mut s, date);
+    s
+}

@@ -336,7 +336,8 @@ impl FileStoreInner {
             )));
         };
         let mut next = state.clone();
-        next.streams.insert(stream.to_string(), stream_state.clone());
+        next.streams
+            .insert(stream.to_string(), stream_state.clone());
         let bytes = serde_json::to_vec_pretty(&next)
             .map_err(|e| Error::State(format!("cannot serialize state: {e}")))?;
         let path = self.state_path(pipeline);
@@ -349,7 +350,13 @@ impl FileStoreInner {
 fn file_stem(pipeline: &str) -> String {
     pipeline
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -427,7 +434,11 @@ mod tests {
         // The lookback re-read of [8, 10) failed: it may hold late rows.
         s.fail(w(8, 10), "boom", t(11));
         s.commit(w(10, 12), t(12));
-        assert_eq!(s.failed.len(), 1, "committing another window must not settle it");
+        assert_eq!(
+            s.failed.len(),
+            1,
+            "committing another window must not settle it"
+        );
         s.commit(w(8, 10), t(13));
         assert!(s.failed.is_empty());
     }
@@ -478,12 +489,23 @@ mod tests {
     #[tokio::test]
     async fn corrupt_state_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("p.state.json"), b"{\"version\":1,\"pipeline\":\"p\",\"streams\":{\"x\":").unwrap();
+        fs::write(
+            dir.path().join("p.state.json"),
+            b"{\"version\":1,\"pipeline\":\"p\",\"streams\":{\"x\":",
+        )
+        .unwrap();
         let store = FileCheckpointStore::open(dir.path()).unwrap();
         let err = store.load("p").await.unwrap_err().to_string();
-        assert!(err.contains("p.state.json") && err.contains("corrupt"), "{err}");
+        assert!(
+            err.contains("p.state.json") && err.contains("corrupt"),
+            "{err}"
+        );
 
-        fs::write(dir.path().join("q.state.json"), b"{\"version\":99,\"pipeline\":\"q\"}").unwrap();
+        fs::write(
+            dir.path().join("q.state.json"),
+            b"{\"version\":99,\"pipeline\":\"q\"}",
+        )
+        .unwrap();
         let err = store.load("q").await.unwrap_err().to_string();
         assert!(err.contains("version 99"), "{err}");
     }

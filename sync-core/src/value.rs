@@ -106,7 +106,11 @@ impl fmt::Display for Value {
             Value::Bool(b) => write!(f, "{b}"),
             Value::Date(d) => write!(f, "{d}"),
             Value::Timestamp(t) => {
-                write!(f, "{}", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                write!(
+                    f,
+                    "{}",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                )
             }
         }
     }
@@ -261,7 +265,13 @@ mod tests {
 
     #[test]
     fn bad_column_types_are_rejected_with_the_input() {
-        for bad in ["DECIMAL(39,2)", "DECIMAL(5,6)", "VARCHAR", "DECIMAL(a,b)", "DECIMAL(1,2,3)"] {
+        for bad in [
+            "DECIMAL(39,2)",
+            "DECIMAL(5,6)",
+            "VARCHAR",
+            "DECIMAL(a,b)",
+            "DECIMAL(1,2,3)",
+        ] {
             let err = bad.parse::<ColumnType>().unwrap_err();
             assert!(err.to_string().contains(bad), "{err}");
         }

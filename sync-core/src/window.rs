@@ -61,7 +61,8 @@ impl fmt::Display for Window {
         write!(
             f,
             "[{}, {})",
-            self.from.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            self.from
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
             self.to.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
         )
     }
@@ -193,7 +194,10 @@ mod tests {
 
     #[test]
     fn chunks_and_halves() {
-        assert_eq!(w(0, 5).chunks(Duration::hours(2)), vec![w(0, 2), w(2, 4), w(4, 5)]);
+        assert_eq!(
+            w(0, 5).chunks(Duration::hours(2)),
+            vec![w(0, 2), w(2, 4), w(4, 5)]
+        );
         assert_eq!(w(0, 4).halves(), (w(0, 2), w(2, 4)));
     }
 }

@@ -35,7 +35,9 @@ impl Source for CsvSource {
                 .zip(line.split(','))
                 .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
                 .collect();
-            let cursor = record["updated"].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok());
+            let cursor = record["updated"]
+                .as_str()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
             match cursor {
                 Some(c) if window.contains(c.with_timezone(&Utc)) => records.push(record),
                 Some(_) => {}
@@ -45,7 +47,12 @@ impl Source for CsvSource {
                 }
             }
         }
-        Box::pin(futures::stream::once(async { Ok(Page { records, truncated: false }) }))
+        Box::pin(futures::stream::once(async {
+            Ok(Page {
+                records,
+                truncated: false,
+            })
+        }))
     }
 }
 
@@ -69,7 +76,10 @@ impl Sink for LineSink {
             let text: Vec<String> = row.iter().map(ToString::to_string).collect();
             lines.insert(key.join("|"), text.join(","));
         }
-        Ok(Receipt { rows_written: batch.rows.len() as u64, ..Receipt::default() })
+        Ok(Receipt {
+            rows_written: batch.rows.len() as u64,
+            ..Receipt::default()
+        })
     }
 }
 // --- user code ends ---
@@ -82,7 +92,9 @@ impl Mapper for CsvMapper {
     }
     fn map(&self, r: &Record) -> Result<Row, Vec<FieldError>> {
         let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-        let updated = DateTime::parse_from_rfc3339(&s("updated")).unwrap().with_timezone(&Utc);
+        let updated = DateTime::parse_from_rfc3339(&s("updated"))
+            .unwrap()
+            .with_timezone(&Utc);
         Ok(vec![
             Value::BigInt(s("id").parse().unwrap()),
             Value::Decimal(s("amount").parse().unwrap()),
@@ -106,7 +118,13 @@ async fn a_user_written_source_and_sink_run_through_the_engine() {
         name: "payments".into(),
         columns: vec![
             ColumnDef::new("id", ColumnType::BigInt),
-            ColumnDef::new("amount", ColumnType::Decimal { precision: 18, scale: 2 }),
+            ColumnDef::new(
+                "amount",
+                ColumnType::Decimal {
+                    precision: 18,
+                    scale: 2,
+                },
+            ),
             ColumnDef::new("updated", ColumnType::Timestamp),
         ],
         primary_key: vec!["id".into()],
@@ -116,17 +134,28 @@ async fn a_user_written_source_and_sink_run_through_the_engine() {
     let sink = LineSink::default();
     let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let pipeline = Pipeline::builder("csv", Arc::new(sink.clone()))
-        .stream(StreamConfig::new("payments", Arc::new(source), Arc::new(CsvMapper(schema)), WindowPolicy::starting_at(start)))
+        .stream(StreamConfig::new(
+            "payments",
+            Arc::new(source),
+            Arc::new(CsvMapper(schema)),
+            WindowPolicy::starting_at(start),
+        ))
         .checkpoints(Arc::new(MemoryCheckpointStore::new()))
         .audit(Arc::new(MemoryAuditLog::new()))
         .rejects(Arc::new(MemoryRejectStore::new()))
-        .clock(Arc::new(sync_core::ManualClock::new(start + chrono::Duration::days(1))))
+        .clock(Arc::new(sync_core::ManualClock::new(
+            start + chrono::Duration::days(1),
+        )))
         .build()
         .unwrap();
     let report = pipeline.run_cycle().await.unwrap();
     assert!(report.is_clean(), "{report:?}");
     let lines = sink.lines.lock().unwrap().clone();
     assert_eq!(lines.len(), 2);
-    assert!(lines["1"].starts_with("1,11.00,2026-01-01T03:00:00"), "{}", lines["1"]);
+    assert!(
+        lines["1"].starts_with("1,11.00,2026-01-01T03:00:00"),
+        "{}",
+        lines["1"]
+    );
     assert!(lines["2"].starts_with("2,-3.25,"), "{}", lines["2"]);
 }

@@ -47,7 +47,13 @@ impl Rig {
     }
 
     fn stream(&self, policy: WindowPolicy) -> StreamConfig {
-        StreamConfig::new("rows", Arc::new(self.source.clone()), Arc::new(IdMapper::new("rows")), policy).batch_size(5)
+        StreamConfig::new(
+            "rows",
+            Arc::new(self.source.clone()),
+            Arc::new(IdMapper::new("rows")),
+            policy,
+        )
+        .batch_size(5)
     }
 
     fn pipeline(&self, stream: StreamConfig) -> Pipeline {
@@ -83,7 +89,13 @@ async fn first_cycle_plans_max_width_windows_capped_at_cycle_start_minus_settle_
     rig.clock.set(minutes(200));
     p.run_cycle().await.unwrap();
     let reads = rig.source.reads.lock().unwrap().clone();
-    assert_eq!(reads, vec![Window::new(minutes(118), minutes(178)), Window::new(minutes(178), minutes(198))]);
+    assert_eq!(
+        reads,
+        vec![
+            Window::new(minutes(118), minutes(178)),
+            Window::new(minutes(178), minutes(198))
+        ]
+    );
 }
 
 #[tokio::test]
@@ -121,21 +133,42 @@ async fn truncation_bisects_down_to_min_window_then_fails_with_a_clear_error() {
         source.upsert(i, 1, minutes(200), minutes(0));
     }
     rig.clock.set(minutes(300));
-    let policy = WindowPolicy { max_window: Duration::minutes(240), ..rig.policy() };
-    let stream = StreamConfig::new("rows", Arc::new(source.clone()), Arc::new(IdMapper::new("rows")), policy);
+    let policy = WindowPolicy {
+        max_window: Duration::minutes(240),
+        ..rig.policy()
+    };
+    let stream = StreamConfig::new(
+        "rows",
+        Arc::new(source.clone()),
+        Arc::new(IdMapper::new("rows")),
+        policy,
+    );
     let p = rig.pipeline(stream);
     let r = p.run_cycle().await.unwrap();
     let s = &r.streams[0];
     assert!(s.windows_split > 0);
-    assert_eq!(rig.sink.len("rows"), 12, "all rows outside the dense minute arrive");
+    assert_eq!(
+        rig.sink.len("rows"),
+        12,
+        "all rows outside the dense minute arrive"
+    );
     assert_eq!(s.windows_failed, 1);
     let failed = p.status().await.unwrap().remove(0).failed;
     assert_eq!(failed.len(), 1);
     let f = &failed[0];
     assert!(f.window.contains(minutes(200)) && f.window.width() < Duration::minutes(2));
-    assert!(f.last_error.contains("row cap") && f.last_error.contains("`rows`"), "{}", f.last_error);
+    assert!(
+        f.last_error.contains("row cap") && f.last_error.contains("`rows`"),
+        "{}",
+        f.last_error
+    );
     // Every truncated attempt is in the audit as a split.
-    let splits = rig.audit.all().iter().filter(|e| e.outcome == Outcome::Split).count();
+    let splits = rig
+        .audit
+        .all()
+        .iter()
+        .filter(|e| e.outcome == Outcome::Split)
+        .count();
     assert_eq!(splits, s.windows_split);
 }
 
@@ -165,7 +198,12 @@ async fn failed_windows_are_replayed_first_oldest_first_then_stuck() {
     assert_eq!(&reads[..2], &[st.failed[0].window, st.failed[1].window]);
     assert!(reads[0].from < reads[1].from);
     assert_eq!(rig.sink.len("rows"), 6);
-    let replays: Vec<_> = rig.audit.all().into_iter().filter(|e| e.attempt == 2).collect();
+    let replays: Vec<_> = rig
+        .audit
+        .all()
+        .into_iter()
+        .filter(|e| e.attempt == 2)
+        .collect();
     assert_eq!(replays.len(), 2);
 }
 
@@ -176,14 +214,19 @@ async fn a_window_failing_max_attempts_times_is_stuck_and_skipped_until_replay()
     rig.source.upsert(1, 1, minutes(10), minutes(0));
     let p = rig.pipeline(rig.stream(rig.policy()).max_attempts(2));
     for _ in 0..2 {
-        rig.sink.fail_next([ConnectorError::transient("warehouse down")]);
+        rig.sink
+            .fail_next([ConnectorError::transient("warehouse down")]);
         p.run_cycle().await.unwrap();
     }
     let r = p.run_cycle().await.unwrap();
     assert_eq!(r.streams[0].stuck.len(), 1);
     assert_eq!(r.streams[0].stuck[0].attempts, 2);
     assert!(!r.is_clean());
-    assert_eq!(rig.sink.len("rows"), 0, "stuck window is not retried by normal cycles");
+    assert_eq!(
+        rig.sink.len("rows"),
+        0,
+        "stuck window is not retried by normal cycles"
+    );
     let st = p.status().await.unwrap().remove(0);
     assert_eq!(st.stuck.len(), 1);
     // An explicit replay retries it.
@@ -240,8 +283,13 @@ async fn rejects_fail_the_window_or_are_quarantined_and_always_kept() {
                 }))
             }
         }
-        let stream = StreamConfig::new("rows", Arc::new(Bad(rig.source.clone())), Arc::new(IdMapper::new("rows")), rig.policy())
-            .on_reject(policy);
+        let stream = StreamConfig::new(
+            "rows",
+            Arc::new(Bad(rig.source.clone())),
+            Arc::new(IdMapper::new("rows")),
+            rig.policy(),
+        )
+        .on_reject(policy);
         let p = rig.pipeline(stream);
         let r = p.run_cycle().await.unwrap();
         let s = &r.streams[0];
@@ -279,12 +327,21 @@ async fn every_row_carries_lineage_and_duplicate_keys_keep_the_highest_cursor() 
         }
         fn read(&self, _w: Window) -> sync_core::PageStream<'_> {
             Box::pin(futures::stream::iter(vec![Ok(sync_core::Page {
-                records: vec![record(7, 2, minutes(20)), record(7, 1, minutes(10)), record(8, 1, minutes(5))],
+                records: vec![
+                    record(7, 2, minutes(20)),
+                    record(7, 1, minutes(10)),
+                    record(8, 1, minutes(5)),
+                ],
                 truncated: false,
             })]))
         }
     }
-    let stream = StreamConfig::new("rows", Arc::new(Dup), Arc::new(IdMapper::new("rows")), rig.policy());
+    let stream = StreamConfig::new(
+        "rows",
+        Arc::new(Dup),
+        Arc::new(IdMapper::new("rows")),
+        rig.policy(),
+    );
     let p = rig.pipeline(stream);
     let r = p.run_cycle().await.unwrap();
     let rows = rig.sink.rows("rows");
@@ -306,11 +363,25 @@ async fn every_row_carries_lineage_and_duplicate_keys_keep_the_highest_cursor() 
 async fn stop_stream_error_halts_the_stream_after_one_request() {
     let rig = Rig::new();
     rig.clock.set(minutes(300));
-    rig.source.faults.lock().unwrap().push(ConnectorError::stop_stream("HTTP 401: credentials rejected; retrying may lock the account"));
+    rig.source
+        .faults
+        .lock()
+        .unwrap()
+        .push(ConnectorError::stop_stream(
+            "HTTP 401: credentials rejected; retrying may lock the account",
+        ));
     let p = rig.pipeline(rig.stream(rig.policy()));
     let r = p.run_cycle().await.unwrap();
-    assert_eq!(rig.source.reads.lock().unwrap().len(), 1, "no further window was read");
-    assert!(r.streams[0].error.as_deref().unwrap().contains("lock the account"));
+    assert_eq!(
+        rig.source.reads.lock().unwrap().len(),
+        1,
+        "no further window was read"
+    );
+    assert!(r.streams[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("lock the account"));
 }
 
 #[tokio::test]
@@ -325,7 +396,14 @@ async fn graceful_stop_abandons_the_window_without_checkpointing() {
     let r = p.run_cycle().await.unwrap();
     assert!(r.streams[0].stopped);
     assert_eq!(r.streams[0].windows_committed, 0);
-    assert!(rig.store.load("p").await.unwrap().streams.get("rows").is_none_or(|s| s.committed.is_empty()));
+    assert!(rig
+        .store
+        .load("p")
+        .await
+        .unwrap()
+        .streams
+        .get("rows")
+        .is_none_or(|s| s.committed.is_empty()));
 }
 
 #[tokio::test(start_paused = true)]
@@ -345,20 +423,36 @@ async fn reading_overlaps_writing() {
         async fn prepare(&self, s: &sync_core::TableSchema) -> Result<(), ConnectorError> {
             self.0.prepare(s).await
         }
-        async fn write(&self, s: &sync_core::TableSchema, b: &sync_core::Batch) -> Result<sync_core::Receipt, ConnectorError> {
+        async fn write(
+            &self,
+            s: &sync_core::TableSchema,
+            b: &sync_core::Batch,
+        ) -> Result<sync_core::Receipt, ConnectorError> {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             self.0.write(s, b).await
         }
     }
-    let policy = WindowPolicy { max_window: Duration::days(1), ..rig.policy() };
-    let stream = StreamConfig::new("rows", Arc::new(source), Arc::new(IdMapper::new("rows")), policy).batch_size(5);
+    let policy = WindowPolicy {
+        max_window: Duration::days(1),
+        ..rig.policy()
+    };
+    let stream = StreamConfig::new(
+        "rows",
+        Arc::new(source),
+        Arc::new(IdMapper::new("rows")),
+        policy,
+    )
+    .batch_size(5);
     let p = Pipeline::builder("p", Arc::new(Slow(rig.sink.clone())))
         .stream(stream)
         .checkpoints(Arc::new(rig.store.clone()))
         .audit(Arc::new(rig.audit.clone()))
         .rejects(Arc::new(rig.rejects.clone()))
         .clock(rig.clock.clone())
-        .options(EngineOptions { in_flight_batches: 2, ..EngineOptions::default() })
+        .options(EngineOptions {
+            in_flight_batches: 2,
+            ..EngineOptions::default()
+        })
         .build()
         .unwrap();
     let started = tokio::time::Instant::now();
@@ -376,15 +470,26 @@ async fn streams_run_concurrently_under_the_limit() {
     let mut source = rig.source.clone();
     source.page_latency = std::time::Duration::from_millis(500);
     source.upsert(1, 1, minutes(1), minutes(0));
-    let policy = WindowPolicy { max_window: Duration::days(1), ..rig.policy() };
+    let policy = WindowPolicy {
+        max_window: Duration::days(1),
+        ..rig.policy()
+    };
     let mut b = Pipeline::builder("p", Arc::new(rig.sink.clone()))
         .checkpoints(Arc::new(rig.store.clone()))
         .audit(Arc::new(rig.audit.clone()))
         .rejects(Arc::new(rig.rejects.clone()))
         .clock(rig.clock.clone())
-        .options(EngineOptions { max_concurrent_streams: 2, ..EngineOptions::default() });
+        .options(EngineOptions {
+            max_concurrent_streams: 2,
+            ..EngineOptions::default()
+        });
     for i in 0..4 {
-        b = b.stream(StreamConfig::new(format!("s{i}"), Arc::new(source.clone()), Arc::new(IdMapper::new(&format!("t{i}"))), policy));
+        b = b.stream(StreamConfig::new(
+            format!("s{i}"),
+            Arc::new(source.clone()),
+            Arc::new(IdMapper::new(&format!("t{i}"))),
+            policy,
+        ));
     }
     let p = b.build().unwrap();
     let started = tokio::time::Instant::now();
@@ -427,16 +532,28 @@ async fn backfill_reloads_a_range_whatever_is_committed() {
     let p = rig.pipeline(rig.stream(rig.policy()));
     p.run_cycle().await.unwrap();
     rig.source.reads.lock().unwrap().clear();
-    let r = p.backfill(&[], Window::new(minutes(0), minutes(30))).await.unwrap();
+    let r = p
+        .backfill(&[], Window::new(minutes(0), minutes(30)))
+        .await
+        .unwrap();
     assert_eq!(r.streams[0].windows_committed, 1);
-    assert_eq!(rig.source.reads.lock().unwrap().clone(), vec![Window::new(minutes(0), minutes(30))]);
-    assert!(p.backfill(&["nope".into()], Window::new(minutes(0), minutes(1))).await.is_err());
+    assert_eq!(
+        rig.source.reads.lock().unwrap().clone(),
+        vec![Window::new(minutes(0), minutes(30))]
+    );
+    assert!(p
+        .backfill(&["nope".into()], Window::new(minutes(0), minutes(1)))
+        .await
+        .is_err());
 }
 
 #[test]
 fn build_rejects_bad_configuration_with_names() {
     let rig = Rig::new();
-    let bad = WindowPolicy { min_window: Duration::hours(2), ..rig.policy() };
+    let bad = WindowPolicy {
+        min_window: Duration::hours(2),
+        ..rig.policy()
+    };
     let err = Pipeline::builder("p", Arc::new(rig.sink.clone()))
         .stream(rig.stream(bad))
         .checkpoints(Arc::new(rig.store.clone()))
@@ -444,7 +561,13 @@ fn build_rejects_bad_configuration_with_names() {
         .rejects(Arc::new(rig.rejects.clone()))
         .build()
         .unwrap_err();
-    assert!(err.to_string().contains("`rows`") && err.to_string().contains("min_window"), "{err}");
-    let err = Pipeline::builder("p", Arc::new(rig.sink.clone())).stream(rig.stream(rig.policy())).build().unwrap_err();
+    assert!(
+        err.to_string().contains("`rows`") && err.to_string().contains("min_window"),
+        "{err}"
+    );
+    let err = Pipeline::builder("p", Arc::new(rig.sink.clone()))
+        .stream(rig.stream(rig.policy()))
+        .build()
+        .unwrap_err();
     assert!(err.to_string().contains("checkpoint store"), "{err}");
 }

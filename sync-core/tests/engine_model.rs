@@ -74,9 +74,14 @@ async fn simulate(seed: u64, steps: usize) -> Result<(), String> {
             countdown: AtomicI64::new(countdown),
             crashed: crashed.clone(),
         };
-        let stream = StreamConfig::new("rows", Arc::new(source.clone()), Arc::new(IdMapper::new("rows")), policy)
-            .batch_size(batch_size)
-            .max_attempts(1000);
+        let stream = StreamConfig::new(
+            "rows",
+            Arc::new(source.clone()),
+            Arc::new(IdMapper::new("rows")),
+            policy,
+        )
+        .batch_size(batch_size)
+        .max_attempts(1000);
         Pipeline::builder("model", Arc::new(crash_sink))
             .stream(stream)
             .checkpoints(Arc::new(store.clone()))
@@ -117,11 +122,22 @@ async fn simulate(seed: u64, steps: usize) -> Result<(), String> {
         }
         // Faults for this cycle.
         match rng.u8(..10) {
-            0 | 1 => source.faults.lock().unwrap().push(ConnectorError::transient("injected source failure")),
-            2 | 3 => sink.fail_after(rng.usize(..4), ConnectorError::transient("injected sink failure")),
+            0 | 1 => source
+                .faults
+                .lock()
+                .unwrap()
+                .push(ConnectorError::transient("injected source failure")),
+            2 | 3 => sink.fail_after(
+                rng.usize(..4),
+                ConnectorError::transient("injected sink failure"),
+            ),
             _ => {}
         }
-        let crash_at = if rng.u8(..4) == 0 { 1 + rng.i64(0..6) } else { i64::MAX };
+        let crash_at = if rng.u8(..4) == 0 {
+            1 + rng.i64(0..6)
+        } else {
+            i64::MAX
+        };
         let pipeline = build(crash_at);
         tokio::select! {
             r = pipeline.run_cycle() => { r.map_err(|e| e.to_string())?; }
@@ -142,8 +158,11 @@ async fn simulate(seed: u64, steps: usize) -> Result<(), String> {
         }
     }
 
-    let truth: BTreeMap<i64, (i64, chrono::DateTime<chrono::Utc>)> =
-        source.visible().into_iter().map(|r| (r.id, (r.version, r.cursor))).collect();
+    let truth: BTreeMap<i64, (i64, chrono::DateTime<chrono::Utc>)> = source
+        .visible()
+        .into_iter()
+        .map(|r| (r.id, (r.version, r.cursor)))
+        .collect();
     let got: BTreeMap<i64, (i64, chrono::DateTime<chrono::Utc>)> = sink
         .rows("rows")
         .into_values()
@@ -157,9 +176,20 @@ async fn simulate(seed: u64, steps: usize) -> Result<(), String> {
     }
     if truth != got {
         let missing: Vec<_> = truth.keys().filter(|k| !got.contains_key(k)).collect();
-        let stale: Vec<_> = truth.iter().filter(|(k, v)| got.get(k).is_some_and(|g| g != *v)).map(|(k, _)| k).collect();
+        let stale: Vec<_> = truth
+            .iter()
+            .filter(|(k, v)| got.get(k).is_some_and(|g| g != *v))
+            .map(|(k, _)| k)
+            .collect();
         let extra: Vec<_> = got.keys().filter(|k| !truth.contains_key(k)).collect();
-        let detail: Vec<_> = source.rows.lock().unwrap().iter().filter(|r| missing.contains(&&r.id) || stale.contains(&&r.id)).cloned().collect();
+        let detail: Vec<_> = source
+            .rows
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| missing.contains(&&r.id) || stale.contains(&&r.id))
+            .cloned()
+            .collect();
         return Err(format!(
             "sink differs from source truth: missing {missing:?}, stale {stale:?}, extra {extra:?}; rows {detail:?}; reads {:?}; audit {:?}",
             source.reads.lock().unwrap(),
@@ -195,7 +225,12 @@ async fn the_model_detects_rows_beyond_the_late_row_horizon() {
         min_window: Duration::minutes(1),
     };
     let p = Pipeline::builder("m", Arc::new(sink.clone()))
-        .stream(StreamConfig::new("rows", Arc::new(source.clone()), Arc::new(IdMapper::new("rows")), policy))
+        .stream(StreamConfig::new(
+            "rows",
+            Arc::new(source.clone()),
+            Arc::new(IdMapper::new("rows")),
+            policy,
+        ))
         .checkpoints(Arc::new(MemoryCheckpointStore::new()))
         .audit(Arc::new(MemoryAuditLog::new()))
         .rejects(Arc::new(MemoryRejectStore::new()))
@@ -208,7 +243,11 @@ async fn the_model_detects_rows_beyond_the_late_row_horizon() {
     source.upsert(1, 1, minutes(398), minutes(610));
     clock.set(minutes(620));
     p.run_cycle().await.unwrap();
-    assert_eq!(sink.len("rows"), 0, "beyond lookback: not re-read (verify finds it)");
+    assert_eq!(
+        sink.len("rows"),
+        0,
+        "beyond lookback: not re-read (verify finds it)"
+    );
     let v = p.verify(true).await.unwrap();
     assert_eq!(v[0].differing().count(), 1);
     p.run_cycle().await.unwrap();

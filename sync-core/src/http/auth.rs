@@ -97,7 +97,8 @@ impl AuthProvider for TokenCache {
 
     async fn rejected(&self, sent: &HeaderValue) -> bool {
         if let Some(token) = sent.to_str().ok().and_then(|s| s.strip_prefix("Bearer ")) {
-            self.invalidate(&SecretString::from(token.to_string())).await;
+            self.invalidate(&SecretString::from(token.to_string()))
+                .await;
         }
         true
     }

@@ -136,7 +136,12 @@ mod tests {
         let starts = Arc::new(StdMutex::new(Vec::new()));
         let tasks: Vec<_> = (0..10)
             .map(|_| {
-                let (l, f, p, s) = (limiter.clone(), in_flight.clone(), peak.clone(), starts.clone());
+                let (l, f, p, s) = (
+                    limiter.clone(),
+                    in_flight.clone(),
+                    peak.clone(),
+                    starts.clone(),
+                );
                 tokio::spawn(async move {
                     let _permit = l.acquire().await;
                     s.lock().unwrap().push(Instant::now());

@@ -192,7 +192,10 @@ mod tests {
     #[test]
     fn retry_after_seconds_and_http_date() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_400); // 2015-10-21 07:26:40Z
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
             Some(Duration::from_secs(80))
@@ -233,10 +236,7 @@ mod tests {
         };
         let d: Vec<_> = (0..5).map(|i| p.backoff(i).as_millis()).collect();
         assert_eq!(d, vec![100, 200, 400, 700, 700]);
-        let j = RetryPolicy {
-            jitter: true,
-            ..p
-        };
+        let j = RetryPolicy { jitter: true, ..p };
         for _ in 0..100 {
             let b = j.backoff(2);
             assert!(b >= Duration::from_millis(200) && b <= Duration::from_millis(400));
@@ -246,7 +246,10 @@ mod tests {
     /// Answers from a script without any I/O, so the paused clock measures only our sleeps.
     fn scripted(
         script: Vec<(u16, Option<&'static str>)>,
-    ) -> (Arc<AtomicU32>, impl FnMut() -> std::future::Ready<Result<Response, reqwest::Error>>) {
+    ) -> (
+        Arc<AtomicU32>,
+        impl FnMut() -> std::future::Ready<Result<Response, reqwest::Error>>,
+    ) {
         let hits = Arc::new(AtomicU32::new(0));
         let h = hits.clone();
         let f = move || {

@@ -136,7 +136,9 @@ impl TokenCache {
                         match self.fetch_and_store().await {
                             Ok(s) => return Ok(s),
                             Err(e) => {
-                                tracing::warn!("early token refresh failed, using the current token: {e}");
+                                tracing::warn!(
+                                    "early token refresh failed, using the current token: {e}"
+                                );
                                 return Ok(secret);
                             }
                         }

@@ -54,8 +54,14 @@ impl Mapper for IdMapper {
             value: r.get(f).map(|v| v.to_string()),
             reason: reason.into(),
         };
-        let id = r.get("ID").and_then(|v| v.as_i64()).ok_or_else(|| vec![err("ID", "not an integer")])?;
-        let version = r.get("VERSION").and_then(|v| v.as_i64()).ok_or_else(|| vec![err("VERSION", "not an integer")])?;
+        let id = r
+            .get("ID")
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| vec![err("ID", "not an integer")])?;
+        let version = r
+            .get("VERSION")
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| vec![err("VERSION", "not an integer")])?;
         let updated = r
             .get("UPDATED")
             .and_then(|v| v.as_str())
@@ -116,10 +122,21 @@ impl SimSource {
     }
 
     /// Inserts or replaces the row `id`.
-    pub fn upsert(&self, id: i64, version: i64, cursor: DateTime<Utc>, visible_from: DateTime<Utc>) {
+    pub fn upsert(
+        &self,
+        id: i64,
+        version: i64,
+        cursor: DateTime<Utc>,
+        visible_from: DateTime<Utc>,
+    ) {
         let mut rows = self.rows.lock().unwrap();
         rows.retain(|r| r.id != id || r.visible_from > visible_from);
-        rows.push(SimRow { id, version, cursor, visible_from });
+        rows.push(SimRow {
+            id,
+            version,
+            cursor,
+            visible_from,
+        });
     }
 
     /// The current visible version of every row.
@@ -147,14 +164,26 @@ impl Source for SimSource {
 
     fn read(&self, window: Window) -> PageStream<'_> {
         self.reads.lock().unwrap().push(window);
-        let mut rows: Vec<SimRow> = self.visible().into_iter().filter(|r| window.contains(r.cursor)).collect();
+        let mut rows: Vec<SimRow> = self
+            .visible()
+            .into_iter()
+            .filter(|r| window.contains(r.cursor))
+            .collect();
         rows.sort_by_key(|r| (r.cursor, r.id));
         let truncated = rows.len() > self.row_cap;
         rows.truncate(self.row_cap);
         let fault = self.faults.lock().unwrap().pop();
         let mut pages: Vec<Result<Page, ConnectorError>> = rows
             .chunks(self.page_size)
-            .map(|c| Ok(Page { records: c.iter().map(|r| record(r.id, r.version, r.cursor)).collect(), truncated: false }))
+            .map(|c| {
+                Ok(Page {
+                    records: c
+                        .iter()
+                        .map(|r| record(r.id, r.version, r.cursor))
+                        .collect(),
+                    truncated: false,
+                })
+            })
             .collect();
         if pages.is_empty() {
             pages.push(Ok(Page::default()));
@@ -178,7 +207,12 @@ impl Source for SimSource {
     }
 
     async fn count(&self, window: Window) -> Result<Option<u64>, ConnectorError> {
-        Ok(Some(self.visible().iter().filter(|r| window.contains(r.cursor)).count() as u64))
+        Ok(Some(
+            self.visible()
+                .iter()
+                .filter(|r| window.contains(r.cursor))
+                .count() as u64,
+        ))
     }
 }
 

@@ -1,0 +1,505 @@
+//! [`PeopleSoftClient`]: authenticated, load-protected requests to one PeopleSoft node.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::Method;
+use sync_core::http::{AuthProvider, Idempotency, LimiterRegistry, RequestLimiter};
+use sync_core::{Clock, SystemClock};
+use url::Url;
+
+use crate::auth::Credentials;
+use crate::config::{Connection, QueryName};
+use crate::error::{truncate_body, ConfigError, Error, Result};
+use crate::protection::{BlackoutAction, LoadProtection};
+use crate::qas::{self, encode, ExecuteQuery, PromptInfo, QueryOwner, QueryResult};
+
+/// A client for one PeopleSoft Integration Broker node.
+///
+/// Cheap to clone (shared inner state). Every request goes through the same path:
+/// blackout check → per-host limiter (concurrency + gap) → `Authorization` header → send with
+/// sync-core's [`RetryPolicy`](sync_core::http::RetryPolicy) (5xx, 429 and timeouts of
+/// idempotent requests) → 401/403 become [`Error::AuthRejected`] after exactly one request →
+/// errors that arrive with HTTP 200 are detected.
+#[derive(Clone)]
+pub struct PeopleSoftClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Connection,
+    http: reqwest::Client,
+    auth: Arc<dyn AuthProvider>,
+    limiter: Arc<RequestLimiter>,
+    protection: LoadProtection,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for PeopleSoftClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeopleSoftClient")
+            .field("base_url", &self.inner.conn.base_url().as_str())
+            .field("auth", &self.inner.auth)
+            .field("protection", &self.inner.protection)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builder for [`PeopleSoftClient`].
+pub struct PeopleSoftClientBuilder {
+    conn: Connection,
+    credentials: Credentials,
+    protection: LoadProtection,
+    clock: Arc<dyn Clock>,
+    limiter: Option<Arc<RequestLimiter>>,
+}
+
+impl fmt::Debug for PeopleSoftClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeopleSoftClientBuilder")
+            .field("conn", &self.conn)
+            .field("credentials", &self.credentials)
+            .field("protection", &self.protection)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PeopleSoftClientBuilder {
+    /// Replaces the load protection (defaults: [`LoadProtection::default`]).
+    pub fn protection(mut self, p: LoadProtection) -> Self {
+        self.protection = p;
+        self
+    }
+
+    /// Injects the wall clock used for blackout windows (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses this limiter instead of the process-wide one for the host (for isolated tests or
+    /// deliberately separate budgets).
+    pub fn limiter(mut self, limiter: Arc<RequestLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> Result<PeopleSoftClient> {
+        let t = self.conn.timeouts();
+        let http = reqwest::Client::builder()
+            .connect_timeout(t.connect)
+            .timeout(t.request)
+            .user_agent(concat!(
+                "ml-connector-peoplesoft/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|e| ConfigError::new("http_client", "", e.to_string()))?;
+        let auth = self
+            .credentials
+            .provider(http.clone(), self.protection.retry.clone());
+        let limiter = self.limiter.unwrap_or_else(|| {
+            LimiterRegistry::global().get(&self.conn.host_port(), self.protection.limiter_config())
+        });
+        Ok(PeopleSoftClient {
+            inner: Arc::new(Inner {
+                conn: self.conn,
+                http,
+                auth,
+                limiter,
+                protection: self.protection,
+                clock: self.clock,
+            }),
+        })
+    }
+}
+
+/// A REST service operation exposed on the node, `{Operation}.v{N}` (for example a site's own
+/// `MY_VENDOR_SYNC.v1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceOperation {
+    alias: String,
+}
+
+impl ServiceOperation {
+    /// `name` is the operation's REST alias (letters, digits, `_`, `-`), `version` ≥ 1.
+    pub fn new(name: &str, version: u32) -> std::result::Result<Self, ConfigError> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ConfigError::new(
+                "operation",
+                name,
+                "must be non-empty letters, digits, `_` or `-`",
+            ));
+        }
+        if version == 0 {
+            return Err(ConfigError::new(
+                "operation_version",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        Ok(Self {
+            alias: format!("{name}.v{version}"),
+        })
+    }
+
+    /// `Name.vN`.
+    pub fn alias(&self) -> &str {
+        &self.alias
+    }
+}
+
+/// Which cheap request [`PeopleSoftClient::ping`] sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PingCheck {
+    /// `QueryPrompts.v1/{owner}/{query}`: reads metadata only, no query runs.
+    QueryPrompts(QueryOwner, QueryName),
+    /// `ExecuteQuery` with `maxrows=1` and the given prompts.
+    ExecuteQuery(ExecuteQuery),
+}
+
+/// What [`PeopleSoftClient::ping`] found. `Display` gives a one-line verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PingReport {
+    /// Host reachable, node answered, credentials accepted.
+    Ok {
+        /// The URL that was called.
+        url: String,
+    },
+    /// No HTTP answer (DNS, TCP, TLS, timeout).
+    Unreachable {
+        /// Details.
+        detail: String,
+    },
+    /// The host answered but the node name or the service is wrong (IB error document,
+    /// 404, gateway page, query error).
+    NodeOrService {
+        /// Details.
+        detail: String,
+    },
+    /// 401/403, or no token could be obtained.
+    CredentialsRejected {
+        /// Details.
+        detail: String,
+    },
+}
+
+impl PingReport {
+    /// True for [`PingReport::Ok`].
+    pub fn is_ok(&self) -> bool {
+        matches!(self, PingReport::Ok { .. })
+    }
+}
+
+impl fmt::Display for PingReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PingReport::Ok { url } => write!(
+                f,
+                "ok: host reachable, node answered and credentials accepted ({url})"
+            ),
+            PingReport::Unreachable { detail } => write!(f, "cannot reach host: {detail}"),
+            PingReport::NodeOrService { detail } => {
+                write!(f, "node name not found / IB error: {detail}")
+            }
+            PingReport::CredentialsRejected { detail } => {
+                write!(f, "credentials rejected: {detail}")
+            }
+        }
+    }
+}
+
+impl PeopleSoftClient {
+    /// Starts a builder with default load protection and the system clock.
+    pub fn builder(conn: Connection, credentials: Credentials) -> PeopleSoftClientBuilder {
+        PeopleSoftClientBuilder {
+            conn,
+            credentials,
+            protection: LoadProtection::default(),
+            clock: Arc::new(SystemClock),
+            limiter: None,
+        }
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &Connection {
+        &self.inner.conn
+    }
+
+    /// The load protection in force.
+    pub fn protection(&self) -> &LoadProtection {
+        &self.inner.protection
+    }
+
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Runs a query synchronously through QAS and returns its rows.
+    pub async fn execute_query(&self, q: &ExecuteQuery) -> Result<QueryResult> {
+        let url = self.url(&q.relative_url()?)?;
+        let body = self
+            .request(Method::GET, url.clone(), None, Idempotency::Idempotent)
+            .await?;
+        qas::parse_execute_query(url.as_str(), &body, q.max_rows)
+    }
+
+    /// Lists the prompts a query expects (`QueryPrompts.v1`).
+    pub async fn query_prompts(
+        &self,
+        owner: QueryOwner,
+        query: &QueryName,
+    ) -> Result<Vec<PromptInfo>> {
+        let url = self.url(&format!(
+            "QueryPrompts.v1/{}/{}?isconnectedquery=N&json_resp=true",
+            owner.as_str(),
+            encode(query.as_str())
+        ))?;
+        let body = self
+            .request(Method::GET, url.clone(), None, Idempotency::Idempotent)
+            .await?;
+        qas::parse_prompts(url.as_str(), &body)
+    }
+
+    /// GET `{Operation}.vN/{segment}/{segment}…?{params}` and parse the JSON answer. Each
+    /// path segment (the filled-in URI template, one element per segment) and every parameter
+    /// is percent-encoded, so a `/` inside a value stays inside its segment. Retried like QAS
+    /// GETs. Errors that arrive with HTTP 200 (IBResponse, HTML) are detected as for QAS.
+    pub async fn service_get(
+        &self,
+        op: &ServiceOperation,
+        template: &[&str],
+        params: &[(&str, &str)],
+    ) -> Result<serde_json::Value> {
+        let url = self.service_url(op, template, params)?;
+        let body = self
+            .request(Method::GET, url.clone(), None, Idempotency::Idempotent)
+            .await?;
+        parse_json(url.as_str(), &body)
+    }
+
+    /// POST a JSON body to `{Operation}.vN/{segment}/…`. `idempotency` decides whether a
+    /// 5xx or timeout is retried (use [`Idempotency::NonIdempotent`] for creates: then only
+    /// 429/503 and connect failures are retried).
+    pub async fn service_post(
+        &self,
+        op: &ServiceOperation,
+        template: &[&str],
+        body: &serde_json::Value,
+        idempotency: Idempotency,
+    ) -> Result<serde_json::Value> {
+        let url = self.service_url(op, template, &[])?;
+        let text = self
+            .request(Method::POST, url.clone(), Some(body), idempotency)
+            .await?;
+        parse_json(url.as_str(), &text)
+    }
+
+    /// Proves reachability, node name and credentials with one cheap request, and says
+    /// which of the three failed.
+    pub async fn ping(&self, check: &PingCheck) -> PingReport {
+        let outcome = match check {
+            PingCheck::QueryPrompts(owner, q) => self.query_prompts(*owner, q).await.map(|_| ()),
+            PingCheck::ExecuteQuery(q) => {
+                let q = q.clone().max_rows(1);
+                self.execute_query(&q).await.map(|_| ())
+            }
+        };
+        let url = self.inner.conn.base_url().to_string();
+        match outcome {
+            Ok(()) => PingReport::Ok { url },
+            Err(
+                e @ (Error::Transport { .. }
+                | Error::Token {
+                    transient: true, ..
+                }),
+            ) => PingReport::Unreachable {
+                detail: e.to_string(),
+            },
+            Err(
+                e @ (Error::AuthRejected { .. }
+                | Error::Token {
+                    transient: false, ..
+                }),
+            ) => PingReport::CredentialsRejected {
+                detail: e.to_string(),
+            },
+            Err(e) => PingReport::NodeOrService {
+                detail: e.to_string(),
+            },
+        }
+    }
+
+    fn url(&self, relative: &str) -> Result<Url> {
+        Ok(self.inner.conn.join(relative)?)
+    }
+
+    fn service_url(
+        &self,
+        op: &ServiceOperation,
+        template: &[&str],
+        params: &[(&str, &str)],
+    ) -> Result<Url> {
+        let mut rel = op.alias().to_string();
+        for seg in template {
+            if seg.is_empty() || *seg == "." || *seg == ".." {
+                return Err(ConfigError::new(
+                    "template",
+                    template.join("/"),
+                    "path segments must not be empty, `.` or `..`",
+                )
+                .into());
+            }
+            rel.push('/');
+            rel.push_str(&encode(seg));
+        }
+        for (i, (k, v)) in params.iter().enumerate() {
+            rel.push(if i == 0 { '?' } else { '&' });
+            rel.push_str(&encode(k));
+            rel.push('=');
+            rel.push_str(&encode(v));
+        }
+        self.url(&rel)
+    }
+
+    /// Applies the blackout windows at the injected clock's "now": returns at once outside
+    /// them; inside one, waits (tokio time) until the window chain ends, or fails with
+    /// [`Error::Blackout`] when the action is [`BlackoutAction::Skip`]. Every request calls
+    /// this first; a caller may also call it before starting a cycle.
+    pub async fn wait_for_blackout(&self) -> Result<()> {
+        let p = &self.inner.protection;
+        if p.blackouts.is_empty() {
+            return Ok(());
+        }
+        if let Some((window, until, wait)) = p.blackout_wait(self.inner.clock.as_ref()) {
+            let host = self.inner.conn.host_port();
+            match p.blackout_action {
+                BlackoutAction::Skip => {
+                    return Err(Error::Blackout {
+                        host,
+                        window,
+                        until,
+                    })
+                }
+                BlackoutAction::Wait => {
+                    tracing::info!(host, window, %until, "PeopleSoft blackout window: waiting");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one logical request (with retries) and returns the body of a 2xx answer.
+    async fn request(
+        &self,
+        method: Method,
+        url: Url,
+        json: Option<&serde_json::Value>,
+        idempotency: Idempotency,
+    ) -> Result<String> {
+        self.wait_for_blackout().await?;
+        let inner = &self.inner;
+        let auth: HeaderValue = inner.auth.authorization().await.map_err(|e| Error::Token {
+            transient: e
+                .source
+                .downcast_ref::<crate::auth::TokenEndpointError>()
+                .is_some_and(|t| t.transient),
+            message: e.source.to_string(),
+        })?;
+        let held = Mutex::new(None);
+        let mut attempts = 0u32;
+        let outcome = inner
+            .protection
+            .retry
+            .send(idempotency, || {
+                let mut req = inner
+                    .http
+                    .request(method.clone(), url.clone())
+                    .header(AUTHORIZATION, auth.clone())
+                    .header(ACCEPT, "application/json");
+                if let Some(body) = json {
+                    req = req.header(CONTENT_TYPE, "application/json").json(body);
+                }
+                let held = &held;
+                let limiter = &inner.limiter;
+                let url = &url;
+                attempts += 1;
+                let is_retry = attempts > 1;
+                async move {
+                    // Free the previous attempt's slot before queueing for a new one (with one
+                    // slot per host, keeping it would wait forever).
+                    drop(held.lock().unwrap_or_else(|e| e.into_inner()).take());
+                    if is_retry {
+                        // A retry never starts inside a blackout window: the logical request
+                        // is already under way, so it waits for the window's end whatever
+                        // the configured action.
+                        if let Some((window, until, wait)) =
+                            inner.protection.blackout_wait(inner.clock.as_ref())
+                        {
+                            tracing::info!(window, %until, "blackout window began during retries: waiting");
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                    let permit = limiter.acquire().await;
+                    *held.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
+                    tracing::debug!(%url, "PeopleSoft request");
+                    req.send().await
+                }
+            })
+            .await;
+        let resp = outcome.map_err(|source| Error::Transport {
+            url: url.to_string(),
+            source,
+        })?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await;
+        // The request is complete only once the body is read: release the slot now.
+        drop(held);
+        let body = body.map_err(|e| Error::InvalidResponse {
+            url: url.to_string(),
+            reason: format!("could not read the response body: {e}"),
+            raw: String::new(),
+        })?;
+        if status == 401 || status == 403 {
+            return Err(Error::AuthRejected {
+                status,
+                url: url.to_string(),
+                body: truncate_body(&body),
+            });
+        }
+        if !(200..300).contains(&status) {
+            if body.contains("IBResponse") {
+                return Err(qas::parse_ib_response(status, url.as_str(), &body));
+            }
+            return Err(Error::Http {
+                status,
+                url: url.to_string(),
+                body: truncate_body(&body),
+            });
+        }
+        Ok(body)
+    }
+}
+
+fn parse_json(url: &str, body: &str) -> Result<serde_json::Value> {
+    if let Some(e) = qas::non_json_error(200, url, body) {
+        return Err(e);
+    }
+    if body.trim().is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    let text = qas::quote_long_numbers(body);
+    serde_json::from_str(&text).map_err(|e| Error::InvalidResponse {
+        url: url.to_string(),
+        reason: format!("not valid JSON (cut off?): {e}"),
+        raw: truncate_body(body),
+    })
+}

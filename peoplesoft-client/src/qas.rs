@@ -1,0 +1,583 @@
+//! Query Access Services (QAS) REST: request building and response parsing.
+//!
+//! The wire format follows practitioner code and Oracle's operation docs (see the crate docs):
+//! `ExecuteQuery.v1/{PUBLIC|PRIVATE}/{QUERY}/JSON/NONFILE?isconnectedquery=N&maxrows=N
+//! &prompt_uniquepromptname=P1,P2&prompt_fieldvalue=v1,v2&json_resp=true`.
+//! The `JSON` result type and the response shape are practitioner-observed, not documented
+//! by Oracle.
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::{Deserialize, Serialize};
+use sync_core::Record;
+
+use crate::config::QueryName;
+use crate::error::{truncate_body, Error};
+
+/// Characters left as-is in query-string values: the RFC 3986 unreserved set. Everything else,
+/// including space, `&`, `=`, `+`, `,` and all non-ASCII bytes, is percent-encoded.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+pub(crate) fn encode(v: &str) -> String {
+    utf8_percent_encode(v, QUERY_VALUE).to_string()
+}
+
+/// Whether a query is public or owned by the calling user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum QueryOwner {
+    /// `PUBLIC` (default).
+    #[default]
+    Public,
+    /// `PRIVATE` (owned by the OPRID that calls).
+    Private,
+}
+
+impl QueryOwner {
+    /// `PUBLIC` or `PRIVATE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryOwner::Public => "PUBLIC",
+            QueryOwner::Private => "PRIVATE",
+        }
+    }
+}
+
+/// Default `maxrows` for [`ExecuteQuery`]: 50,000 (Oracle advises against larger in-memory
+/// query results).
+pub const DEFAULT_MAX_ROWS: u32 = 50_000;
+
+/// One synchronous QAS `ExecuteQuery` call.
+///
+/// ```
+/// use peoplesoft_client::{ExecuteQuery, QueryName};
+///
+/// let q = ExecuteQuery::new(QueryName::new("MLC_VENDORS").unwrap())
+///     .max_rows(1000)
+///     .prompt("FROM_DTTM", "2026-01-01")
+///     .prompt("TO_DTTM", "2026-01-02");
+/// assert_eq!(
+///     q.relative_url().unwrap(),
+///     "ExecuteQuery.v1/PUBLIC/MLC_VENDORS/JSON/NONFILE?isconnectedquery=N&maxrows=1000\
+///      &prompt_uniquepromptname=FROM_DTTM,TO_DTTM&prompt_fieldvalue=2026-01-01,2026-01-02&json_resp=true"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecuteQuery {
+    /// The query.
+    pub query: QueryName,
+    /// Public or private.
+    pub owner: QueryOwner,
+    /// `maxrows`; must be > 0 so truncation can be detected (QAS `0` means "profile limit").
+    pub max_rows: u32,
+    /// Prompts in order: (unique prompt name, value). An empty value skips an optional prompt.
+    pub prompts: Vec<(String, String)>,
+}
+
+impl ExecuteQuery {
+    /// A public query with [`DEFAULT_MAX_ROWS`] and no prompts.
+    pub fn new(query: QueryName) -> Self {
+        Self {
+            query,
+            owner: QueryOwner::Public,
+            max_rows: DEFAULT_MAX_ROWS,
+            prompts: Vec::new(),
+        }
+    }
+
+    /// Sets the owner.
+    pub fn owner(mut self, owner: QueryOwner) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// Sets `maxrows`.
+    pub fn max_rows(mut self, n: u32) -> Self {
+        self.max_rows = n;
+        self
+    }
+
+    /// Appends a prompt (order matters: QAS matches names and values by position).
+    pub fn prompt(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.prompts.push((name.into(), value.into()));
+        self
+    }
+
+    /// The URL relative to the node base, with every prompt name and value percent-encoded and
+    /// the separating commas literal.
+    ///
+    /// Errors: `maxrows` of 0, an empty prompt name, or a prompt name or value containing a
+    /// comma (QAS separates prompts by commas and documents no escape).
+    pub fn relative_url(&self) -> Result<String, Error> {
+        if self.max_rows == 0 {
+            return Err(crate::error::ConfigError::new(
+                "max_rows",
+                "0",
+                "must be greater than 0 so that a truncated result can be detected",
+            )
+            .into());
+        }
+        let mut url = format!(
+            "ExecuteQuery.v1/{}/{}/JSON/NONFILE?isconnectedquery=N&maxrows={}",
+            self.owner.as_str(),
+            encode(self.query.as_str()),
+            self.max_rows
+        );
+        if !self.prompts.is_empty() {
+            let mut names = Vec::with_capacity(self.prompts.len());
+            let mut values = Vec::with_capacity(self.prompts.len());
+            for (name, value) in &self.prompts {
+                check_prompt(name, value)?;
+                names.push(encode(name));
+                values.push(encode(value));
+            }
+            url.push_str("&prompt_uniquepromptname=");
+            url.push_str(&names.join(","));
+            url.push_str("&prompt_fieldvalue=");
+            url.push_str(&values.join(","));
+        }
+        url.push_str("&json_resp=true");
+        Ok(url)
+    }
+}
+
+fn check_prompt(name: &str, value: &str) -> Result<(), Error> {
+    let bad = |reason: &str| Error::InvalidPrompt {
+        prompt: name.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    if name.trim().is_empty() {
+        return Err(bad("the prompt name is empty"));
+    }
+    if name.contains(',') {
+        return Err(bad(
+            "the prompt name contains a comma, which QAS uses to separate prompts",
+        ));
+    }
+    if value.contains(',') {
+        return Err(bad(
+            "the value contains a comma; QAS separates prompt values by commas and has no documented escape, so the value would be split",
+        ));
+    }
+    Ok(())
+}
+
+/// The rows of one `ExecuteQuery` answer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueryResult {
+    /// `queryname` as reported (may be absent).
+    pub query_name: Option<String>,
+    /// `numrows` as reported (falls back to the number of rows).
+    pub num_rows: u64,
+    /// The rows, field name → value, without `attr:rownumber`. Field names are as sent
+    /// (usually with a record-alias prefix such as `A.`). A JSON number with more than 15
+    /// significant digits arrives as a string holding its exact digits (an `f64` would round
+    /// it); shorter numbers stay JSON numbers.
+    pub rows: Vec<Record>,
+    /// True when `numrows` reached `maxrows`: rows may be missing.
+    pub truncated: bool,
+}
+
+/// Classifies a non-JSON body: an `IBResponse` error document, an HTML page, or garbage.
+pub(crate) fn non_json_error(status: u16, url: &str, body: &str) -> Option<Error> {
+    let t = body.trim_start();
+    if t.starts_with('<') {
+        if body.contains("IBResponse") {
+            return Some(parse_ib_response(status, url, body));
+        }
+        let mut end = t.len().min(512);
+        while !t.is_char_boundary(end) {
+            end -= 1;
+        }
+        let head = t[..end].to_ascii_lowercase();
+        if head.contains("<html") || head.contains("<!doctype html") {
+            return Some(Error::HtmlPage {
+                status,
+                url: url.to_string(),
+                raw: truncate_body(body),
+            });
+        }
+    }
+    None
+}
+
+/// Extracts DefaultMessage / MessageSet / MessageID from `<IBResponse type="error">`.
+pub(crate) fn parse_ib_response(status: u16, url: &str, body: &str) -> Error {
+    let message = xml_text(body, "DefaultMessage")
+        .filter(|m| !m.is_empty())
+        .or_else(|| xml_text(body, "DefaultTitle"))
+        .unwrap_or_else(|| "Integration Broker error (no DefaultMessage)".to_string());
+    Error::IbResponse {
+        status,
+        url: url.to_string(),
+        message,
+        message_set: xml_text(body, "MessageSet").filter(|s| !s.is_empty()),
+        message_id: xml_text(body, "MessageID").filter(|s| !s.is_empty()),
+        raw: truncate_body(body),
+    }
+}
+
+/// The text of the first `<tag>…</tag>` (CDATA unwrapped, basic entities decoded).
+fn xml_text(body: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}");
+    let start = body.find(&open)?;
+    let after = &body[start + open.len()..];
+    // `<tag>` or `<tag attr="…">`, not `<tagOther>`; `<tag/>` is empty.
+    let first = after.chars().next()?;
+    if first != '>' && !first.is_whitespace() && first != '/' {
+        return None;
+    }
+    let gt = after.find('>')?;
+    if after[..gt].ends_with('/') {
+        return Some(String::new());
+    }
+    let content = &after[gt + 1..];
+    let end = content.find(&format!("</{tag}>"))?;
+    let mut text = content[..end].trim().to_string();
+    if let Some(inner) = text
+        .strip_prefix("<![CDATA[")
+        .and_then(|r| r.strip_suffix("]]>"))
+    {
+        text = inner.to_string();
+    } else {
+        text = text
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&");
+    }
+    Some(text)
+}
+
+/// Quotes JSON number literals with more than 15 significant digits, so they reach
+/// [`rust_decimal`] as exact text instead of being rounded through `f64` by `serde_json`.
+/// Shorter numbers round-trip exactly through `f64`'s shortest representation.
+pub(crate) fn quote_long_numbers(body: &str) -> std::borrow::Cow<'_, str> {
+    let b = body.as_bytes();
+    let mut out: Option<String> = None;
+    let mut last = 0;
+    let mut i = 0;
+    let mut in_str = false;
+    while i < b.len() {
+        let c = b[i];
+        if in_str {
+            match c {
+                b'\\' => i += 1,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'"' {
+            in_str = true;
+            i += 1;
+            continue;
+        }
+        if c == b'-' || c.is_ascii_digit() {
+            let start = i;
+            while i < b.len() && matches!(b[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
+                i += 1;
+            }
+            let lit = &body[start..i];
+            let mantissa = lit.split(['e', 'E']).next().unwrap_or(lit);
+            let digits = mantissa
+                .bytes()
+                .filter(u8::is_ascii_digit)
+                .skip_while(|d| *d == b'0')
+                .count();
+            if digits > 15 {
+                let o = out.get_or_insert_with(|| String::with_capacity(body.len() + 16));
+                o.push_str(&body[last..start]);
+                o.push('"');
+                o.push_str(lit);
+                o.push('"');
+                last = i;
+            }
+            continue;
+        }
+        i += 1;
+    }
+    match out {
+        Some(mut o) => {
+            o.push_str(&body[last..]);
+            std::borrow::Cow::Owned(o)
+        }
+        None => std::borrow::Cow::Borrowed(body),
+    }
+}
+
+/// Parses an HTTP-200 `ExecuteQuery` JSON body. `max_rows` is the requested cap.
+pub(crate) fn parse_execute_query(
+    url: &str,
+    body: &str,
+    max_rows: u32,
+) -> Result<QueryResult, Error> {
+    if let Some(e) = non_json_error(200, url, body) {
+        return Err(e);
+    }
+    let invalid = |reason: String| Error::InvalidResponse {
+        url: url.to_string(),
+        reason,
+        raw: truncate_body(body),
+    };
+    let text = quote_long_numbers(body);
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| invalid(format!("not valid JSON (cut off?): {e}")))?;
+    let status = v.get("status").and_then(|s| s.as_str());
+    match status {
+        Some(s) if s.eq_ignore_ascii_case("success") => {}
+        Some(s) => {
+            return Err(Error::QueryStatus {
+                status: s.to_string(),
+                url: url.to_string(),
+                raw: truncate_body(body),
+            })
+        }
+        None => return Err(invalid("no `status` field".into())),
+    }
+    let query = v
+        .get("data")
+        .and_then(|d| d.get("query"))
+        .ok_or_else(|| invalid("no `data.query` object".into()))?;
+    let rows = match query.get("rows") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(a)) => a.clone(),
+        // A single row has been seen serialised as an object by some XML→JSON paths.
+        Some(serde_json::Value::Object(o)) => vec![serde_json::Value::Object(o.clone())],
+        Some(other) => return Err(invalid(format!("`rows` is {other}, not an array"))),
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, row) in rows.into_iter().enumerate() {
+        match row {
+            serde_json::Value::Object(mut m) => {
+                m.remove("attr:rownumber");
+                out.push(m);
+            }
+            other => return Err(invalid(format!("row {i} is {other}, not an object"))),
+        }
+    }
+    let num_rows = query
+        .get("numrows")
+        .and_then(|n| {
+            n.as_u64()
+                .or_else(|| n.as_str().and_then(|s| s.trim().parse().ok()))
+        })
+        .unwrap_or(out.len() as u64);
+    let query_name = query
+        .get("queryname")
+        .and_then(|q| q.as_str())
+        .map(str::to_string);
+    let truncated =
+        max_rows > 0 && (num_rows >= u64::from(max_rows) || out.len() >= max_rows as usize);
+    Ok(QueryResult {
+        query_name,
+        num_rows,
+        rows: out,
+        truncated,
+    })
+}
+
+/// One prompt of a query, from `QueryPrompts.v1`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct PromptInfo {
+    /// `UniquePromptName`: the name to send in `prompt_uniquepromptname`.
+    pub unique_prompt_name: String,
+    /// `FieldName`.
+    pub field_name: String,
+    /// `HeadingText`.
+    pub heading_text: String,
+    /// `FieldType` (e.g. Date, Datetime, Character, Number).
+    pub field_type: String,
+    /// `FormatText`.
+    pub format_text: String,
+    /// `FieldLength`.
+    pub field_length: Option<u32>,
+    /// `FieldDecimal`.
+    pub field_decimal: Option<u32>,
+}
+
+/// Parses a `QueryPrompts.v1` JSON body tolerantly: any object anywhere in the document that
+/// has a `UniquePromptName` or `FieldName` key (any case, with or without an `attr:` prefix)
+/// is one prompt. Values may be strings or numbers.
+pub(crate) fn parse_prompts(url: &str, body: &str) -> Result<Vec<PromptInfo>, Error> {
+    if let Some(e) = non_json_error(200, url, body) {
+        return Err(e);
+    }
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| Error::InvalidResponse {
+        url: url.to_string(),
+        reason: format!("not valid JSON (cut off?): {e}"),
+        raw: truncate_body(body),
+    })?;
+    if let Some(s) = v.get("status").and_then(|s| s.as_str()) {
+        if !s.eq_ignore_ascii_case("success") {
+            return Err(Error::QueryStatus {
+                status: s.to_string(),
+                url: url.to_string(),
+                raw: truncate_body(body),
+            });
+        }
+    }
+    let mut out = Vec::new();
+    collect_prompts(&v, &mut out);
+    Ok(out)
+}
+
+fn collect_prompts(v: &serde_json::Value, out: &mut Vec<PromptInfo>) {
+    match v {
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_prompts(x, out)),
+        serde_json::Value::Object(m) => {
+            let get = |k: &str| {
+                m.iter()
+                    .find(|(key, _)| {
+                        let key = key.rsplit(':').next().unwrap_or(key);
+                        key.eq_ignore_ascii_case(k)
+                    })
+                    .map(|(_, v)| v)
+            };
+            let text = |k: &str| match get(k) {
+                Some(serde_json::Value::String(s)) => s.trim().to_string(),
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                _ => String::new(),
+            };
+            let num = |k: &str| {
+                let t = text(k);
+                t.parse::<u32>().ok()
+            };
+            if get("UniquePromptName").is_some() || get("FieldName").is_some() {
+                out.push(PromptInfo {
+                    unique_prompt_name: text("UniquePromptName"),
+                    field_name: text("FieldName"),
+                    heading_text: text("HeadingText"),
+                    field_type: text("FieldType"),
+                    format_text: text("FormatText"),
+                    field_length: num("FieldLength"),
+                    field_decimal: num("FieldDecimal"),
+                });
+            } else {
+                m.values().for_each(|x| collect_prompts(x, out));
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_values_are_percent_encoded() {
+        let q = ExecuteQuery::new(QueryName::new("Q").unwrap())
+            .max_rows(10)
+            .prompt("P 1", "a b&c=d+e/f")
+            .prompt("P2", "Zürich ü")
+            .prompt("P3", "");
+        let u = q.relative_url().unwrap();
+        assert!(u.contains("prompt_uniquepromptname=P%201,P2,P3"), "{u}");
+        assert!(
+            u.contains(
+                "prompt_fieldvalue=a%20b%26c%3Dd%2Be%2Ff,Z%C3%BCrich%20%C3%BC,&json_resp=true"
+            ),
+            "{u}"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_comma_free_value_survives_encoding(v in "[^,]{0,40}") {
+            let q = ExecuteQuery::new(QueryName::new("Q").unwrap()).prompt("P", v.clone());
+            let url = q.relative_url().unwrap();
+            let sent = url
+                .split("prompt_fieldvalue=")
+                .nth(1)
+                .and_then(|r| r.split('&').next())
+                .unwrap();
+            // Only unreserved characters and escapes reach the wire...
+            proptest::prop_assert!(sent
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~%".contains(&b)));
+            // ...and the server decodes exactly the original value.
+            let decoded = percent_encoding::percent_decode_str(sent).decode_utf8().unwrap();
+            proptest::prop_assert_eq!(decoded, v);
+        }
+    }
+
+    #[test]
+    fn comma_in_a_value_is_rejected_with_a_clear_error() {
+        let q = ExecuteQuery::new(QueryName::new("Q").unwrap()).prompt("NAME", "Smith, J");
+        let e = q.relative_url().unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("NAME") && s.contains("Smith, J") && s.contains("comma"),
+            "{s}"
+        );
+        let q = ExecuteQuery::new(QueryName::new("Q").unwrap()).max_rows(0);
+        assert!(q
+            .relative_url()
+            .unwrap_err()
+            .to_string()
+            .contains("max_rows"));
+    }
+
+    #[test]
+    fn long_numbers_are_kept_exact() {
+        let body = r#"{"a":12345678901234567.891,"b":"9999999999999999999","c":1.5,"d":[-0.0000000000000001234]}"#;
+        let q = quote_long_numbers(body);
+        assert_eq!(
+            q,
+            r#"{"a":"12345678901234567.891","b":"9999999999999999999","c":1.5,"d":[-0.0000000000000001234]}"#
+        );
+        assert!(matches!(
+            quote_long_numbers("{\"x\":1}"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn html_detection_is_safe_on_multibyte_text() {
+        let body = format!("<{}<html>", "é".repeat(400));
+        assert!(non_json_error(200, "u", &body).is_none());
+        let body = format!("<!DOCTYPE html><p>{}</p>", "ü".repeat(600));
+        assert!(matches!(
+            non_json_error(200, "u", &body),
+            Some(Error::HtmlPage { .. })
+        ));
+    }
+
+    #[test]
+    fn ib_response_fields_are_extracted() {
+        let body = r#"<?xml version="1.0"?><IBResponse type="error"><DefaultTitle>Integration Broker Response</DefaultTitle><StatusCode>20</StatusCode><MessageSet>158</MessageSet><MessageID>10001</MessageID><DefaultMessage><![CDATA[Unknown node PSFT_XX]]></DefaultMessage><MessageParameters/></IBResponse>"#;
+        match parse_ib_response(200, "u", body) {
+            Error::IbResponse {
+                message,
+                message_set,
+                message_id,
+                ..
+            } => {
+                assert_eq!(message, "Unknown node PSFT_XX");
+                assert_eq!(message_set.as_deref(), Some("158"));
+                assert_eq!(message_id.as_deref(), Some("10001"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn prompts_parse_in_any_case() {
+        let body = r#"{"status":"success","data":{"queryprompts":{"prompt":[
+            {"fieldname":"LASTUPDDTTM","headingtext":"From","fieldtype":"Datetime","formattext":"","fieldlength":26,"fielddecimal":0,"uniquepromptname":"FROM_DTTM"},
+            {"FieldName":"LASTUPDDTTM","HeadingText":"To","FieldType":"Datetime","UniquePromptName":"TO_DTTM","FieldLength":"26"}]}}}"#;
+        let p = parse_prompts("u", body).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].unique_prompt_name, "FROM_DTTM");
+        assert_eq!(p[0].field_length, Some(26));
+        assert_eq!(p[1].unique_prompt_name, "TO_DTTM");
+        assert_eq!(p[1].field_length, Some(26));
+        assert_eq!(p[1].heading_text, "To");
+    }
+}

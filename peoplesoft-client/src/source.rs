@@ -1,0 +1,266 @@
+//! [`PeopleSoftSource`]: one stream definition as a sync-core [`Source`].
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use futures::{FutureExt, StreamExt};
+use serde_json::Value;
+use sync_core::{ConnectorError, Page, PageStream, Record, Source, Window};
+
+use crate::client::PeopleSoftClient;
+use crate::error::Error;
+use crate::qas::ExecuteQuery;
+use crate::records::{strip_alias, strip_alias_prefixes};
+use crate::streams::{AliasPrefixes, EffectiveDatedRows, EffectiveDating, StreamDefinition};
+
+/// Reads one stream from PeopleSoft through QAS.
+///
+/// Each window becomes one `ExecuteQuery` call with the window prompts (see
+/// [`StreamDefinition::prompt_values`]); the answer is one [`Page`], truncated when it
+/// reached `maxrows` (the engine then splits the window). Synchronous QAS has no paging, so a
+/// window is never more than one request plus retries.
+///
+/// Errors carry the stream, window and query, and map to sync-core's
+/// [`FailureKind`](sync_core::FailureKind): a 401/403 is `StopStream`, after exactly one
+/// request.
+#[derive(Debug, Clone)]
+pub struct PeopleSoftSource {
+    client: PeopleSoftClient,
+    def: StreamDefinition,
+}
+
+impl PeopleSoftSource {
+    /// A source for `def`, validated.
+    pub fn new(client: PeopleSoftClient, def: StreamDefinition) -> Result<Self, Error> {
+        def.validate()?;
+        Ok(Self { client, def })
+    }
+
+    /// The stream definition.
+    pub fn definition(&self) -> &StreamDefinition {
+        &self.def
+    }
+
+    /// The client.
+    pub fn client(&self) -> &PeopleSoftClient {
+        &self.client
+    }
+
+    /// The request for `window`.
+    pub fn request_for(&self, window: &Window) -> ExecuteQuery {
+        let (from, to) = self.def.prompt_values(window);
+        let mut q = ExecuteQuery::new(self.def.query.clone())
+            .owner(self.def.owner)
+            .max_rows(self.def.max_rows)
+            .prompt(self.def.from_prompt.clone(), from)
+            .prompt(self.def.to_prompt.clone(), to);
+        q.prompts.extend(self.def.fixed_prompts.iter().cloned());
+        q
+    }
+
+    async fn read_window(&self, window: Window) -> Result<Page, ConnectorError> {
+        let context = format!(
+            "stream `{}` window {} (query {})",
+            self.def.name, window, self.def.query
+        );
+        let q = self.request_for(&window);
+        let result = self
+            .client
+            .execute_query(&q)
+            .await
+            .map_err(|e| e.into_connector_error(&context))?;
+        if result.truncated {
+            tracing::info!(
+                stream = %self.def.name,
+                %window,
+                max_rows = self.def.max_rows,
+                "result reached maxrows; reporting truncation so the window is split"
+            );
+        }
+        let mut records: Vec<Record> = match self.def.alias_prefixes {
+            AliasPrefixes::Strip => result.rows.iter().map(strip_alias_prefixes).collect(),
+            AliasPrefixes::Keep => result.rows,
+        };
+        if let Some(ed) = &self.def.effective_dating {
+            let today = self
+                .client
+                .clock()
+                .now()
+                .with_timezone(&self.def.source_time_zone)
+                .date_naive();
+            records = flag_current_rows(records, ed, today).map_err(|m| {
+                ConnectorError::permanent(format!("{context}: effective dating: {m}"))
+            })?;
+        }
+        Ok(Page {
+            records,
+            truncated: result.truncated,
+        })
+    }
+}
+
+#[async_trait]
+impl Source for PeopleSoftSource {
+    fn identity(&self) -> String {
+        let c = self.client.connection();
+        format!(
+            "peoplesoft://{}/{}/{}",
+            c.host_port(),
+            c.node(),
+            self.def.query
+        )
+    }
+
+    fn read(&self, window: Window) -> PageStream<'_> {
+        futures::stream::once(self.read_window(window).boxed()).boxed()
+    }
+}
+
+fn field<'a>(r: &'a Record, name: &str) -> Option<&'a Value> {
+    r.get(name).or_else(|| {
+        r.iter()
+            .find(|(k, _)| strip_alias(k) == name)
+            .map(|(_, v)| v)
+    })
+}
+
+fn parse_effdt(v: Option<&Value>) -> Option<NaiveDate> {
+    let s = v?.as_str()?.trim();
+    NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok()
+}
+
+fn parse_effseq(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Null => Some(0),
+        _ => None,
+    }
+}
+
+/// Adds the current-row flag to every row and, for
+/// [`EffectiveDatedRows::CurrentAndFuture`], drops history rows. Computed within this set of
+/// rows only (see [`EffectiveDating`]).
+pub fn flag_current_rows(
+    mut rows: Vec<Record>,
+    ed: &EffectiveDating,
+    as_of: NaiveDate,
+) -> Result<Vec<Record>, String> {
+    // Per key: index of the best row so far and its (effdt, effseq).
+    let mut best: HashMap<String, (usize, NaiveDate, i64)> = HashMap::new();
+    let mut dated = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        let effdt = parse_effdt(field(r, &ed.effdt_field)).ok_or_else(|| {
+            format!(
+                "row {i}: `{}` is missing or not a YYYY-MM-DD date ({:?})",
+                ed.effdt_field,
+                field(r, &ed.effdt_field)
+            )
+        })?;
+        let effseq = match &ed.effseq_field {
+            Some(f) => parse_effseq(field(r, f))
+                .ok_or_else(|| format!("row {i}: `{f}` is missing or not an integer"))?,
+            None => 0,
+        };
+        let key = ed
+            .key_fields
+            .iter()
+            .map(|k| field(r, k).map(|v| v.to_string()).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\u{1f}");
+        dated.push(effdt);
+        if effdt <= as_of {
+            let e = best.entry(key).or_insert((i, effdt, effseq));
+            if (effdt, effseq) > (e.1, e.2) {
+                *e = (i, effdt, effseq);
+            }
+        }
+    }
+    let mut current = vec![false; rows.len()];
+    for (i, _, _) in best.values() {
+        current[*i] = true;
+    }
+    for (r, c) in rows.iter_mut().zip(&current) {
+        r.insert(ed.current_flag_field.clone(), Value::Bool(*c));
+    }
+    if ed.rows == EffectiveDatedRows::CurrentAndFuture {
+        let keep: Vec<bool> = current
+            .iter()
+            .zip(&dated)
+            .map(|(c, d)| *c || *d > as_of)
+            .collect();
+        let mut k = keep.into_iter();
+        rows.retain(|_| k.next().unwrap_or(true));
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rows(v: Value) -> Vec<Record> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_object().unwrap().clone())
+            .collect()
+    }
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn current_row_is_max_effdt_then_max_effseq_and_future_rows_are_kept() {
+        let input = rows(json!([
+            {"A.EMPLID": "E1", "A.EMPL_RCD": 0, "A.EFFDT": "2025-01-01", "A.EFFSEQ": 0},
+            {"A.EMPLID": "E1", "A.EMPL_RCD": 0, "A.EFFDT": "2026-02-01", "A.EFFSEQ": 0},
+            {"A.EMPLID": "E1", "A.EMPL_RCD": 0, "A.EFFDT": "2026-02-01", "A.EFFSEQ": "1"},
+            {"A.EMPLID": "E1", "A.EMPL_RCD": 0, "A.EFFDT": "2026-09-01", "A.EFFSEQ": 0},
+            {"A.EMPLID": "E1", "A.EMPL_RCD": 1, "A.EFFDT": "2024-05-05", "A.EFFSEQ": 0},
+            {"A.EMPLID": "E2", "A.EMPL_RCD": 0, "A.EFFDT": "2027-01-01", "A.EFFSEQ": 0}
+        ]));
+        let ed = EffectiveDating::new(&["EMPLID", "EMPL_RCD"]);
+        let out = flag_current_rows(input.clone(), &ed, d("2026-03-01")).unwrap();
+        let flags: Vec<bool> = out
+            .iter()
+            .map(|r| r["IS_CURRENT"].as_bool().unwrap())
+            .collect();
+        assert_eq!(flags, vec![false, false, true, false, true, false]);
+
+        let ed = EffectiveDating {
+            rows: EffectiveDatedRows::CurrentAndFuture,
+            ..ed
+        };
+        let out = flag_current_rows(input, &ed, d("2026-03-01")).unwrap();
+        let kept: Vec<(&str, bool)> = out
+            .iter()
+            .map(|r| {
+                (
+                    r["A.EFFDT"].as_str().unwrap(),
+                    r["IS_CURRENT"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                ("2026-02-01", true),
+                ("2026-09-01", false),
+                ("2024-05-05", true),
+                ("2027-01-01", false)
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_effdt_is_an_error_naming_the_field() {
+        let input = rows(json!([{"EMPLID": "E1", "EFFSEQ": 0}]));
+        let e = flag_current_rows(input, &EffectiveDating::new(&["EMPLID"]), d("2026-01-01"))
+            .unwrap_err();
+        assert!(e.contains("EFFDT"), "{e}");
+    }
+}

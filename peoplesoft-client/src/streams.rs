@@ -1,0 +1,845 @@
+//! Stream definitions: which query feeds a stream, how a window becomes prompt values, the
+//! keys and cursor, effective dating, and the mapping to Databricks columns. One default per
+//! domain, every part overridable.
+//!
+//! # The queries a site creates
+//!
+//! The defaults expect **public** PeopleSoft queries (Query Manager) named `MLC_…`, each with
+//! two prompts on its cursor field, in this order:
+//!
+//! | Prompt (unique name) | Criterion in the query |
+//! |---|---|
+//! | `FROM_DTTM` | cursor field `>=` prompt |
+//! | `TO_DTTM` | cursor field `<` prompt (half-open, the default), or `BETWEEN FROM_DTTM AND TO_DTTM` with [`RangeSemantics::InclusiveBetween`] |
+//!
+//! | Default | Query | Records | Cursor (prompt type) |
+//! |---|---|---|---|
+//! | [`StreamDefinition::vendors`] | `MLC_VENDORS` | VENDOR | LAST_ACTIVITY_DT (date) |
+//! | [`StreamDefinition::customers`] | `MLC_CUSTOMERS` | CUSTOMER | CUST_STATUS_DT (date) |
+//! | [`StreamDefinition::purchase_orders`] | `MLC_PO_HEADERS` | PO_HDR | LAST_DTTM_UPDATE (datetime) |
+//! | [`StreamDefinition::purchase_order_lines`] | `MLC_PO_LINES` | PO_LINE (+PO_LINE_SHIP, PO_HDR for the cursor) | LAST_DTTM_UPDATE (datetime) |
+//! | [`StreamDefinition::journal_headers`] | `MLC_JOURNALS` | JRNL_HEADER | DTTM_STAMP_SEC (datetime) |
+//! | [`StreamDefinition::journal_lines`] | `MLC_JOURNAL_LINES` | JRNL_LN (+JRNL_HEADER for the cursor) | DTTM_STAMP_SEC (datetime) |
+//! | [`StreamDefinition::employees`] | `MLC_JOB` | JOB (effective-dated) | LASTUPDDTTM (datetime) |
+//! | [`StreamDefinition::paychecks`] | `MLC_PAYCHECKS` | PAY_CHECK | CHECK_DT (date) |
+//!
+//! Vendors and customers have no confirmed last-update column; their cursors only catch
+//! activity the date records. For a complete picture take periodic full snapshots (one wide
+//! window) and let the engine's upsert reconcile.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
+use chrono_tz::Tz;
+use serde_json::json;
+use sync_core::mapping::{ColumnMapping, Mapping};
+use sync_core::Window;
+
+use crate::config::QueryName;
+use crate::error::ConfigError;
+use crate::qas::{QueryOwner, DEFAULT_MAX_ROWS};
+
+/// How a window bound is written as a prompt value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PromptFormat {
+    /// `YYYY-MM-DD` (date prompts). Dates carry no time zone: the window's **UTC** dates are
+    /// used, the same convention sync-core uses for a DATE cursor (midnight UTC), so the rows
+    /// of day D land in exactly the windows that contain D 00:00 UTC.
+    ///
+    /// Two consequences: a window that starts after midnight begins at the next day (the
+    /// start day belongs to the previous window), so give date-cursor streams a look-back of
+    /// at least one day to re-read rows changed later on the same day; and a window narrower
+    /// than a day cannot be split usefully when truncated, so the engine's minimum window
+    /// should be one day for these streams.
+    Date,
+    /// PeopleSoft's native datetime `YYYY-MM-DD-HH.MM.SS.ffffff` (microseconds), in the source
+    /// time zone. The default for datetime cursors.
+    #[default]
+    NativeDateTime,
+    /// ISO `YYYY-MM-DDTHH:MM:SS` (whole seconds, no offset), in the source time zone.
+    IsoDateTime,
+}
+
+impl PromptFormat {
+    /// The smallest step of the format: 1 day, 1 µs, or 1 s.
+    pub fn unit(self) -> Duration {
+        match self {
+            PromptFormat::Date => Duration::days(1),
+            PromptFormat::NativeDateTime => Duration::microseconds(1),
+            PromptFormat::IsoDateTime => Duration::seconds(1),
+        }
+    }
+}
+
+/// How the query compares its cursor field with the two prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RangeSemantics {
+    /// `FROM <= cursor < TO` (default): the window's bounds are sent as they are.
+    #[default]
+    HalfOpen,
+    /// `cursor BETWEEN FROM AND TO` (both inclusive): `TO` is sent as the window end minus
+    /// the format's smallest unit (1 day for dates, 1 µs for native datetimes, 1 s for ISO
+    /// datetimes). With whole-second ISO prompts, a cursor stored with fractions of a second
+    /// in the last second of a window is not matched: prefer the native format then.
+    InclusiveBetween,
+}
+
+/// Whether record-alias prefixes (`A.VENDOR_ID`) are removed from field names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AliasPrefixes {
+    /// Remove them (default); see [`strip_alias_prefixes`](crate::records::strip_alias_prefixes).
+    #[default]
+    Strip,
+    /// Keep field names exactly as QAS sent them.
+    Keep,
+}
+
+/// Which rows an effective-dated stream keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EffectiveDatedRows {
+    /// Every row (history, current and future), each flagged (default).
+    #[default]
+    FullHistory,
+    /// Only the current row per key **and** future-dated rows (flagged not current), so a
+    /// future change is not lost.
+    CurrentAndFuture,
+}
+
+/// Effective-dating settings (EFFDT/EFFSEQ records such as JOB).
+///
+/// The current row per key is the one with the greatest EFFDT on or before the as-of date
+/// (today in the source time zone), then the greatest EFFSEQ on that date.
+///
+/// **Limitation:** the flag is computed within one page (one window's result). A key whose
+/// newer row falls in a later window is flagged from the rows that window returned; rows of
+/// older windows are not re-flagged. For an exact "current" view, derive it in Databricks
+/// from the full history (`ROW_NUMBER() OVER (PARTITION BY key ORDER BY effdt DESC, effseq DESC)`
+/// over rows with `effdt <= current_date()`), or read all history in one window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveDating {
+    /// The key without EFFDT/EFFSEQ, e.g. `EMPLID`, `EMPL_RCD`.
+    pub key_fields: Vec<String>,
+    /// `EFFDT`.
+    pub effdt_field: String,
+    /// `EFFSEQ`, if the record has one.
+    pub effseq_field: Option<String>,
+    /// The boolean field added to every row (default `IS_CURRENT`).
+    pub current_flag_field: String,
+    /// Which rows are kept.
+    pub rows: EffectiveDatedRows,
+}
+
+impl EffectiveDating {
+    /// EFFDT/EFFSEQ dating over `key_fields`, flag `IS_CURRENT`, full history.
+    pub fn new(key_fields: &[&str]) -> Self {
+        Self {
+            key_fields: key_fields.iter().map(|s| s.to_string()).collect(),
+            effdt_field: "EFFDT".into(),
+            effseq_field: Some("EFFSEQ".into()),
+            current_flag_field: "IS_CURRENT".into(),
+            rows: EffectiveDatedRows::FullHistory,
+        }
+    }
+}
+
+/// Everything a [`PeopleSoftSource`](crate::PeopleSoftSource) needs to know about one stream.
+///
+/// All fields are public and every default can be changed field by field, or with the
+/// builder-style methods.
+///
+/// ```
+/// use peoplesoft_client::{PromptFormat, StreamDefinition};
+///
+/// let mut s = StreamDefinition::vendors()
+///     .query("ZZ_VENDORS_EXTRACT").unwrap()
+///     .time_zone("America/Chicago").unwrap()
+///     .prompt_format(PromptFormat::Date)
+///     .max_rows(20_000);
+/// s.column("name1").unwrap().column = "vendor_name".into();
+/// assert_eq!(s.mapping.table, "ps_vendors");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamDefinition {
+    /// A short stream name for messages (`vendors`).
+    pub name: String,
+    /// The query to run.
+    pub query: QueryName,
+    /// Public (default) or private query.
+    pub owner: QueryOwner,
+    /// Unique name of the window-start prompt (default `FROM_DTTM`).
+    pub from_prompt: String,
+    /// Unique name of the window-end prompt (default `TO_DTTM`).
+    pub to_prompt: String,
+    /// Further fixed prompts sent after the two window prompts, in order (e.g. `SETID`).
+    pub fixed_prompts: Vec<(String, String)>,
+    /// How window bounds are written.
+    pub prompt_format: PromptFormat,
+    /// How the query compares the cursor with the prompts.
+    pub range: RangeSemantics,
+    /// The time zone PeopleSoft stores local datetimes in (default UTC). Prefer
+    /// [`time_zone`](Self::time_zone), which also sets the mapping's `source_time_zone`.
+    pub source_time_zone: Tz,
+    /// `maxrows` per request; a result of this many rows is reported as truncated so the
+    /// engine splits the window. Must be > 0.
+    pub max_rows: u32,
+    /// Key fields (PeopleSoft names).
+    pub key_fields: Vec<String>,
+    /// Cursor field (PeopleSoft name).
+    pub cursor_field: String,
+    /// Alias-prefix handling.
+    pub alias_prefixes: AliasPrefixes,
+    /// Effective dating, for EFFDT records.
+    pub effective_dating: Option<EffectiveDating>,
+    /// The mapping to the target table (snake_case columns).
+    pub mapping: Mapping,
+}
+
+/// One column of a default mapping: (PeopleSoft field, Databricks type, nullable).
+type Col<'a> = (&'a str, &'a str, bool);
+
+fn snake(field: &str) -> String {
+    field.to_ascii_lowercase()
+}
+
+fn mapping(table: &str, cols: &[Col<'_>], keys: &[&str], cursor: &str) -> Mapping {
+    let columns: Vec<_> = cols
+        .iter()
+        .map(|(src, ty, nullable)| {
+            let blank = *ty == "STRING" || *ty == "DATE" || *ty == "TIMESTAMP";
+            let mut c =
+                json!({"column": snake(src), "source": src, "type": ty, "nullable": nullable});
+            if blank {
+                c["transforms"] = json!(["blank_as_null"]);
+            }
+            c
+        })
+        .collect();
+    let v = json!({
+        "table": table,
+        "columns": columns,
+        "primary_key": keys.iter().map(|k| snake(k)).collect::<Vec<_>>(),
+        "cursor_column": snake(cursor),
+    });
+    // Built through serde so that fields sync-core adds later (with serde defaults) keep working.
+    serde_json::from_value(v).expect("default mappings are valid")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn define(
+    name: &str,
+    query: &str,
+    table: &str,
+    keys: &[&str],
+    cursor: &str,
+    format: PromptFormat,
+    cols: &[Col<'_>],
+) -> StreamDefinition {
+    StreamDefinition {
+        name: name.into(),
+        query: QueryName::new(query).expect("default query names are valid"),
+        owner: QueryOwner::Public,
+        from_prompt: "FROM_DTTM".into(),
+        to_prompt: "TO_DTTM".into(),
+        fixed_prompts: Vec::new(),
+        prompt_format: format,
+        range: RangeSemantics::HalfOpen,
+        source_time_zone: Tz::UTC,
+        max_rows: DEFAULT_MAX_ROWS,
+        key_fields: keys.iter().map(|s| s.to_string()).collect(),
+        cursor_field: cursor.into(),
+        alias_prefixes: AliasPrefixes::Strip,
+        effective_dating: None,
+        mapping: mapping(table, cols, keys, cursor),
+    }
+}
+
+const S: &str = "STRING";
+const D: &str = "DATE";
+const TS: &str = "TIMESTAMP";
+const AMT: &str = "DECIMAL(26,3)";
+
+impl StreamDefinition {
+    /// Vendors: `MLC_VENDORS` over VENDOR, cursor LAST_ACTIVITY_DT (date prompts).
+    pub fn vendors() -> Self {
+        define(
+            "vendors",
+            "MLC_VENDORS",
+            "ps_vendors",
+            &["SETID", "VENDOR_ID"],
+            "LAST_ACTIVITY_DT",
+            PromptFormat::Date,
+            &[
+                ("SETID", S, false),
+                ("VENDOR_ID", S, false),
+                ("NAME1", S, true),
+                ("NAME2", S, true),
+                ("VENDOR_NAME_SHORT", S, true),
+                ("VENDOR_STATUS", S, true),
+                ("VENDOR_CLASS", S, true),
+                ("VENDOR_PERSISTENCE", S, true),
+                ("WTHD_SW", "BOOLEAN", true),
+                ("ENTERED_BY", S, true),
+                ("ADD_DT", D, true),
+                ("LAST_ACTIVITY_DT", D, true),
+            ],
+        )
+    }
+
+    /// Customers: `MLC_CUSTOMERS` over CUSTOMER, cursor CUST_STATUS_DT (date prompts).
+    pub fn customers() -> Self {
+        define(
+            "customers",
+            "MLC_CUSTOMERS",
+            "ps_customers",
+            &["SETID", "CUST_ID"],
+            "CUST_STATUS_DT",
+            PromptFormat::Date,
+            &[
+                ("SETID", S, false),
+                ("CUST_ID", S, false),
+                ("NAME1", S, true),
+                ("CUST_STATUS", S, true),
+                ("CUST_STATUS_DT", D, true),
+                ("SINCE_DT", D, true),
+                ("ADD_DT", D, true),
+                ("CUSTOMER_TYPE", S, true),
+                ("CR_LIMIT", AMT, true),
+                ("CURRENCY_CD", S, true),
+            ],
+        )
+    }
+
+    /// Purchase-order headers: `MLC_PO_HEADERS` over PO_HDR, cursor LAST_DTTM_UPDATE.
+    pub fn purchase_orders() -> Self {
+        define(
+            "purchase_orders",
+            "MLC_PO_HEADERS",
+            "ps_purchase_orders",
+            &["BUSINESS_UNIT", "PO_ID"],
+            "LAST_DTTM_UPDATE",
+            PromptFormat::NativeDateTime,
+            &[
+                ("BUSINESS_UNIT", S, false),
+                ("PO_ID", S, false),
+                ("PO_DT", D, true),
+                ("PO_STATUS", S, true),
+                ("VENDOR_SETID", S, true),
+                ("VENDOR_ID", S, true),
+                ("BUYER_ID", S, true),
+                ("CURRENCY_CD", S, true),
+                ("ENTERED_DT", D, true),
+                ("APPROVAL_DT", D, true),
+                ("ACTIVITY_DATE", D, true),
+                ("LAST_DTTM_UPDATE", TS, true),
+                ("OPRID_MODIFIED_BY", S, true),
+            ],
+        )
+    }
+
+    /// Purchase-order lines: `MLC_PO_LINES` over PO_LINE (joined to PO_LINE_SHIP for
+    /// quantities and PO_HDR for the cursor), cursor LAST_DTTM_UPDATE.
+    pub fn purchase_order_lines() -> Self {
+        define(
+            "purchase_order_lines",
+            "MLC_PO_LINES",
+            "ps_purchase_order_lines",
+            &["BUSINESS_UNIT", "PO_ID", "LINE_NBR"],
+            "LAST_DTTM_UPDATE",
+            PromptFormat::NativeDateTime,
+            &[
+                ("BUSINESS_UNIT", S, false),
+                ("PO_ID", S, false),
+                ("LINE_NBR", "INT", false),
+                ("INV_ITEM_ID", S, true),
+                ("DESCR254_MIXED", S, true),
+                ("CATEGORY_ID", S, true),
+                ("UNIT_OF_MEASURE", S, true),
+                ("QTY_PO", "DECIMAL(15,4)", true),
+                ("PRICE_PO", "DECIMAL(15,5)", true),
+                ("MERCHANDISE_AMT", AMT, true),
+                ("CANCEL_STATUS", S, true),
+                ("LAST_DTTM_UPDATE", TS, true),
+            ],
+        )
+    }
+
+    /// Journal headers: `MLC_JOURNALS` over JRNL_HEADER, cursor DTTM_STAMP_SEC.
+    pub fn journal_headers() -> Self {
+        define(
+            "journal_headers",
+            "MLC_JOURNALS",
+            "ps_journal_headers",
+            &["BUSINESS_UNIT", "JOURNAL_ID", "JOURNAL_DATE", "UNPOST_SEQ"],
+            "DTTM_STAMP_SEC",
+            PromptFormat::NativeDateTime,
+            &[
+                ("BUSINESS_UNIT", S, false),
+                ("JOURNAL_ID", S, false),
+                ("JOURNAL_DATE", D, false),
+                ("UNPOST_SEQ", "INT", false),
+                ("LEDGER_GROUP", S, true),
+                ("SOURCE", S, true),
+                ("DESCR", S, true),
+                ("JRNL_HDR_STATUS", S, true),
+                ("FISCAL_YEAR", "INT", true),
+                ("ACCOUNTING_PERIOD", "INT", true),
+                ("POSTED_DATE", D, true),
+                ("OPRID", S, true),
+                ("DTTM_STAMP_SEC", TS, true),
+            ],
+        )
+    }
+
+    /// Journal lines: `MLC_JOURNAL_LINES` over JRNL_LN (joined to JRNL_HEADER for the
+    /// cursor), cursor DTTM_STAMP_SEC.
+    pub fn journal_lines() -> Self {
+        define(
+            "journal_lines",
+            "MLC_JOURNAL_LINES",
+            "ps_journal_lines",
+            &[
+                "BUSINESS_UNIT",
+                "JOURNAL_ID",
+                "JOURNAL_DATE",
+                "UNPOST_SEQ",
+                "JOURNAL_LINE",
+                "LEDGER",
+            ],
+            "DTTM_STAMP_SEC",
+            PromptFormat::NativeDateTime,
+            &[
+                ("BUSINESS_UNIT", S, false),
+                ("JOURNAL_ID", S, false),
+                ("JOURNAL_DATE", D, false),
+                ("UNPOST_SEQ", "INT", false),
+                ("JOURNAL_LINE", "INT", false),
+                ("LEDGER", S, false),
+                ("ACCOUNT", S, true),
+                ("DEPTID", S, true),
+                ("PRODUCT", S, true),
+                ("MONETARY_AMOUNT", AMT, true),
+                ("FOREIGN_AMOUNT", AMT, true),
+                ("FOREIGN_CURRENCY", S, true),
+                ("CURRENCY_CD", S, true),
+                ("LINE_DESCR", S, true),
+                ("DTTM_STAMP_SEC", TS, true),
+            ],
+        )
+    }
+
+    /// Employees' job history: `MLC_JOB` over JOB (effective-dated, full history with an
+    /// `IS_CURRENT` flag), cursor LASTUPDDTTM.
+    pub fn employees() -> Self {
+        let mut d = define(
+            "employees",
+            "MLC_JOB",
+            "ps_job",
+            &["EMPLID", "EMPL_RCD", "EFFDT", "EFFSEQ"],
+            "LASTUPDDTTM",
+            PromptFormat::NativeDateTime,
+            &[
+                ("EMPLID", S, false),
+                ("EMPL_RCD", "INT", false),
+                ("EFFDT", D, false),
+                ("EFFSEQ", "INT", false),
+                ("EMPL_STATUS", S, true),
+                ("ACTION", S, true),
+                ("ACTION_REASON", S, true),
+                ("ACTION_DT", D, true),
+                ("BUSINESS_UNIT", S, true),
+                ("COMPANY", S, true),
+                ("PAYGROUP", S, true),
+                ("DEPTID", S, true),
+                ("JOBCODE", S, true),
+                ("POSITION_NBR", S, true),
+                ("LOCATION", S, true),
+                ("FULL_PART_TIME", S, true),
+                ("REG_TEMP", S, true),
+                ("STD_HOURS", "DECIMAL(6,2)", true),
+                ("COMPRATE", "DECIMAL(18,6)", true),
+                ("ANNUAL_RT", "DECIMAL(18,3)", true),
+                ("CURRENCY_CD", S, true),
+                ("LASTUPDDTTM", TS, true),
+                ("IS_CURRENT", "BOOLEAN", true),
+            ],
+        );
+        d.effective_dating = Some(EffectiveDating::new(&["EMPLID", "EMPL_RCD"]));
+        d
+    }
+
+    /// Paychecks: `MLC_PAYCHECKS` over PAY_CHECK, cursor CHECK_DT (date prompts). No
+    /// last-update column is confirmed: give the engine a look-back so reissued checks are
+    /// re-read.
+    pub fn paychecks() -> Self {
+        define(
+            "paychecks",
+            "MLC_PAYCHECKS",
+            "ps_paychecks",
+            &[
+                "COMPANY",
+                "PAYGROUP",
+                "PAY_END_DT",
+                "OFF_CYCLE",
+                "PAGE_NUM",
+                "LINE_NUM",
+                "SEPCHK",
+            ],
+            "CHECK_DT",
+            PromptFormat::Date,
+            &[
+                ("COMPANY", S, false),
+                ("PAYGROUP", S, false),
+                ("PAY_END_DT", D, false),
+                ("OFF_CYCLE", "BOOLEAN", false),
+                ("PAGE_NUM", "INT", false),
+                ("LINE_NUM", "INT", false),
+                ("SEPCHK", "INT", false),
+                ("EMPLID", S, true),
+                ("EMPL_RCD", "INT", true),
+                ("CHECK_DT", D, true),
+                ("PAYCHECK_NBR", "BIGINT", true),
+                ("PAYCHECK_STATUS", S, true),
+                ("PAYCHECK_OPTION", S, true),
+                ("TOTAL_GROSS", AMT, true),
+                ("TOTAL_TAXES", AMT, true),
+                ("TOTAL_DEDUCTIONS", AMT, true),
+                ("NET_PAY", AMT, true),
+            ],
+        )
+    }
+
+    /// Every default definition.
+    pub fn all_defaults() -> Vec<Self> {
+        vec![
+            Self::vendors(),
+            Self::customers(),
+            Self::purchase_orders(),
+            Self::purchase_order_lines(),
+            Self::journal_headers(),
+            Self::journal_lines(),
+            Self::employees(),
+            Self::paychecks(),
+        ]
+    }
+
+    /// Uses another query.
+    pub fn query(mut self, name: &str) -> Result<Self, ConfigError> {
+        self.query = QueryName::new(name)?;
+        Ok(self)
+    }
+
+    /// Sets the window prompt names (in the order the query declares them).
+    pub fn prompts(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        self.from_prompt = from.into();
+        self.to_prompt = to.into();
+        self
+    }
+
+    /// Appends a fixed prompt sent after the window prompts.
+    pub fn fixed_prompt(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.fixed_prompts.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the source time zone (IANA name); also recorded in the mapping so zone-less
+    /// datetimes are converted to UTC.
+    pub fn time_zone(mut self, tz: &str) -> Result<Self, ConfigError> {
+        self.source_time_zone = tz
+            .parse()
+            .map_err(|_| ConfigError::new("source_time_zone", tz, "not an IANA time zone name"))?;
+        self.mapping.source_time_zone = Some(tz.to_string());
+        Ok(self)
+    }
+
+    /// Sets the prompt value format.
+    pub fn prompt_format(mut self, f: PromptFormat) -> Self {
+        self.prompt_format = f;
+        self
+    }
+
+    /// Sets the range semantics.
+    pub fn range(mut self, r: RangeSemantics) -> Self {
+        self.range = r;
+        self
+    }
+
+    /// Sets `maxrows`.
+    pub fn max_rows(mut self, n: u32) -> Self {
+        self.max_rows = n;
+        self
+    }
+
+    /// Sets alias-prefix handling.
+    pub fn alias_prefixes(mut self, a: AliasPrefixes) -> Self {
+        self.alias_prefixes = a;
+        self
+    }
+
+    /// Sets or removes effective dating.
+    pub fn effective_dating(mut self, e: Option<EffectiveDating>) -> Self {
+        self.effective_dating = e;
+        self
+    }
+
+    /// Sets the target table name.
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.mapping.table = table.into();
+        self
+    }
+
+    /// The mapping of target column `column` (case-insensitive), to change it in place.
+    pub fn column(&mut self, column: &str) -> Option<&mut ColumnMapping> {
+        self.mapping.column_mut(column)
+    }
+
+    /// Replaces the column with the same target name, or appends it.
+    pub fn with_column(mut self, c: ColumnMapping) -> Self {
+        match self.mapping.column_mut(&c.column) {
+            Some(existing) => *existing = c,
+            None => self.mapping.columns.push(c),
+        }
+        self
+    }
+
+    /// Removes a target column (no effect if absent).
+    pub fn without_column(mut self, column: &str) -> Self {
+        self.mapping
+            .columns
+            .retain(|c| !c.column.eq_ignore_ascii_case(column));
+        self
+    }
+
+    /// Checks the definition: prompt names, `maxrows`, and fixed prompt values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_rows == 0 {
+            return Err(ConfigError::new(
+                "max_rows",
+                "0",
+                format!(
+                    "stream `{}`: must be > 0 so truncation can be detected",
+                    self.name
+                ),
+            ));
+        }
+        for (field, p) in [
+            ("from_prompt", &self.from_prompt),
+            ("to_prompt", &self.to_prompt),
+        ] {
+            if p.trim().is_empty() || p.contains(',') {
+                return Err(ConfigError::new(
+                    field,
+                    p.as_str(),
+                    "must be a non-empty prompt name without commas",
+                ));
+            }
+        }
+        if self.cursor_field.is_empty() {
+            return Err(ConfigError::new("cursor_field", "", "must not be empty"));
+        }
+        for (name, value) in &self.fixed_prompts {
+            if name.trim().is_empty() || name.contains(',') || value.contains(',') {
+                return Err(ConfigError::new(
+                    "fixed_prompts",
+                    format!("{name}={value}"),
+                    "prompt names must be non-empty and neither names nor values may contain a comma (QAS separates prompts by commas and has no documented escape)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The two prompt values for `window`, per [`prompt_format`](Self::prompt_format),
+    /// [`range`](Self::range) and [`source_time_zone`](Self::source_time_zone).
+    ///
+    /// The start is rounded down and the end up to the format's unit, so a bound that falls
+    /// between two representable values never loses rows (it can re-read a few, which the
+    /// engine's keyed upsert absorbs).
+    ///
+    /// ```
+    /// use chrono::{TimeZone, Utc};
+    /// use peoplesoft_client::{PromptFormat, RangeSemantics, StreamDefinition};
+    /// use sync_core::Window;
+    ///
+    /// let w = Window::new(
+    ///     Utc.with_ymd_and_hms(2026, 7, 1, 5, 0, 0).unwrap(),
+    ///     Utc.with_ymd_and_hms(2026, 7, 1, 6, 0, 0).unwrap(),
+    /// );
+    /// let s = StreamDefinition::purchase_orders().time_zone("America/Chicago").unwrap();
+    /// assert_eq!(
+    ///     s.prompt_values(&w),
+    ///     ("2026-07-01-00.00.00.000000".to_string(), "2026-07-01-01.00.00.000000".to_string())
+    /// );
+    /// let s = s.range(RangeSemantics::InclusiveBetween).prompt_format(PromptFormat::IsoDateTime);
+    /// assert_eq!(s.prompt_values(&w).1, "2026-07-01T00:59:59");
+    /// ```
+    pub fn prompt_values(&self, window: &Window) -> (String, String) {
+        let inclusive = self.range == RangeSemantics::InclusiveBetween;
+        match self.prompt_format {
+            PromptFormat::Date => {
+                let from = ceil_date(window.from);
+                let mut to = ceil_date(window.to);
+                if inclusive {
+                    to = to.pred_opt().unwrap_or(to);
+                }
+                (
+                    from.format("%Y-%m-%d").to_string(),
+                    to.format("%Y-%m-%d").to_string(),
+                )
+            }
+            PromptFormat::NativeDateTime | PromptFormat::IsoDateTime => {
+                let unit = self.prompt_format.unit();
+                let from = floor_to(self.local(window.from), unit);
+                let mut to = ceil_to(self.local(window.to), unit);
+                if inclusive {
+                    to -= unit;
+                }
+                let f = if self.prompt_format == PromptFormat::NativeDateTime {
+                    "%Y-%m-%d-%H.%M.%S%.6f"
+                } else {
+                    "%Y-%m-%dT%H:%M:%S"
+                };
+                (from.format(f).to_string(), to.format(f).to_string())
+            }
+        }
+    }
+
+    fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
+        t.with_timezone(&self.source_time_zone).naive_local()
+    }
+}
+
+/// The first date whose midnight (UTC) is at or after `t`.
+fn ceil_date(t: DateTime<Utc>) -> NaiveDate {
+    let d = t.date_naive();
+    if t.time() == chrono::NaiveTime::MIN {
+        d
+    } else {
+        d.succ_opt().unwrap_or(d)
+    }
+}
+
+fn floor_to(t: NaiveDateTime, unit: Duration) -> NaiveDateTime {
+    let sub = if unit == Duration::seconds(1) {
+        t.nanosecond() as i64
+    } else {
+        (t.nanosecond() % 1000) as i64
+    };
+    t - Duration::nanoseconds(sub)
+}
+
+fn ceil_to(t: NaiveDateTime, unit: Duration) -> NaiveDateTime {
+    let f = floor_to(t, unit);
+    if f == t {
+        t
+    } else {
+        f + unit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn w(a: DateTime<Utc>, b: DateTime<Utc>) -> Window {
+        Window::new(a, b)
+    }
+
+    #[test]
+    fn every_default_is_valid_and_maps_keys_and_cursor() {
+        for d in StreamDefinition::all_defaults() {
+            d.validate().unwrap();
+            let schema = d.mapping.schema();
+            for k in &d.key_fields {
+                assert!(schema.primary_key.contains(&snake(k)), "{} {k}", d.name);
+                let c = d.mapping.columns.iter().find(|c| &c.source == k).unwrap();
+                assert!(!c.nullable, "{} key {k} must be NOT NULL", d.name);
+            }
+            assert!(
+                d.mapping.columns.iter().any(|c| c.source == d.cursor_field),
+                "{}",
+                d.name
+            );
+            assert_eq!(
+                schema.cursor_column.as_deref(),
+                Some(snake(&d.cursor_field).as_str())
+            );
+            assert!(d
+                .mapping
+                .columns
+                .iter()
+                .all(|c| c.column == c.column.to_ascii_lowercase()));
+        }
+    }
+
+    #[test]
+    fn date_prompts_half_open_and_inclusive() {
+        let day = |d| Utc.with_ymd_and_hms(2026, 3, d, 0, 0, 0).unwrap();
+        let s = StreamDefinition::vendors();
+        assert_eq!(
+            s.prompt_values(&w(day(1), day(3))),
+            ("2026-03-01".into(), "2026-03-03".into())
+        );
+        let s = s.range(RangeSemantics::InclusiveBetween);
+        assert_eq!(
+            s.prompt_values(&w(day(1), day(3))),
+            ("2026-03-01".into(), "2026-03-02".into())
+        );
+        // A window that does not start at midnight starts at the next day.
+        let s = StreamDefinition::vendors();
+        let from = day(1) + Duration::hours(6);
+        assert_eq!(s.prompt_values(&w(from, day(3))).0, "2026-03-02");
+    }
+
+    #[test]
+    fn datetime_prompts_are_converted_to_the_source_zone() {
+        let s = StreamDefinition::journal_headers()
+            .time_zone("Europe/Berlin")
+            .unwrap();
+        let a = Utc.with_ymd_and_hms(2026, 1, 15, 23, 30, 0).unwrap();
+        let b = a + Duration::microseconds(15_000_005);
+        let (f, t) = s.prompt_values(&w(a, b));
+        assert_eq!(f, "2026-01-16-00.30.00.000000");
+        assert_eq!(t, "2026-01-16-00.30.15.000005");
+        let s = s.range(RangeSemantics::InclusiveBetween);
+        assert_eq!(s.prompt_values(&w(a, b)).1, "2026-01-16-00.30.15.000004");
+        // Sub-microsecond ends round up, starts round down.
+        let b2 = a + Duration::nanoseconds(1_500);
+        let s = StreamDefinition::journal_headers();
+        assert_eq!(s.prompt_values(&w(a, b2)).1, "2026-01-15-23.30.00.000002");
+        let s = s.prompt_format(PromptFormat::IsoDateTime);
+        assert_eq!(s.prompt_values(&w(a, b2)).1, "2026-01-15T23:30:01");
+    }
+
+    #[test]
+    fn overrides_field_by_field() {
+        let mut s = StreamDefinition::paychecks().table("payroll_checks");
+        s.column("net_pay").unwrap().column_type = "DECIMAL(18,2)".parse().unwrap();
+        let s = s.without_column("paycheck_option");
+        assert_eq!(s.mapping.table, "payroll_checks");
+        assert!(s
+            .mapping
+            .columns
+            .iter()
+            .all(|c| c.column != "paycheck_option"));
+        assert_eq!(
+            s.mapping
+                .columns
+                .iter()
+                .find(|c| c.column == "net_pay")
+                .unwrap()
+                .column_type
+                .to_string(),
+            "DECIMAL(18,2)"
+        );
+        assert_eq!(
+            StreamDefinition::vendors().query("A B").unwrap_err().field,
+            "query"
+        );
+        assert_eq!(
+            StreamDefinition::vendors()
+                .time_zone("Nowhere/City")
+                .unwrap_err()
+                .field,
+            "source_time_zone"
+        );
+    }
+}
