@@ -260,8 +260,8 @@ pub struct StreamDefaults {
 pub struct StreamSection {
     /// Stream name.
     pub name: Spanned<String>,
-    /// A delivered domain default: vendors, customers, purchase_orders, journal_lines,
-    /// employees (job rows), paychecks.
+    /// A delivered domain default: vendors, customers, purchase_orders,
+    /// purchase_order_lines, journal_headers, journal_lines, employees (job rows), paychecks.
     #[serde(default)]
     pub domain: Option<Spanned<String>>,
     /// Query name (overrides the domain's; required for custom streams).
@@ -393,7 +393,16 @@ pub struct Config {
 }
 
 /// The delivered domain names.
-pub const DOMAINS: &[&str] = &["vendors", "customers", "purchase_orders", "journal_lines", "employees", "paychecks"];
+pub const DOMAINS: &[&str] = &[
+    "vendors",
+    "customers",
+    "purchase_orders",
+    "purchase_order_lines",
+    "journal_headers",
+    "journal_lines",
+    "employees",
+    "paychecks",
+];
 
 /// Parses a duration like `250ms`, `30s`, `5m`, `1h`, `2d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -789,6 +798,14 @@ max_window = "1d"
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].line, 4, "{p:?}");
         assert!(p[0].message.contains("hots"), "{p:?}");
+    }
+
+    #[test]
+    fn the_documented_example_file_is_valid() {
+        let text = include_str!("../pipeline.example.toml");
+        let c = parse(text).unwrap_or_else(|p| panic!("{p:#?}"));
+        assert_eq!(c.streams.len(), 6);
+        assert_eq!(c.blackouts.len(), 1);
     }
 
     #[test]

@@ -1,4 +1,8 @@
 //! Shared support for the examples and end-to-end tests of ml-connector (not published):
-//! the `pipeline.toml` configuration used by the `sync` example.
+//! the `pipeline.toml` configuration of the `sync` example and the sample site's stream
+//! definitions.
 
+pub mod build;
 pub mod config;
+pub mod destinations;
+pub mod sample;

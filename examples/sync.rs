@@ -1,0 +1,268 @@
+//! `cargo run --release --example sync -- --config pipeline.toml <command>`
+//!
+//! The production entry point: a `pipeline.toml` (see `pipeline.example.toml`) describes the
+//! PeopleSoft connection (secrets only by environment-variable reference), the destination
+//! (Databricks from `DATABRICKS_*` / a profile, or a local SQLite file), the streams, the
+//! schedule and where state and audit live.
+//!
+//! Commands:
+//! - `check`                      ping PeopleSoft (host, node, credentials) and Databricks
+//! - `run --once`                 one incremental cycle, then exit (for external schedulers)
+//! - `run`                        cycles on the schedule until SIGINT/SIGTERM (graceful stop)
+//! - `status`                     committed coverage, failed/stuck windows, last runs
+//! - `replay`                     retry every failed window now (stuck ones included)
+//! - `backfill --from T --to T [--stream NAME]...`   reload a cursor range
+//! - `verify [--requeue]`         source vs target row counts per window; re-queue differences
+//!
+//! Exit codes: 0 success, 1 a cycle or check had failures, 2 bad configuration or usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use ml_connector::build::{build, Built};
+use ml_connector::config;
+use peoplesoft_client::{PingCheck, QueryOwner};
+use sync_core::audit::Outcome;
+use sync_core::engine::{CycleReport, Progress};
+use sync_core::schedule::Runner;
+use sync_core::{SystemClock, Window};
+
+const USAGE: &str = "usage: sync --config <pipeline.toml> <check | run [--once] | status | replay | backfill --from <RFC3339> --to <RFC3339> [--stream NAME]... | verify [--requeue]>";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(path) = flag(&args, "--config") else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest: Vec<&str> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| *a != "--config" && (*i == 0 || args[i - 1] != "--config"))
+        .map(|(_, a)| a.as_str())
+        .collect();
+    let Some(command) = rest.first().copied() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let config = match config::load(&PathBuf::from(path)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let built = match build(&config, print_progress).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        "check" => check(&built).await,
+        "run" if rest.contains(&"--once") => run_once(&built).await,
+        "run" => run_scheduled(&built, &config).await,
+        "status" => status(&built).await,
+        "replay" => report(built.pipeline.replay().await),
+        "backfill" => backfill(&built, &args).await,
+        "verify" => verify(&built, rest.contains(&"--requeue")).await,
+        other => Err(format!("unknown command `{other}`\n{USAGE}").into()),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+type CmdResult = Result<bool, Box<dyn std::error::Error + Send + Sync>>;
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+fn print_progress(p: &Progress) {
+    match p {
+        Progress::WindowCommitted { stream, window, rows_read, rows_written } => {
+            println!("{stream}: committed {window} read={rows_read} written={rows_written}")
+        }
+        Progress::WindowFailed { stream, window, error } => println!("{stream}: FAILED {window}: {error}"),
+        _ => {}
+    }
+}
+
+fn report(r: Result<CycleReport, sync_core::Error>) -> CmdResult {
+    let r = r?;
+    println!("run {} started {}", r.run_id, r.started_at.to_rfc3339());
+    println!("{:<24} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9}", "stream", "windows", "failed", "read", "written", "rejected", "ms");
+    for s in &r.streams {
+        println!(
+            "{:<24} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9}{}",
+            s.stream,
+            s.windows_committed,
+            s.windows_failed,
+            s.rows_read,
+            s.rows_written,
+            s.rows_rejected,
+            s.elapsed_ms,
+            s.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default()
+        );
+        for w in &s.stuck {
+            println!("  STUCK {} after {} attempts: {}", w.window, w.attempts, w.last_error);
+        }
+    }
+    Ok(r.is_clean())
+}
+
+async fn check(b: &Built) -> CmdResult {
+    let mut ok = true;
+    let query = b.definitions.first().map(|d| d.query.clone());
+    if let Some(q) = query {
+        let r = b.peoplesoft.ping(&PingCheck::QueryPrompts(QueryOwner::Public, q)).await;
+        println!("PeopleSoft: {r}");
+        ok &= r.is_ok();
+    }
+    if let Some(d) = &b.databricks {
+        let r = d.ping().await;
+        println!("Databricks: {r}");
+        ok &= r.is_ok();
+    }
+    Ok(ok)
+}
+
+async fn run_once(b: &Built) -> CmdResult {
+    let stop = b.stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("stop requested: finishing the batch in flight, nothing uncommitted is checkpointed");
+        stop.stop();
+    });
+    report(b.pipeline.run_cycle().await)
+}
+
+async fn run_scheduled(b: &Built, config: &config::Config) -> CmdResult {
+    let Some(schedule) = config.schedule else {
+        return Err("`pipeline.schedule` is not set; use `run --once` from an external scheduler, or add a schedule".into());
+    };
+    let stop = b.stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("stop requested: the running cycle stops after its batch in flight");
+        stop.stop();
+    });
+    println!("running on schedule `{schedule}` until SIGINT/SIGTERM");
+    let runner = Runner::new(schedule, Arc::new(SystemClock));
+    let clean = std::sync::atomic::AtomicBool::new(true);
+    runner
+        .run(&b.stop, || async {
+            let ok = match report(b.pipeline.run_cycle().await) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("cycle failed: {e}");
+                    false
+                }
+            };
+            clean.fetch_and(ok, std::sync::atomic::Ordering::SeqCst);
+        })
+        .await;
+    Ok(clean.into_inner())
+}
+
+async fn status(b: &Built) -> CmdResult {
+    let streams = b.pipeline.status().await?;
+    let entries = b.audit.entries(b.pipeline.name(), None).await?;
+    for s in &streams {
+        println!("{}", s.stream);
+        match s.committed.as_slice() {
+            [] => println!("  committed: nothing yet"),
+            intervals => {
+                for w in intervals {
+                    println!("  committed: {w}");
+                }
+            }
+        }
+        if let Some(at) = s.last_commit_at {
+            println!("  last commit: {}", at.to_rfc3339());
+        }
+        for f in &s.failed {
+            let stuck = if s.stuck.contains(f) { " STUCK" } else { "" };
+            println!("  failed{stuck}: {} attempts={} last error: {}", f.window, f.attempts, f.last_error);
+        }
+        let last: Vec<_> = entries.iter().filter(|e| e.stream == s.stream).rev().take(3).collect();
+        for e in last {
+            println!(
+                "  run {} {:?} {} read={} written={} rejected={}",
+                e.run_id,
+                e.outcome,
+                e.window,
+                e.rows_read,
+                e.rows_written,
+                e.rows_rejected
+            );
+        }
+    }
+    let failed = streams.iter().any(|s| !s.failed.is_empty())
+        || entries.iter().rev().take(1).any(|e| e.outcome == Outcome::Failed);
+    Ok(!failed)
+}
+
+async fn backfill(b: &Built, args: &[String]) -> CmdResult {
+    let parse = |name: &str| -> Result<DateTime<Utc>, String> {
+        let v = flag(args, name).ok_or_else(|| format!("backfill needs {name} <RFC3339>"))?;
+        DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|e| format!("{name} `{v}`: {e}"))
+    };
+    let (from, to) = (parse("--from")?, parse("--to")?);
+    if from >= to {
+        return Err("--from must be before --to".into());
+    }
+    let streams: Vec<String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i > 0 && args[i - 1] == "--stream")
+        .map(|(_, s)| s.clone())
+        .collect();
+    report(b.pipeline.backfill(&streams, Window::new(from, to)).await)
+}
+
+async fn verify(b: &Built, requeue: bool) -> CmdResult {
+    let mut clean = true;
+    for v in b.pipeline.verify(requeue).await? {
+        let differing: Vec<_> = v.differing().collect();
+        let unknown = v.windows.iter().filter(|w| w.source_rows.is_none() || w.target_rows.is_none()).count();
+        println!("{}: {} window(s) checked, {} differ, {} not countable", v.stream, v.windows.len(), differing.len(), unknown);
+        for w in &differing {
+            println!("  {} source={:?} target={:?}", w.window, w.source_rows, w.target_rows);
+        }
+        if v.requeued {
+            println!("  re-queued {} window(s) for the next cycle", differing.len());
+        }
+        clean &= differing.is_empty();
+    }
+    Ok(clean)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

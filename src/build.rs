@@ -1,0 +1,218 @@
+//! Turns a validated [`Config`] into clients, sources, a sink, stores and a [`Pipeline`].
+
+use std::sync::Arc;
+
+use databricks_client::{ConfigBuilder, DatabricksClient, DatabricksSink};
+use peoplesoft_client::{
+    BlackoutAction, BlackoutWindow, Connection, Credentials, LoadProtection, OAuth2ClientCredentials,
+    PeopleSoftClient, PeopleSoftSource, QueryName, Scheme, StreamDefinition,
+};
+use secrecy::SecretString;
+use sync_core::audit::{AuditLog, JsonlAuditLog, JsonlRejectStore};
+use sync_core::engine::{EngineOptions, Pipeline, Progress, StopHandle, StreamConfig, WindowPolicy};
+use sync_core::sqlite::SqliteSink;
+use sync_core::state::{CheckpointStore, FileCheckpointStore};
+use sync_core::Sink;
+
+use crate::config::{Config, StreamSettings};
+
+/// A boxed error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything the `sync` example runs.
+pub struct Built {
+    /// The pipeline.
+    pub pipeline: Pipeline,
+    /// Its stop handle (wire it to SIGINT/SIGTERM).
+    pub stop: StopHandle,
+    /// The PeopleSoft client (for `check`).
+    pub peoplesoft: PeopleSoftClient,
+    /// The Databricks client, when the destination or state is Databricks.
+    pub databricks: Option<DatabricksClient>,
+    /// The stream definitions, in configuration order.
+    pub definitions: Vec<StreamDefinition>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditLog>,
+}
+
+fn secret_from_env(var: &str, key: &str) -> Result<SecretString, BoxError> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Ok(SecretString::from(v)),
+        _ => Err(format!("environment variable {var} (named by `peoplesoft.{key}`) is not set").into()),
+    }
+}
+
+/// The PeopleSoft client described by the `[peoplesoft]` section.
+pub fn peoplesoft_client(config: &Config) -> Result<PeopleSoftClient, BoxError> {
+    let ps = &config.file.peoplesoft;
+    let port = ps.port.as_ref().map(|p| *p.get_ref() as u32).unwrap_or(443);
+    let mut conn = Connection::builder(ps.host.get_ref().clone(), port, ps.node.get_ref().clone())
+        .allow_http(ps.allow_http)
+        .request_timeout(config.request_timeout);
+    if ps.scheme.as_ref().is_some_and(|s| s.get_ref() == "http") {
+        conn = conn.scheme(Scheme::Http);
+    }
+    if let Some(prefix) = &ps.path_prefix {
+        conn = conn.path_prefix(prefix.clone());
+    }
+    let conn = conn.build()?;
+    let credentials = match ps.auth.as_ref().map(|a| a.get_ref().as_str()).unwrap_or("basic") {
+        "bearer" => Credentials::bearer(secret_from_env(ps.token_env.as_ref().expect("validated").get_ref(), "token_env")?),
+        "oauth2" => {
+            let secret = secret_from_env(ps.client_secret_env.as_ref().expect("validated").get_ref(), "client_secret_env")?;
+            let mut o = OAuth2ClientCredentials::new(
+                ps.token_url.as_ref().expect("validated").get_ref(),
+                ps.client_id.as_ref().expect("validated").get_ref().clone(),
+                secret,
+            )?;
+            if let Some(s) = &ps.scope {
+                o = o.scope(s.clone());
+            }
+            if let Some(a) = &ps.audience {
+                o = o.audience(a.clone());
+            }
+            Credentials::OAuth2(o)
+        }
+        _ => Credentials::basic(
+            ps.user.as_ref().expect("validated").get_ref().clone(),
+            secret_from_env(ps.password_env.as_ref().expect("validated").get_ref(), "password_env")?,
+        ),
+    };
+    let mut protection = LoadProtection {
+        max_concurrent: ps.max_concurrent_requests.as_ref().map(|n| *n.get_ref() as usize).unwrap_or(1),
+        min_gap: config.min_gap,
+        ..LoadProtection::default()
+    };
+    for b in &config.blackouts {
+        let mut w = BlackoutWindow::new(
+            b.label.clone(),
+            &b.from.format("%H:%M").to_string(),
+            &b.to.format("%H:%M").to_string(),
+            b.time_zone.name(),
+        )?;
+        if !b.days.is_empty() {
+            w = w.on_weekdays(b.days.clone());
+        }
+        protection = protection.with_blackout(w);
+        if b.skip {
+            protection.blackout_action = BlackoutAction::Skip;
+        }
+    }
+    Ok(PeopleSoftClient::builder(conn, credentials).protection(protection).build()?)
+}
+
+/// The stream definition for one `[[streams]]` entry: a domain default with overrides, or a
+/// custom query with its own mapping.
+pub fn stream_definition(config: &Config, s: &StreamSettings) -> Result<StreamDefinition, BoxError> {
+    let mut def = match s.domain.as_deref() {
+        Some("vendors") => StreamDefinition::vendors(),
+        Some("customers") => StreamDefinition::customers(),
+        Some("purchase_orders") => StreamDefinition::purchase_orders(),
+        Some("purchase_order_lines") => StreamDefinition::purchase_order_lines(),
+        Some("journal_headers") => StreamDefinition::journal_headers(),
+        Some("journal_lines") => StreamDefinition::journal_lines(),
+        Some("employees") => StreamDefinition::employees(),
+        Some("paychecks") => StreamDefinition::paychecks(),
+        Some(other) => return Err(format!("stream `{}`: unknown domain `{other}`", s.name).into()),
+        None => {
+            // A custom query: start from any default and replace what defines the stream.
+            let mut d = StreamDefinition::vendors();
+            d.effective_dating = None;
+            d.mapping = s.mapping.clone().expect("validated: custom streams have a mapping");
+            d.key_fields = s.key.clone();
+            d.cursor_field = s.cursor.clone().expect("validated: custom streams have a cursor");
+            d.prompt_format = peoplesoft_client::PromptFormat::NativeDateTime;
+            d
+        }
+    };
+    def.name = s.name.clone();
+    if let Some(q) = &s.query {
+        def.query = QueryName::new(q.clone())?;
+    }
+    if let Some(t) = &s.table {
+        def.mapping.table = t.clone();
+    }
+    if let Some(n) = &config.file.peoplesoft.max_rows {
+        def.max_rows = *n.get_ref() as u32;
+    }
+    Ok(def.time_zone(config.time_zone.name())?)
+}
+
+/// Builds the whole pipeline; `progress` receives the engine's progress events.
+pub async fn build(
+    config: &Config,
+    progress: impl Fn(&Progress) + Send + Sync + 'static,
+) -> Result<Built, BoxError> {
+    let peoplesoft = peoplesoft_client(config)?;
+    let dest = &config.file.destination;
+    let mut databricks = None;
+    let sink: Arc<dyn Sink> = match dest.kind.get_ref().as_str() {
+        "sqlite" => Arc::new(SqliteSink::open(dest.path.as_ref().expect("validated"))?),
+        _ => {
+            let env = |k: &str| std::env::var(k).ok();
+            let profile = dest.profile.clone();
+            let lookup = move |k: &str| {
+                if k == "DATABRICKS_CONFIG_PROFILE" {
+                    if let Some(p) = &profile {
+                        return Some(p.clone());
+                    }
+                }
+                env(k)
+            };
+            let cfg = ConfigBuilder::from_lookup(lookup)?
+                .catalog(dest.catalog.as_ref().expect("validated").get_ref().clone())
+                .schema(dest.schema.as_ref().expect("validated").get_ref().clone())
+                .allow_insecure_http(dest.allow_http)
+                .build()?;
+            let client = DatabricksClient::new(cfg)?;
+            databricks = Some(client.clone());
+            Arc::new(DatabricksSink::from_config_defaults(client)?)
+        }
+    };
+    let dir = &config.file.state.dir;
+    let (store, audit): (Arc<dyn CheckpointStore>, Arc<dyn AuditLog>) = match config.file.state.kind.get_ref().as_str() {
+        "databricks" => {
+            let client = databricks.clone().expect("validated: databricks state needs a databricks destination");
+            (
+                Arc::new(databricks_client::DatabricksCheckpointStore::new(client.clone())?),
+                Arc::new(databricks_client::DatabricksAuditLog::new(client)?),
+            )
+        }
+        _ => (
+            Arc::new(FileCheckpointStore::open(dir)?),
+            Arc::new(JsonlAuditLog::new(dir.join("audit.jsonl"))),
+        ),
+    };
+    let stop = StopHandle::new();
+    let mut builder = Pipeline::builder(config.file.pipeline.name.get_ref().clone(), sink)
+        .checkpoints(store)
+        .audit(audit.clone())
+        .rejects(Arc::new(JsonlRejectStore::new(dir.join("rejects.jsonl"))))
+        .stop_handle(stop.clone())
+        .on_progress(progress)
+        .options(EngineOptions {
+            max_concurrent_streams: config.file.pipeline.max_concurrent_streams.unwrap_or(2),
+            ..EngineOptions::default()
+        });
+    let mut definitions = Vec::new();
+    for s in &config.streams {
+        let def = stream_definition(config, s)?;
+        let mapper = Arc::new(def.mapping.compile()?);
+        let source = Arc::new(PeopleSoftSource::new(peoplesoft.clone(), def.clone())?);
+        let policy = WindowPolicy {
+            start: s.start,
+            lookback: s.lookback,
+            settle_lag: s.settle_lag,
+            max_window: s.max_window,
+            min_window: s.min_window,
+        };
+        builder = builder.stream(
+            StreamConfig::new(s.name.clone(), source, mapper, policy)
+                .batch_size(s.batch_size)
+                .max_attempts(s.max_attempts)
+                .on_reject(s.on_reject),
+        );
+        definitions.push(def);
+    }
+    Ok(Built { pipeline: builder.build()?, stop, peoplesoft, databricks, definitions, audit })
+}
