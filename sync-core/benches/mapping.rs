@@ -42,7 +42,7 @@ fn journal_mapping() -> Mapping {
             {"column": "accounting_period", "source": "ACCOUNTING_PERIOD", "type": "INT"},
             {"column": "line_descr", "source": "LINE_DESCR", "type": "STRING"},
             {"column": "iu_anchor_flg", "source": "IU_ANCHOR_FLG", "type": "BOOLEAN"},
-            {"process_instance": null, "column": "process_instance", "source": "PROCESS_INSTANCE", "type": "BIGINT"},
+            {"column": "process_instance", "source": "PROCESS_INSTANCE", "type": "BIGINT"},
             {"column": "dttm_stamp_sec", "source": "DTTM_STAMP_SEC", "type": "TIMESTAMP"}
         ]
     }))
@@ -229,7 +229,7 @@ mod sqlite_sink {
                 next.set(first + BATCH as i64);
                 batch(rows(&mapper, first))
             })
-            .bench_local_values(|b| rt.block_on(sink.write(&schema, &b)).expect("write"));
+            .bench_local_refs(|b| rt.block_on(sink.write(&schema, b)).expect("write"));
     }
 
     /// New keys every batch into an in-memory database: the CPU cost without file I/O.
@@ -246,7 +246,7 @@ mod sqlite_sink {
                 next.set(first + BATCH as i64);
                 batch(rows(&mapper, first))
             })
-            .bench_local_values(|b| rt.block_on(sink.write(&schema, &b)).expect("write"));
+            .bench_local_refs(|b| rt.block_on(sink.write(&schema, b)).expect("write"));
     }
 
     /// The same batch again: every row hits ON CONFLICT DO UPDATE.

@@ -140,3 +140,9 @@ pub enum Error {
 
 /// `Result` with the engine [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::mapping::MappingError> for Error {
+    fn from(e: crate::mapping::MappingError) -> Self {
+        Error::Config(e.to_string())
+    }
+}

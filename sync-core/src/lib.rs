@@ -82,7 +82,9 @@ pub mod window;
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::{BoxError, ConnectorError, Error, FailureKind, Result};
 pub use mapper::{FieldError, Mapper};
-pub use mapping::Mapping;
+pub use mapping::{FieldMeta, Mapping, MappingError, MappingMapper};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteSink;
 pub use schema::{ColumnDef, TableSchema, WriteMode};
 pub use sink::{Batch, Receipt, Sink};
 pub use source::{Page, PageStream, Source};

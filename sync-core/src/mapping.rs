@@ -62,6 +62,7 @@ use crate::value::{ColumnType, Record, Row, Value};
 
 /// A declarative mapping from source records to one target table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Mapping {
     /// Target table name (the sink qualifies it).
     pub table: String,
@@ -84,6 +85,7 @@ pub struct Mapping {
 
 /// How one target column is filled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ColumnMapping {
     /// Target column name.
     pub column: String,

@@ -322,3 +322,31 @@ async fn a_file_database_keeps_committed_rows_and_uses_wal() {
     let sink = SqliteSink::open(&path).unwrap().with_full_sync().unwrap();
     assert_eq!(dump(&sink, "kept").len(), 1);
 }
+
+#[tokio::test]
+async fn large_batches_use_multi_row_statements_and_stay_idempotent() {
+    let sink = SqliteSink::in_memory().unwrap();
+    let s = schema("large");
+    sink.prepare(&s).await.unwrap();
+    // 150 rows: two statements of 64 rows, then 22 single-row statements.
+    let rows: Vec<Row> = (0..150)
+        .map(|i| row(i, &format!("n{i}"), &format!("{i}.25"), t(1, 0)))
+        .collect();
+    let receipt = sink.write(&s, &batch(rows.clone())).await.unwrap();
+    assert_eq!(receipt.rows_written, 150);
+    let first = dump(&sink, "large");
+    sink.write(&s, &batch(rows)).await.unwrap();
+    assert_eq!(dump(&sink, "large"), first);
+    assert_eq!(first.len(), 150);
+    assert_eq!(first[0][1], "t:n0");
+    assert_eq!(first[100][2], "t:100.25");
+    assert_eq!(first[149][1], "t:n149");
+    // A key repeated inside one multi-row statement: the later row wins, as with single rows.
+    let mut dupes: Vec<Row> = (0..64).map(|i| row(i, "old", "1", t(1, 0))).collect();
+    dupes[63] = row(5, "newest", "2", t(2, 0));
+    sink.write(&s, &batch(dupes)).await.unwrap();
+    let after = dump(&sink, "large");
+    assert_eq!(after.len(), 150);
+    assert_eq!(after[5][1], "t:newest");
+    assert_eq!(after[6][1], "t:old");
+}
