@@ -20,9 +20,14 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use ml_connector::sample::sample_streams;
-use ml_connector_testkit::dataset::{Dataset, SharedDataset, TABLE_JOB, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS};
+use ml_connector_testkit::dataset::{
+    Dataset, SharedDataset, TABLE_JOB, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS,
+};
 use ml_connector_testkit::peoplesoft::{PeopleSoftServer, DEFAULT_OPRID, DEFAULT_PASSWORD};
-use peoplesoft_client::{Connection, Credentials, LoadProtection, PeopleSoftClient, PeopleSoftSource, Scheme, StreamDefinition};
+use peoplesoft_client::{
+    Connection, Credentials, LoadProtection, PeopleSoftClient, PeopleSoftSource, Scheme,
+    StreamDefinition,
+};
 use rust_decimal::Decimal;
 use secrecy::SecretString;
 use sync_core::audit::{JsonlAuditLog, JsonlRejectStore};
@@ -36,7 +41,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let out = PathBuf::from("target/quickstart");
@@ -50,19 +58,42 @@ async fn main() -> Result<(), BoxError> {
     let real_ps = std::env::var("PEOPLESOFT_HOST").is_ok();
     let mut standin: Option<(PeopleSoftServer, SharedDataset)> = None;
     let mut manual: Option<Arc<ManualClock>> = None;
-    let (client, streams, clock, start): (PeopleSoftClient, Vec<StreamDefinition>, Arc<dyn Clock>, DateTime<Utc>) = if real_ps {
-        let env = |k: &str| std::env::var(k).map_err(|_| format!("{k} is not set (needed with PEOPLESOFT_HOST)"));
-        let port: u32 = std::env::var("PEOPLESOFT_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(443);
-        let conn = Connection::builder(env("PEOPLESOFT_HOST")?, port, env("PEOPLESOFT_NODE")?).build()?;
-        let creds = Credentials::basic(env("PEOPLESOFT_USER")?, SecretString::from(env("PEOPLESOFT_PASSWORD")?));
+    let (client, streams, clock, start): (
+        PeopleSoftClient,
+        Vec<StreamDefinition>,
+        Arc<dyn Clock>,
+        DateTime<Utc>,
+    ) = if real_ps {
+        let env = |k: &str| {
+            std::env::var(k).map_err(|_| format!("{k} is not set (needed with PEOPLESOFT_HOST)"))
+        };
+        let port: u32 = std::env::var("PEOPLESOFT_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(443);
+        let conn =
+            Connection::builder(env("PEOPLESOFT_HOST")?, port, env("PEOPLESOFT_NODE")?).build()?;
+        let creds = Credentials::basic(
+            env("PEOPLESOFT_USER")?,
+            SecretString::from(env("PEOPLESOFT_PASSWORD")?),
+        );
         let client = PeopleSoftClient::builder(conn.clone(), creds).build()?;
         let tz = std::env::var("PEOPLESOFT_TIME_ZONE").unwrap_or_else(|_| "UTC".into());
         let streams = StreamDefinition::all_defaults()
             .into_iter()
             .map(|d| d.time_zone(&tz))
             .collect::<Result<Vec<_>, _>>()?;
-        println!("Source:      your PeopleSoft at {} (node {}), delivered MLC_* queries, last 30 days", conn.host_port(), conn.node().as_str());
-        (client, streams, Arc::new(SystemClock), Utc::now() - Duration::days(30))
+        println!(
+            "Source:      your PeopleSoft at {} (node {}), delivered MLC_* queries, last 30 days",
+            conn.host_port(),
+            conn.node().as_str()
+        );
+        (
+            client,
+            streams,
+            Arc::new(SystemClock),
+            Utc::now() - Duration::days(30),
+        )
     } else {
         let dataset = SharedDataset::new(Dataset::manufacturer(42, 1.0));
         let server = PeopleSoftServer::start(dataset.clone());
@@ -70,15 +101,25 @@ async fn main() -> Result<(), BoxError> {
             .scheme(Scheme::Http)
             .allow_http(true)
             .build()?;
-        let creds = Credentials::basic(DEFAULT_OPRID, SecretString::from(DEFAULT_PASSWORD.to_string()));
+        let creds = Credentials::basic(
+            DEFAULT_OPRID,
+            SecretString::from(DEFAULT_PASSWORD.to_string()),
+        );
         // The stand-in runs in this process: a short gap between requests is enough. Against a
         // real PeopleSoft the defaults (one request at a time, 250 ms apart) apply.
-        let protection = LoadProtection { min_gap: StdDuration::from_millis(5), ..LoadProtection::default() };
-        let client = PeopleSoftClient::builder(conn, creds).protection(protection).build()?;
+        let protection = LoadProtection {
+            min_gap: StdDuration::from_millis(5),
+            ..LoadProtection::default()
+        };
+        let client = PeopleSoftClient::builder(conn, creds)
+            .protection(protection)
+            .build()?;
         let streams = sample_streams(&dataset.read());
         let rows: u64 = dataset.read().total_rows();
         println!("Source:      in-process PeopleSoft stand-in at {} (node {}), sample manufacturer \"Northwind Forge\", {rows} rows", server.base_url(), server.node());
-        let clock = Arc::new(ManualClock::new(Dataset::history_end() + Duration::hours(1)));
+        let clock = Arc::new(ManualClock::new(
+            Dataset::history_end() + Duration::hours(1),
+        ));
         manual = Some(clock.clone());
         standin = Some((server, dataset));
         (client, streams, clock, Dataset::history_start())
@@ -87,10 +128,17 @@ async fn main() -> Result<(), BoxError> {
     // --- Destination: Databricks, or a local SQLite file. ----------------------------------
     let db_path = out.join("northwind.db");
     let real_dbx = std::env::var("DATABRICKS_HOST").is_ok();
-    let sqlite = if real_dbx { None } else { Some(Arc::new(SqliteSink::open(&db_path)?)) };
+    let sqlite = if real_dbx {
+        None
+    } else {
+        Some(Arc::new(SqliteSink::open(&db_path)?))
+    };
     let sink: Arc<dyn Sink> = match &sqlite {
         Some(s) => {
-            println!("Destination: local SQLite file {} (exact decimals stored as text)", db_path.display());
+            println!(
+                "Destination: local SQLite file {} (exact decimals stored as text)",
+                db_path.display()
+            );
             s.clone()
         }
         None => {
@@ -100,7 +148,10 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     let state_dir = out.join("state");
-    println!("State:       {} (checkpoints, audit.jsonl, rejects.jsonl)\n", state_dir.display());
+    println!(
+        "State:       {} (checkpoints, audit.jsonl, rejects.jsonl)\n",
+        state_dir.display()
+    );
 
     // --- The pipeline. ----------------------------------------------------------------------
     let policy = WindowPolicy {
@@ -110,7 +161,9 @@ async fn main() -> Result<(), BoxError> {
     let mut builder = Pipeline::builder("quickstart", sink)
         .checkpoints(Arc::new(FileCheckpointStore::open(&state_dir)?))
         .audit(Arc::new(JsonlAuditLog::new(state_dir.join("audit.jsonl"))))
-        .rejects(Arc::new(JsonlRejectStore::new(state_dir.join("rejects.jsonl"))))
+        .rejects(Arc::new(JsonlRejectStore::new(
+            state_dir.join("rejects.jsonl"),
+        )))
         .clock(clock.clone())
         .on_progress(print_progress);
     for def in streams {
@@ -139,7 +192,12 @@ async fn main() -> Result<(), BoxError> {
                 d.update_rows(TABLE_PO_LINES, 3, at).len(),
                 d.insert_rows(TABLE_JOURNAL_LINES, 4, at).len(),
                 d.insert_rows(TABLE_JOB, 1, at).len(),
-                d.insert_late_rows(TABLE_JOURNAL_LINES, 2, last_cycle_end - Duration::minutes(30)).len(),
+                d.insert_late_rows(
+                    TABLE_JOURNAL_LINES,
+                    2,
+                    last_cycle_end - Duration::minutes(30),
+                )
+                .len(),
             )
         };
         println!("Meanwhile in PeopleSoft: {updated_vendors} vendors and {updated_pos} PO lines updated, {new_lines} journal lines and {new_hires} hire row added, {late} journal lines committed late (cursor 30 min before the last cycle's end)\n");
@@ -161,23 +219,45 @@ async fn main() -> Result<(), BoxError> {
         let as_of = clock.now().date_naive();
         s.with_connection(|db| finance_questions(db, as_of))?;
     }
-    println!("Look around: sqlite3 {}   |   {}/audit.jsonl", db_path.display(), state_dir.display());
+    println!(
+        "Look around: sqlite3 {}   |   {}/audit.jsonl",
+        db_path.display(),
+        state_dir.display()
+    );
     Ok(())
 }
 
 fn print_progress(p: &Progress) {
     match p {
-        Progress::StreamStarted { stream, windows } if *windows > 0 => println!("  {stream:<22} {windows} window(s) planned"),
-        Progress::WindowCommitted { stream, window, rows_read, .. } => {
-            println!("  {stream:<22} committed {} .. {}  {rows_read:>6} rows", window.from.format("%Y-%m-%d %H:%M"), window.to.format("%Y-%m-%d %H:%M"))
+        Progress::StreamStarted { stream, windows } if *windows > 0 => {
+            println!("  {stream:<22} {windows} window(s) planned")
         }
-        Progress::WindowFailed { stream, window, error } => println!("  {stream:<22} FAILED {window}: {error}"),
+        Progress::WindowCommitted {
+            stream,
+            window,
+            rows_read,
+            ..
+        } => {
+            println!(
+                "  {stream:<22} committed {} .. {}  {rows_read:>6} rows",
+                window.from.format("%Y-%m-%d %H:%M"),
+                window.to.format("%Y-%m-%d %H:%M")
+            )
+        }
+        Progress::WindowFailed {
+            stream,
+            window,
+            error,
+        } => println!("  {stream:<22} FAILED {window}: {error}"),
         _ => {}
     }
 }
 
 fn print_summary(r: &CycleReport, elapsed: StdDuration) {
-    println!("\n  {:<22} {:>8} {:>10} {:>10} {:>10} {:>9}", "stream", "windows", "read", "written", "rejected", "time");
+    println!(
+        "\n  {:<22} {:>8} {:>10} {:>10} {:>10} {:>9}",
+        "stream", "windows", "read", "written", "rejected", "time"
+    );
     println!("  {}", "-".repeat(74));
     for s in &r.streams {
         println!(
@@ -188,7 +268,18 @@ fn print_summary(r: &CycleReport, elapsed: StdDuration) {
             s.rows_written,
             s.rows_rejected,
             s.elapsed_ms,
-            if s.is_clean() { String::new() } else { format!("  ({} failed{})", s.windows_failed, s.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()) }
+            if s.is_clean() {
+                String::new()
+            } else {
+                format!(
+                    "  ({} failed{})",
+                    s.windows_failed,
+                    s.error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                )
+            }
         );
     }
     println!("  cycle {} in {:.2}s\n", r.run_id, elapsed.as_secs_f64());
@@ -205,14 +296,21 @@ fn finance_questions(db: &rusqlite::Connection, as_of: NaiveDate) -> Result<(), 
         "SELECT COALESCE(v.name1, p.vendor_id), p.merchandise_amt FROM ps_purchase_order_lines p \
          LEFT JOIN ps_vendors v ON v.vendor_id = p.vendor_id WHERE p.po_status <> 'X'",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Option<String>>(0)?,
+            r.get::<_, Option<String>>(1)?,
+        ))
+    })?;
     for row in rows {
         let (vendor, amount) = row?;
         let amount: Decimal = amount.as_deref().unwrap_or("0").parse()?;
-        *spend.entry(vendor.unwrap_or_else(|| "(unknown)".into())).or_default() += amount;
+        *spend
+            .entry(vendor.unwrap_or_else(|| "(unknown)".into()))
+            .or_default() += amount;
     }
     let mut top: Vec<_> = spend.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1));
+    top.sort_by_key(|e| std::cmp::Reverse(e.1));
     for (vendor, amount) in top.iter().take(8) {
         println!("   {:<42} {:>20}", truncate(vendor, 42), amount.round_dp(2));
     }
@@ -224,10 +322,19 @@ fn finance_questions(db: &rusqlite::Connection, as_of: NaiveDate) -> Result<(), 
          WHERE po_status IN ('I','A','D') GROUP BY business_unit, po_id, line_nbr",
     )?;
     let mut per_po: BTreeMap<(String, String), (NaiveDate, Decimal)> = BTreeMap::new();
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, Option<String>>(3)?)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ))
+    })?;
     for row in rows {
         let (bu, po, dt, amt) = row?;
-        let Some(dt) = dt.and_then(|d| d.parse::<NaiveDate>().ok()) else { continue };
+        let Some(dt) = dt.and_then(|d| d.parse::<NaiveDate>().ok()) else {
+            continue;
+        };
         let amt: Decimal = amt.as_deref().unwrap_or("0").parse()?;
         let e = per_po.entry((bu, po)).or_insert((dt, Decimal::ZERO));
         e.1 += amt;
@@ -254,7 +361,9 @@ fn finance_questions(db: &rusqlite::Connection, as_of: NaiveDate) -> Result<(), 
         "SELECT deptid, COUNT(DISTINCT emplid) FROM ps_job WHERE is_current = 1 AND empl_status IN ('A','L','P') \
          GROUP BY deptid ORDER BY 2 DESC, 1",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
+    })?;
     for row in rows {
         let (dept, n) = row?;
         println!("   {:<14} {n:>5}", dept.unwrap_or_default());

@@ -34,7 +34,9 @@ const USAGE: &str = "usage: sync --config <pipeline.toml> <check | run [--once] 
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -89,15 +91,27 @@ async fn main() -> ExitCode {
 type CmdResult = Result<bool, Box<dyn std::error::Error + Send + Sync>>;
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
 }
 
 fn print_progress(p: &Progress) {
     match p {
-        Progress::WindowCommitted { stream, window, rows_read, rows_written } => {
+        Progress::WindowCommitted {
+            stream,
+            window,
+            rows_read,
+            rows_written,
+        } => {
             println!("{stream}: committed {window} read={rows_read} written={rows_written}")
         }
-        Progress::WindowFailed { stream, window, error } => println!("{stream}: FAILED {window}: {error}"),
+        Progress::WindowFailed {
+            stream,
+            window,
+            error,
+        } => println!("{stream}: FAILED {window}: {error}"),
         _ => {}
     }
 }
@@ -105,7 +119,10 @@ fn print_progress(p: &Progress) {
 fn report(r: Result<CycleReport, sync_core::Error>) -> CmdResult {
     let r = r?;
     println!("run {} started {}", r.run_id, r.started_at.to_rfc3339());
-    println!("{:<24} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9}", "stream", "windows", "failed", "read", "written", "rejected", "ms");
+    println!(
+        "{:<24} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9}",
+        "stream", "windows", "failed", "read", "written", "rejected", "ms"
+    );
     for s in &r.streams {
         println!(
             "{:<24} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9}{}",
@@ -116,10 +133,16 @@ fn report(r: Result<CycleReport, sync_core::Error>) -> CmdResult {
             s.rows_written,
             s.rows_rejected,
             s.elapsed_ms,
-            s.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default()
+            s.error
+                .as_deref()
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default()
         );
         for w in &s.stuck {
-            println!("  STUCK {} after {} attempts: {}", w.window, w.attempts, w.last_error);
+            println!(
+                "  STUCK {} after {} attempts: {}",
+                w.window, w.attempts, w.last_error
+            );
         }
     }
     Ok(r.is_clean())
@@ -129,7 +152,10 @@ async fn check(b: &Built) -> CmdResult {
     let mut ok = true;
     let query = b.definitions.first().map(|d| d.query.clone());
     if let Some(q) = query {
-        let r = b.peoplesoft.ping(&PingCheck::QueryPrompts(QueryOwner::Public, q)).await;
+        let r = b
+            .peoplesoft
+            .ping(&PingCheck::QueryPrompts(QueryOwner::Public, q))
+            .await;
         println!("PeopleSoft: {r}");
         ok &= r.is_ok();
     }
@@ -145,7 +171,9 @@ async fn run_once(b: &Built) -> CmdResult {
     let stop = b.stop.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        eprintln!("stop requested: finishing the batch in flight, nothing uncommitted is checkpointed");
+        eprintln!(
+            "stop requested: finishing the batch in flight, nothing uncommitted is checkpointed"
+        );
         stop.stop();
     });
     report(b.pipeline.run_cycle().await)
@@ -197,30 +225,39 @@ async fn status(b: &Built) -> CmdResult {
         }
         for f in &s.failed {
             let stuck = if s.stuck.contains(f) { " STUCK" } else { "" };
-            println!("  failed{stuck}: {} attempts={} last error: {}", f.window, f.attempts, f.last_error);
+            println!(
+                "  failed{stuck}: {} attempts={} last error: {}",
+                f.window, f.attempts, f.last_error
+            );
         }
-        let last: Vec<_> = entries.iter().filter(|e| e.stream == s.stream).rev().take(3).collect();
+        let last: Vec<_> = entries
+            .iter()
+            .filter(|e| e.stream == s.stream)
+            .rev()
+            .take(3)
+            .collect();
         for e in last {
             println!(
                 "  run {} {:?} {} read={} written={} rejected={}",
-                e.run_id,
-                e.outcome,
-                e.window,
-                e.rows_read,
-                e.rows_written,
-                e.rows_rejected
+                e.run_id, e.outcome, e.window, e.rows_read, e.rows_written, e.rows_rejected
             );
         }
     }
     let failed = streams.iter().any(|s| !s.failed.is_empty())
-        || entries.iter().rev().take(1).any(|e| e.outcome == Outcome::Failed);
+        || entries
+            .iter()
+            .rev()
+            .take(1)
+            .any(|e| e.outcome == Outcome::Failed);
     Ok(!failed)
 }
 
 async fn backfill(b: &Built, args: &[String]) -> CmdResult {
     let parse = |name: &str| -> Result<DateTime<Utc>, String> {
         let v = flag(args, name).ok_or_else(|| format!("backfill needs {name} <RFC3339>"))?;
-        DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&Utc)).map_err(|e| format!("{name} `{v}`: {e}"))
+        DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| format!("{name} `{v}`: {e}"))
     };
     let (from, to) = (parse("--from")?, parse("--to")?);
     if from >= to {
@@ -239,13 +276,29 @@ async fn verify(b: &Built, requeue: bool) -> CmdResult {
     let mut clean = true;
     for v in b.pipeline.verify(requeue).await? {
         let differing: Vec<_> = v.differing().collect();
-        let unknown = v.windows.iter().filter(|w| w.source_rows.is_none() || w.target_rows.is_none()).count();
-        println!("{}: {} window(s) checked, {} differ, {} not countable", v.stream, v.windows.len(), differing.len(), unknown);
+        let unknown = v
+            .windows
+            .iter()
+            .filter(|w| w.source_rows.is_none() || w.target_rows.is_none())
+            .count();
+        println!(
+            "{}: {} window(s) checked, {} differ, {} not countable",
+            v.stream,
+            v.windows.len(),
+            differing.len(),
+            unknown
+        );
         for w in &differing {
-            println!("  {} source={:?} target={:?}", w.window, w.source_rows, w.target_rows);
+            println!(
+                "  {} source={:?} target={:?}",
+                w.window, w.source_rows, w.target_rows
+            );
         }
         if v.requeued {
-            println!("  re-queued {} window(s) for the next cycle", differing.len());
+            println!(
+                "  re-queued {} window(s) for the next cycle",
+                differing.len()
+            );
         }
         clean &= differing.is_empty();
     }
@@ -255,7 +308,8 @@ async fn verify(b: &Built, requeue: bool) -> CmdResult {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -4,12 +4,15 @@ use std::sync::Arc;
 
 use databricks_client::{ConfigBuilder, DatabricksClient, DatabricksSink};
 use peoplesoft_client::{
-    BlackoutAction, BlackoutWindow, Connection, Credentials, LoadProtection, OAuth2ClientCredentials,
-    PeopleSoftClient, PeopleSoftSource, QueryName, Scheme, StreamDefinition,
+    BlackoutAction, BlackoutWindow, Connection, Credentials, LoadProtection,
+    OAuth2ClientCredentials, PeopleSoftClient, PeopleSoftSource, QueryName, Scheme,
+    StreamDefinition,
 };
 use secrecy::SecretString;
 use sync_core::audit::{AuditLog, JsonlAuditLog, JsonlRejectStore};
-use sync_core::engine::{EngineOptions, Pipeline, Progress, StopHandle, StreamConfig, WindowPolicy};
+use sync_core::engine::{
+    EngineOptions, Pipeline, Progress, StopHandle, StreamConfig, WindowPolicy,
+};
 use sync_core::sqlite::SqliteSink;
 use sync_core::state::{CheckpointStore, FileCheckpointStore};
 use sync_core::Sink;
@@ -38,7 +41,9 @@ pub struct Built {
 fn secret_from_env(var: &str, key: &str) -> Result<SecretString, BoxError> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Ok(SecretString::from(v)),
-        _ => Err(format!("environment variable {var} (named by `peoplesoft.{key}`) is not set").into()),
+        _ => Err(
+            format!("environment variable {var} (named by `peoplesoft.{key}`) is not set").into(),
+        ),
     }
 }
 
@@ -56,10 +61,21 @@ pub fn peoplesoft_client(config: &Config) -> Result<PeopleSoftClient, BoxError> 
         conn = conn.path_prefix(prefix.clone());
     }
     let conn = conn.build()?;
-    let credentials = match ps.auth.as_ref().map(|a| a.get_ref().as_str()).unwrap_or("basic") {
-        "bearer" => Credentials::bearer(secret_from_env(ps.token_env.as_ref().expect("validated").get_ref(), "token_env")?),
+    let credentials = match ps
+        .auth
+        .as_ref()
+        .map(|a| a.get_ref().as_str())
+        .unwrap_or("basic")
+    {
+        "bearer" => Credentials::bearer(secret_from_env(
+            ps.token_env.as_ref().expect("validated").get_ref(),
+            "token_env",
+        )?),
         "oauth2" => {
-            let secret = secret_from_env(ps.client_secret_env.as_ref().expect("validated").get_ref(), "client_secret_env")?;
+            let secret = secret_from_env(
+                ps.client_secret_env.as_ref().expect("validated").get_ref(),
+                "client_secret_env",
+            )?;
             let mut o = OAuth2ClientCredentials::new(
                 ps.token_url.as_ref().expect("validated").get_ref(),
                 ps.client_id.as_ref().expect("validated").get_ref().clone(),
@@ -75,11 +91,18 @@ pub fn peoplesoft_client(config: &Config) -> Result<PeopleSoftClient, BoxError> 
         }
         _ => Credentials::basic(
             ps.user.as_ref().expect("validated").get_ref().clone(),
-            secret_from_env(ps.password_env.as_ref().expect("validated").get_ref(), "password_env")?,
+            secret_from_env(
+                ps.password_env.as_ref().expect("validated").get_ref(),
+                "password_env",
+            )?,
         ),
     };
     let mut protection = LoadProtection {
-        max_concurrent: ps.max_concurrent_requests.as_ref().map(|n| *n.get_ref() as usize).unwrap_or(1),
+        max_concurrent: ps
+            .max_concurrent_requests
+            .as_ref()
+            .map(|n| *n.get_ref() as usize)
+            .unwrap_or(1),
         min_gap: config.min_gap,
         ..LoadProtection::default()
     };
@@ -98,12 +121,17 @@ pub fn peoplesoft_client(config: &Config) -> Result<PeopleSoftClient, BoxError> 
             protection.blackout_action = BlackoutAction::Skip;
         }
     }
-    Ok(PeopleSoftClient::builder(conn, credentials).protection(protection).build()?)
+    Ok(PeopleSoftClient::builder(conn, credentials)
+        .protection(protection)
+        .build()?)
 }
 
 /// The stream definition for one `[[streams]]` entry: a domain default with overrides, or a
 /// custom query with its own mapping.
-pub fn stream_definition(config: &Config, s: &StreamSettings) -> Result<StreamDefinition, BoxError> {
+pub fn stream_definition(
+    config: &Config,
+    s: &StreamSettings,
+) -> Result<StreamDefinition, BoxError> {
     let mut def = match s.domain.as_deref() {
         Some("vendors") => StreamDefinition::vendors(),
         Some("customers") => StreamDefinition::customers(),
@@ -118,9 +146,15 @@ pub fn stream_definition(config: &Config, s: &StreamSettings) -> Result<StreamDe
             // A custom query: start from any default and replace what defines the stream.
             let mut d = StreamDefinition::vendors();
             d.effective_dating = None;
-            d.mapping = s.mapping.clone().expect("validated: custom streams have a mapping");
+            d.mapping = s
+                .mapping
+                .clone()
+                .expect("validated: custom streams have a mapping");
             d.key_fields = s.key.clone();
-            d.cursor_field = s.cursor.clone().expect("validated: custom streams have a cursor");
+            d.cursor_field = s
+                .cursor
+                .clone()
+                .expect("validated: custom streams have a cursor");
             d.prompt_format = peoplesoft_client::PromptFormat::NativeDateTime;
             d
         }
@@ -170,19 +204,24 @@ pub async fn build(
         }
     };
     let dir = &config.file.state.dir;
-    let (store, audit): (Arc<dyn CheckpointStore>, Arc<dyn AuditLog>) = match config.file.state.kind.get_ref().as_str() {
-        "databricks" => {
-            let client = databricks.clone().expect("validated: databricks state needs a databricks destination");
-            (
-                Arc::new(databricks_client::DatabricksCheckpointStore::new(client.clone())?),
-                Arc::new(databricks_client::DatabricksAuditLog::new(client)?),
-            )
-        }
-        _ => (
-            Arc::new(FileCheckpointStore::open(dir)?),
-            Arc::new(JsonlAuditLog::new(dir.join("audit.jsonl"))),
-        ),
-    };
+    let (store, audit): (Arc<dyn CheckpointStore>, Arc<dyn AuditLog>) =
+        match config.file.state.kind.get_ref().as_str() {
+            "databricks" => {
+                let client = databricks
+                    .clone()
+                    .expect("validated: databricks state needs a databricks destination");
+                (
+                    Arc::new(databricks_client::DatabricksCheckpointStore::new(
+                        client.clone(),
+                    )?),
+                    Arc::new(databricks_client::DatabricksAuditLog::new(client)?),
+                )
+            }
+            _ => (
+                Arc::new(FileCheckpointStore::open(dir)?),
+                Arc::new(JsonlAuditLog::new(dir.join("audit.jsonl"))),
+            ),
+        };
     let stop = StopHandle::new();
     let mut builder = Pipeline::builder(config.file.pipeline.name.get_ref().clone(), sink)
         .checkpoints(store)
@@ -214,5 +253,12 @@ pub async fn build(
         );
         definitions.push(def);
     }
-    Ok(Built { pipeline: builder.build()?, stop, peoplesoft, databricks, definitions, audit })
+    Ok(Built {
+        pipeline: builder.build()?,
+        stop,
+        peoplesoft,
+        databricks,
+        definitions,
+        audit,
+    })
 }

@@ -35,7 +35,12 @@ pub struct ConfigErrors {
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} has {} problem(s):", self.path.display(), self.problems.len())?;
+        writeln!(
+            f,
+            "{} has {} problem(s):",
+            self.path.display(),
+            self.problems.len()
+        )?;
         for p in &self.problems {
             writeln!(f, "  {}:{}: {}", self.path.display(), p.line, p.message)?;
         }
@@ -409,7 +414,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: i64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 250ms, 30s, 5m, 1h or 2d"))?;
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 250ms, 30s, 5m, 1h or 2d"))?;
     Ok(match unit.trim() {
         "ms" => Duration::milliseconds(n),
         "s" => Duration::seconds(n),
@@ -430,12 +437,18 @@ impl Checker<'_> {
         if offset == 0 && self.text.is_empty() {
             return 0;
         }
-        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     fn problem<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
         let line = self.line_of(at.span().start);
-        self.problems.push(Problem { line, message: message.into() });
+        self.problems.push(Problem {
+            line,
+            message: message.into(),
+        });
     }
 
     fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
@@ -455,11 +468,22 @@ impl Checker<'_> {
         }
     }
 
-    fn zone(&mut self, v: &Option<Spanned<String>>, key: &str, default: chrono_tz::Tz) -> chrono_tz::Tz {
+    fn zone(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        default: chrono_tz::Tz,
+    ) -> chrono_tz::Tz {
         match v {
             None => default,
             Some(s) => s.get_ref().parse().unwrap_or_else(|_| {
-                self.problem(s, format!("`{key}`: unknown time zone `{}` (use an IANA name like America/Chicago)", s.get_ref()));
+                self.problem(
+                    s,
+                    format!(
+                        "`{key}`: unknown time zone `{}` (use an IANA name like America/Chicago)",
+                        s.get_ref()
+                    ),
+                );
                 default
             }),
         }
@@ -480,42 +504,73 @@ impl Checker<'_> {
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
         path: path.to_path_buf(),
-        problems: vec![Problem { line: 0, message: format!("cannot read the file: {e}") }],
+        problems: vec![Problem {
+            line: 0,
+            message: format!("cannot read the file: {e}"),
+        }],
     })?;
-    parse(&text).map_err(|problems| ConfigErrors { path: path.to_path_buf(), problems })
+    parse(&text).map_err(|problems| ConfigErrors {
+        path: path.to_path_buf(),
+        problems,
+    })
 }
 
 /// Parses and validates configuration text; on failure returns every problem with its line.
 pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let file: PipelineFile = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(0);
-        vec![Problem { line, message: e.message().trim().to_string() }]
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+            .unwrap_or(0);
+        vec![Problem {
+            line,
+            message: e.message().trim().to_string(),
+        }]
     })?;
-    let mut c = Checker { text, problems: Vec::new() };
+    let mut c = Checker {
+        text,
+        problems: Vec::new(),
+    };
 
     if file.pipeline.name.get_ref().trim().is_empty() {
         c.problem(&file.pipeline.name, "`pipeline.name` is empty");
     }
-    let schedule = file.pipeline.schedule.as_ref().and_then(|s| match s.get_ref().parse::<Schedule>() {
-        Ok(v) => Some(v),
-        Err(e) => {
-            c.problem(s, format!("`pipeline.schedule`: {e}"));
-            None
-        }
-    });
+    let schedule =
+        file.pipeline
+            .schedule
+            .as_ref()
+            .and_then(|s| match s.get_ref().parse::<Schedule>() {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    c.problem(s, format!("`pipeline.schedule`: {e}"));
+                    None
+                }
+            });
     if !matches!(file.state.kind.get_ref().as_str(), "file" | "databricks") {
-        c.problem(&file.state.kind, format!("`state.kind` must be `file` or `databricks`, not `{}`", file.state.kind.get_ref()));
+        c.problem(
+            &file.state.kind,
+            format!(
+                "`state.kind` must be `file` or `databricks`, not `{}`",
+                file.state.kind.get_ref()
+            ),
+        );
     }
 
     // PeopleSoft connection.
     let ps = &file.peoplesoft;
     let host = ps.host.get_ref();
     if host.is_empty() || host.contains("://") || host.contains('/') {
-        c.problem(&ps.host, format!("`peoplesoft.host` must be a bare host name (no scheme or path), not `{host}`"));
+        c.problem(
+            &ps.host,
+            format!("`peoplesoft.host` must be a bare host name (no scheme or path), not `{host}`"),
+        );
     }
     if let Some(p) = &ps.port {
         if !(1..=65535).contains(p.get_ref()) {
-            c.problem(p, format!("`peoplesoft.port` must be 1-65535, not {}", p.get_ref()));
+            c.problem(
+                p,
+                format!("`peoplesoft.port` must be 1-65535, not {}", p.get_ref()),
+            );
         }
     }
     if ps.node.get_ref().trim().is_empty() || ps.node.get_ref().contains(['/', ' ']) {
@@ -530,24 +585,39 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         }
     }
     let time_zone = c.zone(&ps.time_zone, "peoplesoft.time_zone", chrono_tz::Tz::UTC);
-    let auth = ps.auth.as_ref().map(|a| a.get_ref().as_str()).unwrap_or("basic");
+    let auth = ps
+        .auth
+        .as_ref()
+        .map(|a| a.get_ref().as_str())
+        .unwrap_or("basic");
     match auth {
         "basic" => {
             if ps.user.is_none() {
-                c.problems.push(Problem { line: c.line_of(ps.host.span().start), message: "`peoplesoft.user` (the OPRID) is required for basic auth".into() });
+                c.problems.push(Problem {
+                    line: c.line_of(ps.host.span().start),
+                    message: "`peoplesoft.user` (the OPRID) is required for basic auth".into(),
+                });
             }
             c.env_ref(&ps.password_env, "password_env", "basic auth");
         }
         "bearer" => c.env_ref(&ps.token_env, "token_env", "bearer auth"),
         "oauth2" => {
             if ps.token_url.is_none() || ps.client_id.is_none() {
-                c.problems.push(Problem { line: c.line_of(ps.host.span().start), message: "`peoplesoft.token_url` and `peoplesoft.client_id` are required for oauth2".into() });
+                c.problems.push(Problem {
+                    line: c.line_of(ps.host.span().start),
+                    message:
+                        "`peoplesoft.token_url` and `peoplesoft.client_id` are required for oauth2"
+                            .into(),
+                });
             }
             c.env_ref(&ps.client_secret_env, "client_secret_env", "oauth2");
         }
         other => {
             let at = ps.auth.as_ref().expect("non-default");
-            c.problem(at, format!("`peoplesoft.auth` must be `basic`, `bearer` or `oauth2`, not `{other}`"));
+            c.problem(
+                at,
+                format!("`peoplesoft.auth` must be `basic`, `bearer` or `oauth2`, not `{other}`"),
+            );
         }
     }
     if let Some(n) = &ps.max_concurrent_requests {
@@ -557,15 +627,42 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     }
     if let Some(n) = &ps.max_rows {
         if *n.get_ref() <= 0 {
-            c.problem(n, "`peoplesoft.max_rows` must be positive (truncation is detected against it)");
+            c.problem(
+                n,
+                "`peoplesoft.max_rows` must be positive (truncation is detected against it)",
+            );
         }
     }
-    let min_gap = c.duration(&ps.min_gap, "peoplesoft.min_gap", Duration::milliseconds(250)).to_std().unwrap_or_default();
-    let request_timeout = c.duration(&ps.request_timeout, "peoplesoft.request_timeout", Duration::seconds(120)).to_std().unwrap_or_default();
+    let min_gap = c
+        .duration(
+            &ps.min_gap,
+            "peoplesoft.min_gap",
+            Duration::milliseconds(250),
+        )
+        .to_std()
+        .unwrap_or_default();
+    let request_timeout = c
+        .duration(
+            &ps.request_timeout,
+            "peoplesoft.request_timeout",
+            Duration::seconds(120),
+        )
+        .to_std()
+        .unwrap_or_default();
     let mut blackouts = Vec::new();
     for b in &ps.blackout {
         let time = |v: &Spanned<String>, key: &str, c: &mut Checker<'_>| {
-            NaiveTime::parse_from_str(v.get_ref(), "%H:%M").map_err(|_| c.problem(v, format!("`peoplesoft.blackout.{key}` must be HH:MM, not `{}`", v.get_ref()))).ok()
+            NaiveTime::parse_from_str(v.get_ref(), "%H:%M")
+                .map_err(|_| {
+                    c.problem(
+                        v,
+                        format!(
+                            "`peoplesoft.blackout.{key}` must be HH:MM, not `{}`",
+                            v.get_ref()
+                        ),
+                    )
+                })
+                .ok()
         };
         let from = time(&b.from, "from", &mut c);
         let to = time(&b.to, "to", &mut c);
@@ -574,19 +671,35 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         for d in &b.days {
             match d.get_ref().parse::<chrono::Weekday>() {
                 Ok(w) => days.push(w),
-                Err(_) => c.problem(d, format!("`peoplesoft.blackout.days`: `{}` is not a day of the week", d.get_ref())),
+                Err(_) => c.problem(
+                    d,
+                    format!(
+                        "`peoplesoft.blackout.days`: `{}` is not a day of the week",
+                        d.get_ref()
+                    ),
+                ),
             }
         }
         let skip = match b.action.as_ref().map(|a| a.get_ref().as_str()) {
             None | Some("wait") => false,
             Some("skip") => true,
             Some(other) => {
-                c.problem(b.action.as_ref().expect("some"), format!("`peoplesoft.blackout.action` must be `wait` or `skip`, not `{other}`"));
+                c.problem(
+                    b.action.as_ref().expect("some"),
+                    format!("`peoplesoft.blackout.action` must be `wait` or `skip`, not `{other}`"),
+                );
                 false
             }
         };
         if let (Some(from), Some(to)) = (from, to) {
-            blackouts.push(Blackout { from, to, time_zone: zone, days, skip, label: b.label.clone().unwrap_or_else(|| "blackout".into()) });
+            blackouts.push(Blackout {
+                from,
+                to,
+                time_zone: zone,
+                days,
+                skip,
+                label: b.label.clone().unwrap_or_else(|| "blackout".into()),
+            });
         }
     }
 
@@ -595,25 +708,40 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     match d.kind.get_ref().as_str() {
         "sqlite" => {
             if d.path.is_none() {
-                c.problem(&d.kind, "`destination.path` (the SQLite file) is required for kind = \"sqlite\"");
+                c.problem(
+                    &d.kind,
+                    "`destination.path` (the SQLite file) is required for kind = \"sqlite\"",
+                );
             }
         }
         "databricks" => {
             for (v, key) in [(&d.catalog, "catalog"), (&d.schema, "schema")] {
                 if v.is_none() {
-                    c.problem(&d.kind, format!("`destination.{key}` is required for kind = \"databricks\""));
+                    c.problem(
+                        &d.kind,
+                        format!("`destination.{key}` is required for kind = \"databricks\""),
+                    );
                 }
             }
         }
-        other => c.problem(&d.kind, format!("`destination.kind` must be `databricks` or `sqlite`, not `{other}`")),
+        other => c.problem(
+            &d.kind,
+            format!("`destination.kind` must be `databricks` or `sqlite`, not `{other}`"),
+        ),
     }
     if file.state.kind.get_ref() == "databricks" && d.kind.get_ref() != "databricks" {
-        c.problem(&file.state.kind, "`state.kind = \"databricks\"` needs `destination.kind = \"databricks\"`");
+        c.problem(
+            &file.state.kind,
+            "`state.kind = \"databricks\"` needs `destination.kind = \"databricks\"`",
+        );
     }
 
     // Streams.
     if file.streams.is_empty() {
-        c.problems.push(Problem { line: 0, message: "no `[[streams]]` defined".into() });
+        c.problems.push(Problem {
+            line: 0,
+            message: "no `[[streams]]` defined".into(),
+        });
     }
     let mut seen = BTreeMap::new();
     let mut streams = Vec::new();
@@ -624,11 +752,21 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         }
         if let Some(dm) = &s.domain {
             if !DOMAINS.contains(&dm.get_ref().as_str()) {
-                c.problem(dm, format!("stream `{name}`: unknown domain `{}` (one of {})", dm.get_ref(), DOMAINS.join(", ")));
+                c.problem(
+                    dm,
+                    format!(
+                        "stream `{name}`: unknown domain `{}` (one of {})",
+                        dm.get_ref(),
+                        DOMAINS.join(", ")
+                    ),
+                );
             }
         } else {
             if s.query.is_none() {
-                c.problem(&s.name, format!("stream `{name}`: give a `domain` or a `query` with a `mapping`"));
+                c.problem(
+                    &s.name,
+                    format!("stream `{name}`: give a `domain` or a `query` with a `mapping`"),
+                );
             }
             if s.mapping.is_none() {
                 c.problem(&s.name, format!("stream `{name}`: a custom stream (no `domain`) needs a `[streams.mapping]`"));
@@ -648,12 +786,17 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
                     }
                 },
                 Err(e) => {
-                    c.problem(m, format!("stream `{name}`: mapping: {}", e.message().trim()));
+                    c.problem(
+                        m,
+                        format!("stream `{name}`: mapping: {}", e.message().trim()),
+                    );
                     None
                 }
             }
         });
-        let pick = |o: &Option<Spanned<String>>, d: &Option<Spanned<String>>| o.clone().or_else(|| d.clone());
+        let pick = |o: &Option<Spanned<String>>, d: &Option<Spanned<String>>| {
+            o.clone().or_else(|| d.clone())
+        };
         let dflt = &file.defaults;
         let o = &s.overrides();
         let start = match pick(&o.start, &dflt.start) {
@@ -663,20 +806,40 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
                 Utc::now()
             }),
         };
-        let lookback = c.duration(&pick(&o.lookback, &dflt.lookback), "lookback", Duration::hours(1));
-        let settle_lag = c.duration(&pick(&o.settle_lag, &dflt.settle_lag), "settle_lag", Duration::minutes(5));
-        let max_window = c.duration(&pick(&o.max_window, &dflt.max_window), "max_window", Duration::days(1));
-        let min_window = c.duration(&pick(&o.min_window, &dflt.min_window), "min_window", Duration::minutes(1));
+        let lookback = c.duration(
+            &pick(&o.lookback, &dflt.lookback),
+            "lookback",
+            Duration::hours(1),
+        );
+        let settle_lag = c.duration(
+            &pick(&o.settle_lag, &dflt.settle_lag),
+            "settle_lag",
+            Duration::minutes(5),
+        );
+        let max_window = c.duration(
+            &pick(&o.max_window, &dflt.max_window),
+            "max_window",
+            Duration::days(1),
+        );
+        let min_window = c.duration(
+            &pick(&o.min_window, &dflt.min_window),
+            "min_window",
+            Duration::minutes(1),
+        );
         if min_window > max_window || min_window <= Duration::zero() {
             let at = pick(&o.min_window, &dflt.min_window).unwrap_or_else(|| s.name.clone());
             c.problem(&at, format!("stream `{name}`: `min_window` must be positive and not wider than `max_window`"));
         }
-        let int = |o: &Option<Spanned<i64>>, d: &Option<Spanned<i64>>| o.clone().or_else(|| d.clone());
+        let int =
+            |o: &Option<Spanned<i64>>, d: &Option<Spanned<i64>>| o.clone().or_else(|| d.clone());
         let batch_size = match int(&o.batch_size, &dflt.batch_size) {
             None => 5_000,
             Some(v) if (1..=1_000_000).contains(v.get_ref()) => *v.get_ref() as usize,
             Some(v) => {
-                c.problem(&v, format!("stream `{name}`: `batch_size` must be 1-1000000"));
+                c.problem(
+                    &v,
+                    format!("stream `{name}`: `batch_size` must be 1-1000000"),
+                );
                 5_000
             }
         };
@@ -684,7 +847,10 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
             None => 5,
             Some(v) if (1..=1000).contains(v.get_ref()) => *v.get_ref() as u32,
             Some(v) => {
-                c.problem(&v, format!("stream `{name}`: `max_attempts` must be 1-1000"));
+                c.problem(
+                    &v,
+                    format!("stream `{name}`: `max_attempts` must be 1-1000"),
+                );
                 5
             }
         };
@@ -722,7 +888,15 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         p.sort_by_key(|p| p.line);
         return Err(p);
     }
-    Ok(Config { schedule, time_zone, min_gap, request_timeout, blackouts, streams, file })
+    Ok(Config {
+        schedule,
+        time_zone,
+        min_gap,
+        request_timeout,
+        blackouts,
+        streams,
+        file,
+    })
 }
 
 #[cfg(test)]
@@ -779,17 +953,44 @@ max_window = "1d"
     fn every_problem_is_reported_with_its_line() {
         let bad = GOOD
             .replace("port = 8443", "port = 70000")
-            .replace("time_zone = \"America/Chicago\"", "time_zone = \"Mars/Base\"")
+            .replace(
+                "time_zone = \"America/Chicago\"",
+                "time_zone = \"Mars/Base\"",
+            )
             .replace("max_window = \"1d\"", "max_window = \"1 fortnight\"")
             .replace("domain = \"vendors\"", "domain = \"vendorz\"");
         let problems = parse(&bad).unwrap_err();
-        let text: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.line, p.message)).collect();
+        let text: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.line, p.message))
+            .collect();
         assert_eq!(problems.len(), 4, "{text:#?}");
         let line = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
-        assert!(text.contains(&format!("{}: `peoplesoft.port` must be 1-65535, not 70000", line("port = 70000"))), "{text:#?}");
-        assert!(text.iter().any(|t| t.starts_with(&format!("{}: ", line("Mars/Base"))) && t.contains("Mars/Base")), "{text:#?}");
-        assert!(text.iter().any(|t| t.starts_with(&format!("{}: ", line("1 fortnight"))) && t.contains("max_window")), "{text:#?}");
-        assert!(text.iter().any(|t| t.starts_with(&format!("{}: ", line("vendorz"))) && t.contains("unknown domain")), "{text:#?}");
+        assert!(
+            text.contains(&format!(
+                "{}: `peoplesoft.port` must be 1-65535, not 70000",
+                line("port = 70000")
+            )),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with(&format!("{}: ", line("Mars/Base")))
+                    && t.contains("Mars/Base")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with(&format!("{}: ", line("1 fortnight")))
+                    && t.contains("max_window")),
+            "{text:#?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with(&format!("{}: ", line("vendorz")))
+                    && t.contains("unknown domain")),
+            "{text:#?}"
+        );
     }
 
     #[test]
@@ -810,9 +1011,15 @@ max_window = "1d"
 
     #[test]
     fn secrets_must_be_env_references() {
-        let bad = GOOD.replace("password_env = \"PEOPLESOFT_PASSWORD\"", "password_env = \"hunter2 is my password\"");
+        let bad = GOOD.replace(
+            "password_env = \"PEOPLESOFT_PASSWORD\"",
+            "password_env = \"hunter2 is my password\"",
+        );
         let p = parse(&bad).unwrap_err();
         assert!(p[0].message.contains("environment variable"), "{p:?}");
-        assert!(!p[0].message.contains("hunter2"), "the value is not echoed: {p:?}");
+        assert!(
+            !p[0].message.contains("hunter2"),
+            "the value is not echoed: {p:?}"
+        );
     }
 }

@@ -6,7 +6,9 @@
 use std::collections::HashSet;
 
 use ml_connector_testkit::dataset::{Dataset, FieldSpec, FieldType, TableSpec};
-use ml_connector_testkit::dataset::{TABLE_CUSTOMERS, TABLE_JOB, TABLE_JOURNAL_LINES, TABLE_PAYCHECKS, TABLE_PO_LINES, TABLE_VENDORS};
+use ml_connector_testkit::dataset::{
+    TABLE_CUSTOMERS, TABLE_JOB, TABLE_JOURNAL_LINES, TABLE_PAYCHECKS, TABLE_PO_LINES, TABLE_VENDORS,
+};
 use peoplesoft_client::{PromptFormat, QueryName, StreamDefinition};
 use sync_core::mapping::{FieldMeta, Mapping};
 
@@ -45,14 +47,31 @@ fn meta(f: &FieldSpec) -> FieldMeta {
 /// Fits a domain default to the fields a site's query returns: keeps the default's column
 /// mappings for fields the query has, derives columns for the query's other fields from their
 /// PeopleSoft metadata, and takes the query's name, key and cursor field.
-pub fn fit_to_query(mut def: StreamDefinition, spec: &TableSpec, time_zone: &str) -> StreamDefinition {
+pub fn fit_to_query(
+    mut def: StreamDefinition,
+    spec: &TableSpec,
+    time_zone: &str,
+) -> StreamDefinition {
     let fields: HashSet<&str> = spec.fields.iter().map(|f| f.name.as_str()).collect();
-    let flag = def.effective_dating.as_ref().map(|e| e.current_flag_field.clone());
+    let flag = def
+        .effective_dating
+        .as_ref()
+        .map(|e| e.current_flag_field.clone());
     def.mapping
         .columns
         .retain(|c| fields.contains(c.source.as_str()) || Some(&c.source) == flag.as_ref());
-    let mapped: HashSet<String> = def.mapping.columns.iter().map(|c| c.source.clone()).collect();
-    let extra: Vec<FieldMeta> = spec.fields.iter().filter(|f| !mapped.contains(&f.name)).map(meta).collect();
+    let mapped: HashSet<String> = def
+        .mapping
+        .columns
+        .iter()
+        .map(|c| c.source.clone())
+        .collect();
+    let extra: Vec<FieldMeta> = spec
+        .fields
+        .iter()
+        .filter(|f| !mapped.contains(&f.name))
+        .map(meta)
+        .collect();
     if !extra.is_empty() {
         let derived = Mapping::from_field_metadata(def.mapping.table.clone(), &extra)
             .expect("sample field metadata maps to column types");

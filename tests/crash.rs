@@ -19,7 +19,11 @@ fn sync_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join("examples").join("sync");
-    assert!(bin.exists(), "{} not built (cargo test builds examples)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not built (cargo test builds examples)",
+        bin.display()
+    );
     bin
 }
 
@@ -126,11 +130,30 @@ fn killed_at_random_moments_the_destination_still_equals_the_source() {
 
     // A last, undisturbed run (the OS released the killed processes' locks).
     let out = run().wait_with_output().unwrap();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let db = rusqlite::Connection::open(dir.path().join("dest.db")).unwrap();
-    assert_table_matches(&db, &dataset, "po_lines", "ps_purchase_order_lines", &[], &["MERCHANDISE_AMT", "PRICE_PO"]);
-    assert_table_matches(&db, &dataset, "journal_lines", "ps_journal_lines", &["LINE_DESCR"], &["MONETARY_AMOUNT"]);
+    assert_table_matches(
+        &db,
+        &dataset,
+        "po_lines",
+        "ps_purchase_order_lines",
+        &[],
+        &["MERCHANDISE_AMT", "PRICE_PO"],
+    );
+    assert_table_matches(
+        &db,
+        &dataset,
+        "journal_lines",
+        "ps_journal_lines",
+        &["LINE_DESCR"],
+        &["MONETARY_AMOUNT"],
+    );
     assert_table_matches(&db, &dataset, "job", "ps_job", &["DEPTID"], &["ANNUAL_RT"]);
     drop(server);
 }

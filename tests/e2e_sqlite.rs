@@ -9,7 +9,9 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use common::*;
-use ml_connector_testkit::dataset::{TABLE_CUSTOMERS, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS};
+use ml_connector_testkit::dataset::{
+    TABLE_CUSTOMERS, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS,
+};
 use ml_connector_testkit::peoplesoft::{Fault, FaultRule};
 use sync_core::audit::{AuditLog, JsonlAuditLog, Outcome};
 use sync_core::sqlite::SqliteSink;
@@ -44,7 +46,10 @@ async fn full_load_then_incremental_cycles_match_source_truth() {
         let r = p.run_cycle().await.unwrap();
         assert!(r.is_clean(), "round {round}: {r:#?}");
         let read: u64 = r.streams.iter().map(|s| s.rows_read).sum();
-        assert!(read < 200, "round {round}: only changes and the lookback move, read {read}");
+        assert!(
+            read < 200,
+            "round {round}: only changes and the lookback move, read {read}"
+        );
         sink.with_connection(|db| assert_all_match(db, &site.dataset));
     }
 }
@@ -55,7 +60,9 @@ async fn truncation_forces_bisection_and_nothing_is_lost() {
     let site = site(1.0);
     let sink = sqlite(dir.path());
     // maxrows 60: most 92-day windows of the sample hit the cap and are split.
-    let p = pipeline(&site, sink.clone(), &dir.path().join("state"), |d| d.max_rows(60));
+    let p = pipeline(&site, sink.clone(), &dir.path().join("state"), |d| {
+        d.max_rows(60)
+    });
     let r = p.run_cycle().await.unwrap();
     assert!(r.is_clean(), "{r:#?}");
     let splits: usize = r.streams.iter().map(|s| s.windows_split).sum();
@@ -63,7 +70,13 @@ async fn truncation_forces_bisection_and_nothing_is_lost() {
     sink.with_connection(|db| assert_all_match(db, &site.dataset));
     let audit = JsonlAuditLog::new(dir.path().join("state/audit.jsonl"));
     let entries = audit.entries("e2e", None).await.unwrap();
-    assert_eq!(entries.iter().filter(|e| e.outcome == Outcome::Split).count(), splits);
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.outcome == Outcome::Split)
+            .count(),
+        splits
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,16 +96,35 @@ async fn every_peoplesoft_fault_form_fails_the_window_and_the_next_cycle_recover
         let sink = sqlite(dir.path());
         let p = pipeline(&site, sink.clone(), &dir.path().join("state"), |d| d);
         // The fault fires on every vendors request of the first cycle (retries included).
-        site.server.inject(FaultRule::new(fault.clone()).for_query("MLC_VENDORS").times(4));
+        site.server.inject(
+            FaultRule::new(fault.clone())
+                .for_query("MLC_VENDORS")
+                .times(4),
+        );
         let r = p.run_cycle().await.unwrap();
         let vendors = r.streams.iter().find(|s| s.stream == "vendors").unwrap();
         assert!(vendors.windows_failed >= 1, "{fault:?}: {vendors:#?}");
         let audit = JsonlAuditLog::new(dir.path().join("state/audit.jsonl"));
-        let failed: Vec<_> = audit.entries("e2e", Some("vendors")).await.unwrap().into_iter().filter(|e| e.outcome == Outcome::Failed).collect();
+        let failed: Vec<_> = audit
+            .entries("e2e", Some("vendors"))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.outcome == Outcome::Failed)
+            .collect();
         let err = failed[0].error.clone().unwrap();
-        assert!(err.contains("vendors") || err.contains("MLC_VENDORS"), "{fault:?}: error names the stream or query: {err}");
+        assert!(
+            err.contains("vendors") || err.contains("MLC_VENDORS"),
+            "{fault:?}: error names the stream or query: {err}"
+        );
         // Other streams were not affected.
-        assert!(r.streams.iter().filter(|s| s.stream != "vendors").all(|s| s.is_clean()), "{fault:?}: {r:#?}");
+        assert!(
+            r.streams
+                .iter()
+                .filter(|s| s.stream != "vendors")
+                .all(|s| s.is_clean()),
+            "{fault:?}: {r:#?}"
+        );
         site.server.clear_faults();
         site.clock.advance(Duration::minutes(10));
         let r = p.run_cycle().await.unwrap();
@@ -128,11 +160,22 @@ async fn a_rejected_peoplesoft_login_stops_the_stream_after_one_request() {
     let site = site(0.3);
     let sink = sqlite(dir.path());
     let p = pipeline(&site, sink, &dir.path().join("state"), |d| d);
-    site.server.inject(FaultRule::new(Fault::Status { status: 401, retry_after: None }).for_query("MLC_VENDORS").always());
+    site.server.inject(
+        FaultRule::new(Fault::Status {
+            status: 401,
+            retry_after: None,
+        })
+        .for_query("MLC_VENDORS")
+        .always(),
+    );
     site.server.reset_stats();
     let r = p.run_cycle().await.unwrap();
     let vendors = r.streams.iter().find(|s| s.stream == "vendors").unwrap();
-    assert_eq!(site.server.stats().requests_for("MLC_VENDORS"), 1, "no retry, no further window");
+    assert_eq!(
+        site.server.stats().requests_for("MLC_VENDORS"),
+        1,
+        "no retry, no further window"
+    );
     let err = vendors.error.clone().unwrap();
     assert!(err.to_lowercase().contains("lock"), "{err}");
 }

@@ -83,10 +83,10 @@ pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::{BoxError, ConnectorError, Error, FailureKind, Result};
 pub use mapper::{FieldError, Mapper};
 pub use mapping::{FieldMeta, Mapping, MappingError, MappingMapper};
-#[cfg(feature = "sqlite")]
-pub use sqlite::SqliteSink;
 pub use schema::{ColumnDef, TableSchema, WriteMode};
 pub use sink::{Batch, Receipt, Sink};
 pub use source::{Page, PageStream, Source};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteSink;
 pub use value::{ColumnType, Record, Row, Value};
 pub use window::{Coverage, Window};

@@ -11,7 +11,10 @@ use chrono::Duration;
 use ml_connector::sample::sample_streams;
 use ml_connector_testkit::dataset::{Dataset, SharedDataset};
 use ml_connector_testkit::peoplesoft::{PeopleSoftServer, DEFAULT_OPRID, DEFAULT_PASSWORD};
-use peoplesoft_client::{Connection, Credentials, LoadProtection, PeopleSoftClient, PeopleSoftSource, Scheme, StreamDefinition};
+use peoplesoft_client::{
+    Connection, Credentials, LoadProtection, PeopleSoftClient, PeopleSoftSource, Scheme,
+    StreamDefinition,
+};
 use rust_decimal::Decimal;
 use secrecy::SecretString;
 use sync_core::audit::{JsonlAuditLog, JsonlRejectStore};
@@ -50,15 +53,37 @@ pub fn site(scale: f64) -> Site {
         },
         ..LoadProtection::default()
     };
-    let creds = Credentials::basic(DEFAULT_OPRID, SecretString::from(DEFAULT_PASSWORD.to_string()));
-    let client = PeopleSoftClient::builder(conn, creds).protection(protection).build().unwrap();
+    let creds = Credentials::basic(
+        DEFAULT_OPRID,
+        SecretString::from(DEFAULT_PASSWORD.to_string()),
+    );
+    let client = PeopleSoftClient::builder(conn, creds)
+        .protection(protection)
+        .build()
+        .unwrap();
     let streams = sample_streams(&dataset.read());
-    let clock = Arc::new(ManualClock::new(Dataset::history_end() + Duration::hours(1)));
-    Site { server, dataset, client, streams, clock }
+    let clock = Arc::new(ManualClock::new(
+        Dataset::history_end() + Duration::hours(1),
+    ));
+    Site {
+        server,
+        dataset,
+        client,
+        streams,
+        clock,
+    }
 }
 
-pub fn pipeline(site: &Site, sink: Arc<dyn Sink>, state: &Path, edit: impl Fn(StreamDefinition) -> StreamDefinition) -> Pipeline {
-    let policy = WindowPolicy { max_window: Duration::days(92), ..WindowPolicy::starting_at(Dataset::history_start()) };
+pub fn pipeline(
+    site: &Site,
+    sink: Arc<dyn Sink>,
+    state: &Path,
+    edit: impl Fn(StreamDefinition) -> StreamDefinition,
+) -> Pipeline {
+    let policy = WindowPolicy {
+        max_window: Duration::days(92),
+        ..WindowPolicy::starting_at(Dataset::history_start())
+    };
     let mut b = Pipeline::builder("e2e", sink)
         .checkpoints(Arc::new(FileCheckpointStore::open(state).unwrap()))
         .audit(Arc::new(JsonlAuditLog::new(state.join("audit.jsonl"))))
@@ -67,7 +92,15 @@ pub fn pipeline(site: &Site, sink: Arc<dyn Sink>, state: &Path, edit: impl Fn(St
     for def in &site.streams {
         let def = edit(def.clone());
         let mapper = Arc::new(def.mapping.compile().unwrap());
-        b = b.stream(StreamConfig::new(def.name.clone(), Arc::new(PeopleSoftSource::new(site.client.clone(), def).unwrap()), mapper, policy).batch_size(500));
+        b = b.stream(
+            StreamConfig::new(
+                def.name.clone(),
+                Arc::new(PeopleSoftSource::new(site.client.clone(), def).unwrap()),
+                mapper,
+                policy,
+            )
+            .batch_size(500),
+        );
     }
     b.build().unwrap()
 }
@@ -90,21 +123,39 @@ fn key_text(field: &str, v: String) -> String {
 }
 
 /// Source truth of one table: key (joined) → field → text value.
-pub fn truth(dataset: &SharedDataset, table: &str) -> BTreeMap<String, BTreeMap<String, Option<String>>> {
+pub fn truth(
+    dataset: &SharedDataset,
+    table: &str,
+) -> BTreeMap<String, BTreeMap<String, Option<String>>> {
     let d = dataset.read();
     let t = d.table(table).unwrap();
     t.rows()
         .iter()
         .map(|r| {
-            let fields = t.spec().fields.iter().map(|f| (f.name.clone(), r.get(&f.name).and_then(text))).collect();
-            let key: Vec<String> = t.spec().key.iter().zip(r.key()).map(|(f, v)| key_text(f, v)).collect();
+            let fields = t
+                .spec()
+                .fields
+                .iter()
+                .map(|f| (f.name.clone(), r.get(&f.name).and_then(text)))
+                .collect();
+            let key: Vec<String> = t
+                .spec()
+                .key
+                .iter()
+                .zip(r.key())
+                .map(|(f, v)| key_text(f, v))
+                .collect();
             (key.join("|"), fields)
         })
         .collect()
 }
 
 /// Rows of a SQLite table: key (joined) → column → text (every column read as text).
-pub fn sqlite_rows(db: &rusqlite::Connection, table: &str, keys: &[&str]) -> BTreeMap<String, BTreeMap<String, Option<String>>> {
+pub fn sqlite_rows(
+    db: &rusqlite::Connection,
+    table: &str,
+    keys: &[&str],
+) -> BTreeMap<String, BTreeMap<String, Option<String>>> {
     let mut stmt = db.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
     let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
     let rows = stmt
@@ -127,22 +178,46 @@ pub fn sqlite_rows(db: &rusqlite::Connection, table: &str, keys: &[&str]) -> BTr
     let mut out = BTreeMap::new();
     for r in rows {
         let r = r.unwrap();
-        let key: Vec<String> = keys.iter().map(|k| r[&k.to_ascii_lowercase()].clone().unwrap_or_default()).collect();
-        assert!(out.insert(key.join("|"), r).is_none(), "duplicate key in {table}");
+        let key: Vec<String> = keys
+            .iter()
+            .map(|k| r[&k.to_ascii_lowercase()].clone().unwrap_or_default())
+            .collect();
+        assert!(
+            out.insert(key.join("|"), r).is_none(),
+            "duplicate key in {table}"
+        );
     }
     out
 }
 
 /// Asserts the SQLite table equals the source table: same keys, and the given text and money
 /// fields exactly equal (money compared as exact decimals).
-pub fn assert_table_matches(db: &rusqlite::Connection, dataset: &SharedDataset, ds_table: &str, sql_table: &str, text_fields: &[&str], money_fields: &[&str]) {
+pub fn assert_table_matches(
+    db: &rusqlite::Connection,
+    dataset: &SharedDataset,
+    ds_table: &str,
+    sql_table: &str,
+    text_fields: &[&str],
+    money_fields: &[&str],
+) {
     let spec_keys: Vec<String> = dataset.read().table(ds_table).unwrap().spec().key.clone();
     let keys: Vec<&str> = spec_keys.iter().map(String::as_str).collect();
     let want = truth(dataset, ds_table);
     let got = sqlite_rows(db, sql_table, &keys);
-    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).take(5).collect();
-    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).take(5).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "{sql_table}: missing {missing:?}, extra {extra:?}");
+    let missing: Vec<_> = want
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = got
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{sql_table}: missing {missing:?}, extra {extra:?}"
+    );
     for (k, w) in &want {
         let g = &got[k];
         for f in text_fields {
@@ -155,17 +230,63 @@ pub fn assert_table_matches(db: &rusqlite::Connection, dataset: &SharedDataset, 
             let col = f.to_ascii_lowercase();
             let want_v: Option<Decimal> = w[*f].as_deref().map(|s| s.trim().parse().unwrap());
             let got_v: Option<Decimal> = g[&col].as_deref().map(|s| s.parse().unwrap());
-            assert_eq!(got_v.map(|d| d.normalize()), want_v.map(|d| d.normalize()), "{sql_table} {k} {f}");
+            assert_eq!(
+                got_v.map(|d| d.normalize()),
+                want_v.map(|d| d.normalize()),
+                "{sql_table} {k} {f}"
+            );
         }
     }
 }
 
 /// Every sample table checked against the source.
 pub fn assert_all_match(db: &rusqlite::Connection, dataset: &SharedDataset) {
-    assert_table_matches(db, dataset, "vendors", "ps_vendors", &["NAME1", "VENDOR_STATUS", "CITY"], &[]);
-    assert_table_matches(db, dataset, "customers", "ps_customers", &["NAME1", "CUST_STATUS"], &["CREDIT_LIMIT"]);
-    assert_table_matches(db, dataset, "po_lines", "ps_purchase_order_lines", &["PO_STATUS", "ITEM_DESCR", "VENDOR_ID"], &["MERCHANDISE_AMT", "PRICE_PO"]);
-    assert_table_matches(db, dataset, "journal_lines", "ps_journal_lines", &["LINE_DESCR", "ACCOUNT"], &["MONETARY_AMOUNT", "FOREIGN_AMOUNT"]);
-    assert_table_matches(db, dataset, "job", "ps_job", &["DEPTID", "EMPL_STATUS"], &["ANNUAL_RT"]);
-    assert_table_matches(db, dataset, "paychecks", "ps_paychecks", &["EMPLID"], &["GROSS_PAY", "NET_PAY"]);
+    assert_table_matches(
+        db,
+        dataset,
+        "vendors",
+        "ps_vendors",
+        &["NAME1", "VENDOR_STATUS", "CITY"],
+        &[],
+    );
+    assert_table_matches(
+        db,
+        dataset,
+        "customers",
+        "ps_customers",
+        &["NAME1", "CUST_STATUS"],
+        &["CREDIT_LIMIT"],
+    );
+    assert_table_matches(
+        db,
+        dataset,
+        "po_lines",
+        "ps_purchase_order_lines",
+        &["PO_STATUS", "ITEM_DESCR", "VENDOR_ID"],
+        &["MERCHANDISE_AMT", "PRICE_PO"],
+    );
+    assert_table_matches(
+        db,
+        dataset,
+        "journal_lines",
+        "ps_journal_lines",
+        &["LINE_DESCR", "ACCOUNT"],
+        &["MONETARY_AMOUNT", "FOREIGN_AMOUNT"],
+    );
+    assert_table_matches(
+        db,
+        dataset,
+        "job",
+        "ps_job",
+        &["DEPTID", "EMPL_STATUS"],
+        &["ANNUAL_RT"],
+    );
+    assert_table_matches(
+        db,
+        dataset,
+        "paychecks",
+        "ps_paychecks",
+        &["EMPLID"],
+        &["GROSS_PAY", "NET_PAY"],
+    );
 }
