@@ -233,6 +233,12 @@ pub async fn build(
             max_concurrent_streams: config.file.pipeline.max_concurrent_streams.unwrap_or(2),
             ..EngineOptions::default()
         });
+    if let (Some(job_id), Some(client)) = (dest.trigger_job_id, &databricks) {
+        builder = builder.after_stream(Arc::new(databricks_client::JobTrigger::new(
+            client.clone(),
+            job_id,
+        )));
+    }
     let mut definitions = Vec::new();
     for s in &config.streams {
         let def = stream_definition(config, s)?;

@@ -224,7 +224,8 @@ pub struct DestinationSection {
     /// Allow plain http for the workspace (local stand-ins only).
     #[serde(default)]
     pub allow_http: bool,
-    /// Start this Databricks job after a cycle that loaded data.
+    /// Start this Databricks job after each stream's cycle that committed data (its run id is
+    /// recorded in the audit).
     #[serde(default)]
     pub trigger_job_id: Option<i64>,
 }
@@ -707,6 +708,12 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let d = &file.destination;
     match d.kind.get_ref().as_str() {
         "sqlite" => {
+            if d.trigger_job_id.is_some() {
+                c.problem(
+                    &d.kind,
+                    "`destination.trigger_job_id` needs kind = \"databricks\"",
+                );
+            }
             if d.path.is_none() {
                 c.problem(
                     &d.kind,

@@ -74,6 +74,66 @@ pub fn idempotency_token(job_id: i64, run_id: &str) -> String {
     format!("mlc-{prefix}-{h:016x}")
 }
 
+/// Starts a Databricks job after a stream's cycle committed data, so downstream transforms
+/// and dashboards refresh when fresh data lands. Add it to a pipeline with
+/// [`PipelineBuilder::after_stream`](sync_core::engine::PipelineBuilder::after_stream); the run
+/// id is recorded in the audit (an entry with outcome `hook`, annotations
+/// `databricks_job_id` and `databricks_job_run_id`).
+///
+/// One run per stream per cycle: the idempotency token is derived from the cycle's run id and
+/// the stream name, so a retried request never starts a second run. The job receives the
+/// parameters given here plus `ml_stream`, `ml_table`, `ml_run_id`, `ml_window_from` and
+/// `ml_window_to` (RFC 3339).
+#[derive(Debug, Clone)]
+pub struct JobTrigger {
+    client: DatabricksClient,
+    job_id: i64,
+    parameters: BTreeMap<String, String>,
+}
+
+impl JobTrigger {
+    /// A trigger for `job_id`.
+    pub fn new(client: DatabricksClient, job_id: i64) -> Self {
+        Self {
+            client,
+            job_id,
+            parameters: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a fixed job parameter.
+    pub fn parameter(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.parameters.insert(key.into(), value.into());
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl sync_core::engine::StreamHook for JobTrigger {
+    async fn after_stream(
+        &self,
+        ctx: &sync_core::engine::HookContext,
+    ) -> std::result::Result<BTreeMap<String, String>, sync_core::ConnectorError> {
+        let mut request = RunNow::for_run(self.job_id, &format!("{}:{}", ctx.run_id, ctx.stream));
+        request.job_parameters = self.parameters.clone();
+        let secs = chrono::SecondsFormat::Secs;
+        request = request
+            .parameter("ml_stream", ctx.stream.clone())
+            .parameter("ml_table", ctx.table.clone())
+            .parameter("ml_run_id", ctx.run_id.clone())
+            .parameter(
+                "ml_window_from",
+                ctx.committed.from.to_rfc3339_opts(secs, true),
+            )
+            .parameter("ml_window_to", ctx.committed.to.to_rfc3339_opts(secs, true));
+        let run = self.client.run_job_now(&request).await?;
+        Ok(BTreeMap::from([
+            ("databricks_job_id".to_string(), self.job_id.to_string()),
+            ("databricks_job_run_id".to_string(), run.run_id.to_string()),
+        ]))
+    }
+}
+
 impl DatabricksClient {
     /// Starts a job run (`POST /api/2.1/jobs/run-now`). Retried like an idempotent call,
     /// because the idempotency token makes a repeat return the same run.

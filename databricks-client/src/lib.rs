@@ -134,7 +134,7 @@ pub use catalog::{ColumnInfo, EnsureReport, TableInfo};
 pub use client::DatabricksClient;
 pub use config::{ClientOptions, Config, ConfigBuilder, ConfigError, Credentials};
 pub use error::{ApiError, Error, Result};
-pub use jobs::{JobRun, RunNow};
+pub use jobs::{JobRun, JobTrigger, RunNow};
 pub use ping::{Check, PingReport};
 pub use sink::DatabricksSink;
 pub use source::DatabricksSource;

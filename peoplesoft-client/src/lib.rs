@@ -106,6 +106,7 @@ pub mod qas;
 pub mod records;
 mod source;
 pub mod streams;
+pub mod writeback;
 
 pub use auth::{ClientAuthMethod, Credentials, OAuth2ClientCredentials};
 pub use client::{
@@ -120,6 +121,7 @@ pub use streams::{
     AliasPrefixes, EffectiveDatedRows, EffectiveDating, PromptFormat, RangeSemantics,
     StreamDefinition,
 };
+pub use writeback::PeopleSoftSink;
 
 /// Re-exported so callers can name [`Idempotency`] for
 /// [`PeopleSoftClient::service_post`] without depending on sync-core's module layout.

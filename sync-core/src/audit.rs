@@ -33,6 +33,10 @@ pub enum Outcome {
     Split,
     /// A stop signal arrived; nothing was checkpointed for this window.
     Abandoned,
+    /// Not a window attempt: a [`StreamHook`](crate::engine::StreamHook) ran after the stream
+    /// committed windows (for example a downstream job was started); its facts are in
+    /// `annotations`, the window spans what the cycle committed.
+    Hook,
 }
 
 /// One window attempt.

@@ -246,6 +246,37 @@ pub enum Progress {
 /// Callback receiving [`Progress`] events.
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
+/// What a [`StreamHook`] is told about the stream's cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookContext {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Stream name.
+    pub stream: String,
+    /// The run id.
+    pub run_id: String,
+    /// Target table.
+    pub table: String,
+    /// The span of the windows committed in this cycle.
+    pub committed: Window,
+    /// The stream's report so far.
+    pub report: StreamReport,
+}
+
+/// Runs after a stream's cycle committed at least one window and had no failure (for example
+/// to start a downstream job so dashboards refresh when fresh data lands). The returned
+/// annotations are recorded in the audit as an entry with outcome
+/// [`Outcome::Hook`](crate::audit::Outcome::Hook). A hook error is logged and reported on the
+/// stream; committed data and checkpoints are not affected.
+#[async_trait::async_trait]
+pub trait StreamHook: Send + Sync {
+    /// Runs the hook.
+    async fn after_stream(
+        &self,
+        ctx: &HookContext,
+    ) -> Result<std::collections::BTreeMap<String, String>, ConnectorError>;
+}
+
 /// Engine-wide options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineOptions {
@@ -398,6 +429,7 @@ pub struct Pipeline {
     options: EngineOptions,
     stop: StopHandle,
     progress: Option<ProgressFn>,
+    hooks: Vec<Arc<dyn StreamHook>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -422,9 +454,16 @@ pub struct PipelineBuilder {
     options: EngineOptions,
     stop: StopHandle,
     progress: Option<ProgressFn>,
+    hooks: Vec<Arc<dyn StreamHook>>,
 }
 
 impl PipelineBuilder {
+    /// Adds a hook run after each stream's successful cycle.
+    pub fn after_stream(mut self, hook: Arc<dyn StreamHook>) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
     /// Adds a stream.
     pub fn stream(mut self, s: StreamConfig) -> Self {
         self.streams.push(s);
@@ -530,6 +569,7 @@ impl PipelineBuilder {
             options: self.options,
             stop: self.stop,
             progress: self.progress,
+            hooks: self.hooks,
         })
     }
 }
@@ -601,6 +641,7 @@ impl Pipeline {
             options: EngineOptions::default(),
             stop: StopHandle::new(),
             progress: None,
+            hooks: Vec::new(),
         }
     }
 
@@ -819,8 +860,15 @@ impl Pipeline {
             halt: AtomicBool::new(false),
         };
         let (tx, rx) = mpsc::channel(self.options.in_flight_batches.max(1));
-        let ((), ()) = futures::join!(run.read(planned, tx), run.write(rx, &mut st, &mut report));
+        let mut span: Option<Window> = None;
+        let ((), ()) = futures::join!(
+            run.read(planned, tx),
+            run.write(rx, &mut st, &mut report, &mut span)
+        );
         report.stopped = self.stop.is_stopped();
+        if let (Some(committed), true) = (span, report.is_clean() && !report.stopped) {
+            run.hooks(committed, &mut report).await;
+        }
         report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
         report
     }
@@ -1007,11 +1055,65 @@ impl StreamRun<'_> {
         row
     }
 
+    async fn hooks(&self, committed: Window, report: &mut StreamReport) {
+        let p = self.pipeline;
+        for hook in &p.hooks {
+            let ctx = HookContext {
+                pipeline: p.name.clone(),
+                stream: self.cfg.name.clone(),
+                run_id: self.run_id.clone(),
+                table: self.schema.name.clone(),
+                committed,
+                report: report.clone(),
+            };
+            let started = p.clock.now();
+            let planned = Planned {
+                window: committed,
+                attempt: 0,
+            };
+            let entry = match hook.after_stream(&ctx).await {
+                Ok(annotations) => {
+                    let mut e = self.entry(
+                        &planned,
+                        started,
+                        0,
+                        0,
+                        Receipt::default(),
+                        Outcome::Hook,
+                        None,
+                    );
+                    e.annotations = annotations;
+                    e
+                }
+                Err(err) => {
+                    let msg = format!(
+                        "hook after stream `{}` failed: {}",
+                        self.cfg.name,
+                        err.full_message()
+                    );
+                    tracing::error!("{msg}");
+                    report.error = Some(msg.clone());
+                    self.entry(
+                        &planned,
+                        started,
+                        0,
+                        0,
+                        Receipt::default(),
+                        Outcome::Hook,
+                        Some(msg),
+                    )
+                }
+            };
+            self.append_audit(&entry, report).await;
+        }
+    }
+
     async fn write(
         &self,
         mut rx: mpsc::Receiver<Msg>,
         st: &mut StreamState,
         report: &mut StreamReport,
+        span: &mut Option<Window>,
     ) {
         let p = self.pipeline;
         let cfg = self.cfg;
@@ -1067,7 +1169,18 @@ impl StreamRun<'_> {
                             )
                             .await
                         }
-                        None => self.committed(st, report, o, read, rejected).await,
+                        None => {
+                            let w = o.planned.window;
+                            if self.committed(st, report, o, read, rejected).await {
+                                *span = Some(match *span {
+                                    Some(s) => Window {
+                                        from: s.from.min(w.from),
+                                        to: s.to.max(w.to),
+                                    },
+                                    None => w,
+                                });
+                            }
+                        }
                     }
                 }
                 Msg::Split { id, read, halves } => {
@@ -1122,6 +1235,7 @@ impl StreamRun<'_> {
         }
     }
 
+    /// Records a committed window; false when the checkpoint could not be saved.
     async fn committed(
         &self,
         st: &mut StreamState,
@@ -1129,7 +1243,7 @@ impl StreamRun<'_> {
         o: Open,
         read: u64,
         rejected: u64,
-    ) {
+    ) -> bool {
         let p = self.pipeline;
         let now = p.clock.now();
         let mut next = st.clone();
@@ -1151,7 +1265,7 @@ impl StreamRun<'_> {
                 Some(msg),
             );
             self.append_audit(&entry, report).await;
-            return;
+            return false;
         }
         *st = next;
         report.windows_committed += 1;
@@ -1172,6 +1286,7 @@ impl StreamRun<'_> {
             None,
         );
         self.append_audit(&entry, report).await;
+        true
     }
 
     #[allow(clippy::too_many_arguments)]

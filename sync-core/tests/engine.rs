@@ -571,3 +571,54 @@ fn build_rejects_bad_configuration_with_names() {
         .unwrap_err();
     assert!(err.to_string().contains("checkpoint store"), "{err}");
 }
+
+#[tokio::test]
+async fn hooks_run_after_a_clean_stream_and_are_audited() {
+    use std::collections::BTreeMap;
+    use sync_core::engine::{HookContext, StreamHook};
+    struct Trigger(std::sync::Mutex<Vec<HookContext>>);
+    #[async_trait::async_trait]
+    impl StreamHook for Trigger {
+        async fn after_stream(
+            &self,
+            ctx: &HookContext,
+        ) -> Result<BTreeMap<String, String>, ConnectorError> {
+            self.0.lock().unwrap().push(ctx.clone());
+            Ok(BTreeMap::from([(
+                "job_run_id".to_string(),
+                "4242".to_string(),
+            )]))
+        }
+    }
+    let rig = Rig::new();
+    rig.clock.set(minutes(150));
+    rig.source.upsert(1, 1, minutes(10), minutes(0));
+    let trigger = Arc::new(Trigger(Default::default()));
+    let p = Pipeline::builder("p", Arc::new(rig.sink.clone()))
+        .stream(rig.stream(rig.policy()))
+        .checkpoints(Arc::new(rig.store.clone()))
+        .audit(Arc::new(rig.audit.clone()))
+        .rejects(Arc::new(rig.rejects.clone()))
+        .clock(rig.clock.clone())
+        .after_stream(trigger.clone())
+        .build()
+        .unwrap();
+    p.run_cycle().await.unwrap();
+    let calls = trigger.0.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].committed, Window::new(minutes(0), minutes(148)));
+    let hook_entries: Vec<_> = rig
+        .audit
+        .all()
+        .into_iter()
+        .filter(|e| e.outcome == Outcome::Hook)
+        .collect();
+    assert_eq!(hook_entries.len(), 1);
+    assert_eq!(hook_entries[0].annotations["job_run_id"], "4242");
+    // A cycle with a failed window does not trigger downstream work.
+    rig.clock.set(minutes(200));
+    rig.sink.fail_next([ConnectorError::transient("down")]);
+    rig.source.upsert(2, 1, minutes(160), minutes(0));
+    p.run_cycle().await.unwrap();
+    assert_eq!(trigger.0.lock().unwrap().len(), 1);
+}
