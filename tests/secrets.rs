@@ -11,6 +11,8 @@ use chrono::Duration;
 use ml_connector::sample::sample_streams;
 use ml_connector_testkit::dataset::{Dataset, SharedDataset};
 use ml_connector_testkit::peoplesoft::{Fault, FaultRule, PeopleSoftServer, ServerConfig, DEFAULT_OPRID};
+use databricks_client::{Config as DbxConfig, DatabricksClient, DatabricksSink};
+use ml_connector_testkit::databricks::{DatabricksStandIn, StandInConfig};
 use peoplesoft_client::{Connection, Credentials, LoadProtection, PeopleSoftClient, PeopleSoftSource, Scheme};
 use secrecy::SecretString;
 use sync_core::audit::{JsonlAuditLog, JsonlRejectStore};
@@ -21,6 +23,8 @@ use sync_core::ManualClock;
 
 const PS_SECRET: &str = "ps-Secret-7f3a9c1e";
 const WRONG_SECRET: &str = "wrong-Secret-55aa01";
+const DBX_SECRET: &str = "dbx-Secret-c0ffee42";
+const DBX_WRONG: &str = "dbx-Wrong-deadbeef";
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -37,7 +41,17 @@ impl Write for Captured {
 
 fn forbidden() -> Vec<String> {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(format!("{DEFAULT_OPRID}:{s}"));
-    vec![PS_SECRET.into(), WRONG_SECRET.into(), b64(PS_SECRET), b64(WRONG_SECRET)]
+    let dbx = |s: &str| base64::engine::general_purpose::STANDARD.encode(format!("mlc-sp:{s}"));
+    vec![
+        PS_SECRET.into(),
+        WRONG_SECRET.into(),
+        b64(PS_SECRET),
+        b64(WRONG_SECRET),
+        DBX_SECRET.into(),
+        DBX_WRONG.into(),
+        dbx(DBX_SECRET),
+        dbx(DBX_WRONG),
+    ]
 }
 
 fn assert_clean(what: &str, text: &str) {
@@ -108,6 +122,45 @@ async fn no_secret_reaches_logs_errors_debug_or_files() {
     let report = run(right.clone(), "right").run_cycle().await.unwrap();
     texts.push(("cycle report (faults)".into(), format!("{report:?}")));
 
+    // Databricks: a rejected client secret, then a good one loading data; the issued access
+    // tokens must not leak either.
+    let standin = DatabricksStandIn::start_with(StandInConfig::new().client_credentials("mlc-sp", DBX_SECRET)).await;
+    for secret in [DBX_WRONG, DBX_SECRET] {
+        let config = DbxConfig::builder()
+            .host(standin.uri())
+            .client_credentials("mlc-sp", SecretString::from(secret.to_string()))
+            .warehouse_id(standin.warehouse_id())
+            .catalog("main")
+            .schema("finance")
+            .allow_insecure_http(true)
+            .build()
+            .unwrap();
+        texts.push(("databricks config Debug".into(), format!("{config:?}")));
+        let client = DatabricksClient::new(config).unwrap();
+        texts.push(("databricks client Debug".into(), format!("{client:?}")));
+        let ping = client.ping().await;
+        texts.push(("databricks ping".into(), format!("{ping} {ping:?}")));
+        let sink = Arc::new(DatabricksSink::from_config_defaults(client).unwrap());
+        let clock = Arc::new(ManualClock::new(Dataset::history_end() + Duration::hours(1)));
+        let state = dir.path().join(format!("dbx-{}", &secret[..3]));
+        let def = sample_streams(&dataset.read()).remove(0);
+        let mapper = Arc::new(def.mapping.compile().unwrap());
+        let policy = WindowPolicy { max_window: Duration::days(400), ..WindowPolicy::starting_at(Dataset::history_start()) };
+        let p = Pipeline::builder("dbx", sink)
+            .stream(StreamConfig::new(def.name.clone(), Arc::new(PeopleSoftSource::new(right.clone(), def).unwrap()), mapper, policy))
+            .checkpoints(Arc::new(FileCheckpointStore::open(&state).unwrap()))
+            .audit(Arc::new(JsonlAuditLog::new(state.join("audit.jsonl"))))
+            .rejects(Arc::new(JsonlRejectStore::new(state.join("rejects.jsonl"))))
+            .clock(clock)
+            .build()
+            .unwrap();
+        let report = p.run_cycle().await.unwrap();
+        assert_eq!(report.is_clean(), secret == DBX_SECRET, "{report:?}");
+        texts.push(("databricks cycle report".into(), format!("{report:?}")));
+    }
+    // The stand-in issues tokens of the form `dbsi-<serial>-<hex>`.
+    assert!(standin.token_fetch_count() > 0);
+
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
     assert!(logs.contains("retrying") || logs.contains("failed"), "the failure paths were logged");
     assert!(!logs.is_empty());
@@ -119,6 +172,7 @@ async fn no_secret_reaches_logs_errors_debug_or_files() {
     assert!(texts.iter().any(|(w, _)| w.ends_with("audit.jsonl")));
     for (what, text) in &texts {
         assert_clean(what, text);
+        assert!(!text.contains("dbsi-"), "{what} contains an issued access token");
     }
 }
 
