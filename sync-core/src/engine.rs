@@ -266,7 +266,7 @@ pub struct HookContext {
 /// Runs after a stream's cycle committed at least one window and had no failure (for example
 /// to start a downstream job so dashboards refresh when fresh data lands). The returned
 /// annotations are recorded in the audit as an entry with outcome
-/// [`Outcome::Hook`](crate::audit::Outcome::Hook). A hook error is logged and reported on the
+/// [`Outcome::Hook`]. A hook error is logged and reported on the
 /// stream; committed data and checkpoints are not affected.
 #[async_trait::async_trait]
 pub trait StreamHook: Send + Sync {
