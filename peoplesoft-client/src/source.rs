@@ -115,6 +115,31 @@ impl Source for PeopleSoftSource {
     fn read(&self, window: Window) -> PageStream<'_> {
         futures::stream::once(self.read_window(window).boxed()).boxed()
     }
+
+    /// QAS has no count operation: the window's query is run and its rows counted (a window
+    /// that hits `max_rows` is split in halves and counted per half, down to one second). This
+    /// costs one extract per window, under the same load protection as a sync.
+    async fn count(&self, window: Window) -> Result<Option<u64>, ConnectorError> {
+        let mut total = 0u64;
+        let mut todo = vec![window];
+        while let Some(w) = todo.pop() {
+            let page = self.read_window(w).await?;
+            if page.truncated {
+                if w.width() <= chrono::Duration::seconds(1) {
+                    return Err(ConnectorError::permanent(format!(
+                        "stream `{}`: cannot count window {w}: it still hits max_rows ({}) at one second wide",
+                        self.def.name, self.def.max_rows
+                    )));
+                }
+                let (a, b) = w.halves();
+                todo.push(b);
+                todo.push(a);
+            } else {
+                total += page.records.len() as u64;
+            }
+        }
+        Ok(Some(total))
+    }
 }
 
 fn field<'a>(r: &'a Record, name: &str) -> Option<&'a Value> {
