@@ -179,3 +179,17 @@ async fn a_rejected_peoplesoft_login_stops_the_stream_after_one_request() {
     let err = vendors.error.clone().unwrap();
     assert!(err.to_lowercase().contains("lock"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peoplesoft_counts_are_exact_even_when_pages_are_truncated() {
+    use ml_connector_testkit::dataset::Dataset;
+    use peoplesoft_client::PeopleSoftSource;
+    use sync_core::{Source, Window};
+    let site = site(1.0);
+    let def = site.streams.iter().find(|d| d.name == "journal_lines").unwrap().clone().max_rows(50);
+    let source = PeopleSoftSource::new(site.client.clone(), def).unwrap();
+    let window = Window::new(Dataset::history_start(), Dataset::history_end());
+    let want = site.dataset.read().table(TABLE_JOURNAL_LINES).unwrap().rows_in(window).len() as u64;
+    assert!(want > 50);
+    assert_eq!(source.count(window).await.unwrap(), Some(want));
+}
