@@ -21,7 +21,8 @@ use crate::qas::{self, encode, ExecuteQuery, PromptInfo, QueryOwner, QueryResult
 /// blackout check → per-host limiter (concurrency + gap) → `Authorization` header → send with
 /// sync-core's [`RetryPolicy`](sync_core::http::RetryPolicy) (5xx, 429 and timeouts of
 /// idempotent requests) → 401/403 become [`Error::AuthRejected`] after exactly one request →
-/// errors that arrive with HTTP 200 are detected.
+/// errors that arrive with HTTP 200 are detected. [`service_request`](Self::service_request)
+/// takes the same path but returns every other status, and the body, unjudged.
 #[derive(Clone)]
 pub struct PeopleSoftClient {
     inner: Arc<Inner>,
@@ -152,6 +153,31 @@ impl ServiceOperation {
     /// `Name.vN`.
     pub fn alias(&self) -> &str {
         &self.alias
+    }
+}
+
+/// The answer to [`PeopleSoftClient::service_request`], whatever its HTTP status.
+///
+/// 401/403 never arrive here (they are [`Error::AuthRejected`]); every other status does,
+/// unjudged. A 2xx status alone does not mean success: PeopleSoft also reports errors with
+/// HTTP 200 (an `IBResponse` document, a JSON `status`, an HTML gateway page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceResponse {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The URL that was called (credentials travel in a header, never in it).
+    pub url: String,
+    /// The `Content-Type` header, when present and valid text.
+    pub content_type: Option<String>,
+    /// The whole body as text.
+    pub body: String,
+}
+
+impl ServiceResponse {
+    /// True for a 2xx status (which PeopleSoft may still use for an error; see above).
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
     }
 }
 
@@ -302,6 +328,41 @@ impl PeopleSoftClient {
         parse_json(url.as_str(), &text)
     }
 
+    /// Sends `method` to `relative_url` with an optional JSON body and returns the answer
+    /// **whatever its status**, for callers that judge status and body themselves (the
+    /// [write-back sink](crate::writeback) classifies every record's answer this way).
+    ///
+    /// `relative_url` is relative to the node's base URL, with path and query already
+    /// percent-encoded, e.g. `CIRT_VNDR_ID_G_GET.v1/SHARE/00%2F01`
+    /// ([`service_get`](Self::service_get) and [`service_post`](Self::service_post) encode
+    /// the segments for you and parse the JSON).
+    ///
+    /// The request takes the same path as every other call of this client: blackout check,
+    /// `Authorization` header (one token cache), per-host limiter, and sync-core's
+    /// [`RetryPolicy`](sync_core::http::RetryPolicy) under `idempotency` — so a 5xx, 429 or
+    /// timeout may already have been retried, and the answer is the last attempt's. The
+    /// body is not inspected: errors that PeopleSoft sends with HTTP 200 (an `IBResponse`
+    /// document, a JSON `status`, an HTML gateway page) are the caller's to detect.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::AuthRejected`] for 401/403, after exactly one request (never retried:
+    ///   repeated failed logins can lock the OPRID);
+    /// - [`Error::Blackout`], [`Error::Token`], [`Error::Transport`] (no HTTP answer after
+    ///   the retries), [`Error::InvalidResponse`] (unreadable body), as for every call;
+    /// - [`Error::Config`] when `relative_url` would leave the node's base URL (absolute,
+    ///   starting with `/`, or with a `.` / `..` segment): credentials only go to the node.
+    pub async fn service_request(
+        &self,
+        method: Method,
+        relative_url: &str,
+        body: Option<&serde_json::Value>,
+        idempotency: Idempotency,
+    ) -> Result<ServiceResponse> {
+        let url = self.node_url(relative_url)?;
+        self.send(method, url, body, idempotency).await
+    }
+
     /// Proves reachability, node name and credentials with one cheap request, and says
     /// which of the three failed.
     pub async fn ping(&self, check: &PingCheck) -> PingReport {
@@ -339,6 +400,27 @@ impl PeopleSoftClient {
 
     fn url(&self, relative: &str) -> Result<Url> {
         Ok(self.inner.conn.join(relative)?)
+    }
+
+    /// [`url`](Self::url) for a caller-supplied relative URL: refuses anything that would
+    /// resolve outside the node's base URL, since the `Authorization` header goes with it.
+    fn node_url(&self, relative: &str) -> Result<Url> {
+        let path = relative.split(['?', '#']).next().unwrap_or_default();
+        let dot_segment = path.split(['/', '\\']).any(|s| {
+            let s = s.to_ascii_lowercase().replace("%2e", ".");
+            s == "." || s == ".."
+        });
+        let url = self.url(relative)?;
+        let base = self.inner.conn.base_url().as_str();
+        if dot_segment || relative.starts_with(['/', '\\']) || !url.as_str().starts_with(base) {
+            return Err(ConfigError::new(
+                "path",
+                relative,
+                "must stay under the node's base URL (relative, no `.` or `..` segments)",
+            )
+            .into());
+        }
+        Ok(url)
     }
 
     fn service_url(
@@ -397,7 +479,8 @@ impl PeopleSoftClient {
         Ok(())
     }
 
-    /// Sends one logical request (with retries) and returns the body of a 2xx answer.
+    /// Sends one logical request (with retries) and returns the body of a 2xx answer; any
+    /// other status is an error (an `IBResponse` body becomes [`Error::IbResponse`]).
     async fn request(
         &self,
         method: Method,
@@ -405,6 +488,30 @@ impl PeopleSoftClient {
         json: Option<&serde_json::Value>,
         idempotency: Idempotency,
     ) -> Result<String> {
+        let resp = self.send(method, url, json, idempotency).await?;
+        if !resp.is_success() {
+            if resp.body.contains("IBResponse") {
+                return Err(qas::parse_ib_response(resp.status, &resp.url, &resp.body));
+            }
+            return Err(Error::Http {
+                status: resp.status,
+                url: resp.url,
+                body: truncate_body(&resp.body),
+            });
+        }
+        Ok(resp.body)
+    }
+
+    /// The one request path of the crate: blackout check, `Authorization` header, per-host
+    /// limiter permit per attempt, sync-core's retry policy, 401/403 →
+    /// [`Error::AuthRejected`]. Every other status is returned as it came.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        json: Option<&serde_json::Value>,
+        idempotency: Idempotency,
+    ) -> Result<ServiceResponse> {
         self.wait_for_blackout().await?;
         let inner = &self.inner;
         let auth: HeaderValue = inner.auth.authorization().await.map_err(|e| Error::Token {
@@ -460,6 +567,11 @@ impl PeopleSoftClient {
             source,
         })?;
         let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = resp.text().await;
         // The request is complete only once the body is read: release the slot now.
         drop(held);
@@ -475,17 +587,12 @@ impl PeopleSoftClient {
                 body: truncate_body(&body),
             });
         }
-        if !(200..300).contains(&status) {
-            if body.contains("IBResponse") {
-                return Err(qas::parse_ib_response(status, url.as_str(), &body));
-            }
-            return Err(Error::Http {
-                status,
-                url: url.to_string(),
-                body: truncate_body(&body),
-            });
-        }
-        Ok(body)
+        Ok(ServiceResponse {
+            status,
+            url: url.into(),
+            content_type,
+            body,
+        })
     }
 }
 

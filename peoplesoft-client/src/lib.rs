@@ -68,8 +68,9 @@
 //! - [`PeopleSoftClient`] — [`execute_query`](PeopleSoftClient::execute_query),
 //!   [`query_prompts`](PeopleSoftClient::query_prompts), generic
 //!   [`service_get`](PeopleSoftClient::service_get) /
-//!   [`service_post`](PeopleSoftClient::service_post) for a site's own REST services, and
-//!   [`ping`](PeopleSoftClient::ping).
+//!   [`service_post`](PeopleSoftClient::service_post) for a site's own REST services,
+//!   [`service_request`](PeopleSoftClient::service_request) (any method, any status returned
+//!   as a [`ServiceResponse`]), and [`ping`](PeopleSoftClient::ping).
 //! - [`LoadProtection`] and [`BlackoutWindow`]: per-host limits and quiet hours.
 //! - [`StreamDefinition`] — query, prompts, keys, cursor and Databricks mapping for one stream,
 //!   with a default per domain; [`PeopleSoftSource`] runs it.
@@ -111,6 +112,7 @@ pub mod writeback;
 pub use auth::{ClientAuthMethod, Credentials, OAuth2ClientCredentials};
 pub use client::{
     PeopleSoftClient, PeopleSoftClientBuilder, PingCheck, PingReport, ServiceOperation,
+    ServiceResponse,
 };
 pub use config::{Connection, ConnectionBuilder, NodeName, QueryName, Scheme, Timeouts};
 pub use error::{truncate_body, ConfigError, Error, Result, RAW_BODY_LIMIT};
@@ -126,6 +128,10 @@ pub use writeback::PeopleSoftSink;
 /// Re-exported so callers can name [`Idempotency`] for
 /// [`PeopleSoftClient::service_post`] without depending on sync-core's module layout.
 pub use sync_core::http::Idempotency;
+
+/// Re-exported so callers can name the method of [`PeopleSoftClient::service_request`]
+/// without depending on reqwest themselves.
+pub use reqwest::Method;
 
 /// The README's example, compiled as a doctest so it cannot rot.
 #[cfg(doctest)]

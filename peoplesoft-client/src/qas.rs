@@ -311,22 +311,92 @@ pub(crate) fn quote_long_numbers(body: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// How the field names of `ExecuteQuery` rows are delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowKeys {
+    /// As sent (`A.VENDOR_ID`).
+    AsSent,
+    /// Without record-alias prefixes, exactly as
+    /// [`strip_alias_prefixes`](crate::records::strip_alias_prefixes) would give them.
+    StripAlias,
+}
+
 /// Parses an HTTP-200 `ExecuteQuery` JSON body. `max_rows` is the requested cap.
+#[cfg(test)]
 pub(crate) fn parse_execute_query(
     url: &str,
     body: &str,
     max_rows: u32,
 ) -> Result<QueryResult, Error> {
+    parse_execute_query_keys(url, body, max_rows, RowKeys::AsSent)
+}
+
+/// Parses an HTTP-200 `ExecuteQuery` JSON body, delivering field names as `keys` says.
+///
+/// The usual answer (an object with a string `status`, `data.query` an object whose `rows` is
+/// an array of flat objects) is parsed in one pass straight into the records, without a
+/// JSON tree of the whole body; anything else takes the general path, which gives the same
+/// result and the same errors.
+pub(crate) fn parse_execute_query_keys(
+    url: &str,
+    body: &str,
+    max_rows: u32,
+    keys: RowKeys,
+) -> Result<QueryResult, Error> {
     if let Some(e) = non_json_error(200, url, body) {
         return Err(e);
     }
+    let text = quote_long_numbers(body);
+    if let Ok(fast) = fast::parse(&text, keys) {
+        if fast
+            .status
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("success"))
+        {
+            let out = fast.rows;
+            let num_rows = fast
+                .num_rows
+                .as_ref()
+                .and_then(|n| {
+                    n.as_u64()
+                        .or_else(|| n.as_str().and_then(|s| s.trim().parse().ok()))
+                })
+                .unwrap_or(out.len() as u64);
+            let query_name = fast
+                .query_name
+                .as_ref()
+                .and_then(|q| q.as_str())
+                .map(str::to_string);
+            let truncated = max_rows > 0
+                && (num_rows >= u64::from(max_rows) || out.len() >= max_rows as usize);
+            return Ok(QueryResult {
+                query_name,
+                num_rows,
+                rows: out,
+                truncated,
+            });
+        }
+    }
+    let mut result = parse_general(url, body, &text, max_rows)?;
+    if keys == RowKeys::StripAlias {
+        result.rows = result
+            .rows
+            .into_iter()
+            .map(|r| crate::records::strip_alias_prefixes(&r))
+            .collect();
+    }
+    Ok(result)
+}
+
+/// The general (tree-based) parse of an `ExecuteQuery` body; `text` is `body` with long
+/// numbers quoted.
+fn parse_general(url: &str, body: &str, text: &str, max_rows: u32) -> Result<QueryResult, Error> {
     let invalid = |reason: String| Error::InvalidResponse {
         url: url.to_string(),
         reason,
         raw: truncate_body(body),
     };
-    let text = quote_long_numbers(body);
-    let v: serde_json::Value = serde_json::from_str(&text)
+    let v: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| invalid(format!("not valid JSON (cut off?): {e}")))?;
     let status = v.get("status").and_then(|s| s.as_str());
     match status {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use peoplesoft_client::{
-    ClientAuthMethod, Credentials, Error, ExecuteQuery, Idempotency, LoadProtection,
+    ClientAuthMethod, Credentials, Error, ExecuteQuery, Idempotency, LoadProtection, Method,
     OAuth2ClientCredentials, PeopleSoftClient, PingCheck, PingReport, QueryName, QueryOwner,
     ServiceOperation,
 };
@@ -600,6 +600,118 @@ async fn generic_service_operations_get_and_post() {
         .unwrap_err();
     assert!(matches!(e, Error::IbResponse { .. }), "{e:?}");
     assert!(ServiceOperation::new("bad name", 1).is_err());
+}
+
+#[tokio::test]
+async fn service_request_returns_other_statuses_with_body_and_content_type() {
+    let server = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .and(path(format!("{BASE}/CIRT_VNDR_ID_U_PUT.v1/SHARE/00%2F01")))
+        .and(header("Authorization", "Basic UFM6czNjcjN0LVBhNTV3b3Jk"))
+        .and(header("content-type", "application/json"))
+        .and(body_string_contains("\"NAME1\":\"Acme\""))
+        .respond_with(ResponseTemplate::new(422).set_body_raw(
+            r#"{"message": "Vendor Name is required"}"#,
+            "application/json",
+        ))
+        .expect(1) // a 4xx is not retried
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{BASE}/CIRT_VNDR_ID_G_GET.v1/SHARE/V2")))
+        .respond_with(ResponseTemplate::new(500).set_body_string("PSAPPSRV down"))
+        .expect(3) // the client's retry policy still applies: first attempt + 2 retries
+        .mount(&server)
+        .await;
+    catch_all(&server).await;
+    let c = client(&server);
+    let r = c
+        .service_request(
+            Method::PUT,
+            "CIRT_VNDR_ID_U_PUT.v1/SHARE/00%2F01",
+            Some(&json!({"NAME1": "Acme"})),
+            Idempotency::NonIdempotent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 422);
+    assert!(!r.is_success());
+    assert_eq!(r.body, r#"{"message": "Vendor Name is required"}"#);
+    assert_eq!(r.content_type.as_deref(), Some("application/json"));
+    assert!(
+        r.url
+            .ends_with("/PSFT_EP/CIRT_VNDR_ID_U_PUT.v1/SHARE/00%2F01"),
+        "{}",
+        r.url
+    );
+    let r = c
+        .service_request(
+            Method::GET,
+            "CIRT_VNDR_ID_G_GET.v1/SHARE/V2",
+            None,
+            Idempotency::Idempotent,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.body.as_str()), (500, "PSAPPSRV down"));
+    assert_eq!(r.content_type.as_deref(), Some("text/plain"));
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn service_request_401_and_403_are_rejected_after_exactly_one_request() {
+    for status in [401, 403] {
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(ResponseTemplate::new(status).set_body_string("denied"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let e = client(&server)
+            .service_request(
+                Method::GET,
+                "CIRT_VNDR_ID_G_GET.v1/SHARE/V1",
+                None,
+                Idempotency::Idempotent,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::AuthRejected { status: s, .. } if s == status),
+            "{e:?}"
+        );
+        assert_eq!(e.failure_kind(), FailureKind::StopStream);
+        assert!(!format!("{e:?}").contains(PASSWORD));
+        server.verify().await;
+    }
+}
+
+#[tokio::test]
+async fn service_request_never_sends_credentials_outside_the_node() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let other_host = format!("http://{}/x", server.address());
+    for rel in [
+        other_host.as_str(),
+        "//evil.example/x",
+        "/PSIGW/RESTListeningConnector/OTHER_NODE/x",
+        "\\evil.example/x",
+        "../OTHER_NODE/CIRT_X.v1",
+        "CIRT_X.v1/./V1",
+        "CIRT_X.v1/%2e%2E/%2E./OTHER_NODE",
+    ] {
+        let e = c
+            .service_request(Method::GET, rel, None, Idempotency::Idempotent)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Config(_)), "{rel}: {e:?}");
+    }
+    server.verify().await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use peoplesoft_client::writeback::{
     JsonFileBaselineStore, MemoryBaselineStore, PeopleSoftSink, RecordAction, RecordOutcome,
     WriteReport,
 };
-use peoplesoft_client::{Connection, Credentials, LoadProtection, Scheme};
+use peoplesoft_client::{Connection, Credentials, LoadProtection, PeopleSoftClient, Scheme};
 use rust_decimal::Decimal;
 use secrecy::SecretString;
 use serde_json::{json, Value as Json};
@@ -144,20 +144,27 @@ fn credentials() -> Credentials {
     Credentials::basic("MLC_WRITER", SecretString::from(PASSWORD.to_string()))
 }
 
+/// A client with an isolated limiter: the sink's requests go through it.
+fn client(server: &MockServer) -> PeopleSoftClient {
+    PeopleSoftClient::builder(connection(server), credentials())
+        .protection(protection())
+        .limiter(Arc::new(RequestLimiter::new(LimiterConfig {
+            max_concurrent: 4,
+            min_gap: Duration::ZERO,
+        })))
+        .build()
+        .unwrap()
+}
+
 fn sink_with(
     server: &MockServer,
     target: CiTarget,
     store: Arc<dyn BaselineStore>,
     dry_run: bool,
 ) -> PeopleSoftSink {
-    PeopleSoftSink::builder(connection(server), credentials())
+    PeopleSoftSink::builder(client(server))
         .target(STREAM, target)
         .baselines(store)
-        .protection(protection())
-        .limiter(Arc::new(RequestLimiter::new(LimiterConfig {
-            max_concurrent: 4,
-            min_gap: Duration::ZERO,
-        })))
         .retry_delay(Duration::from_millis(1))
         .max_attempts(3)
         .dry_run(dry_run)
@@ -758,9 +765,12 @@ async fn every_report_reaches_the_hook_as_json_lines() {
     no_other_requests(&server).await;
     let lines = Arc::new(std::sync::Mutex::new(String::new()));
     let sink_lines = lines.clone();
-    let sink = PeopleSoftSink::builder(connection(&server), credentials())
-        .target(STREAM, target())
+    let client = PeopleSoftClient::builder(connection(&server), credentials())
         .protection(protection())
+        .build()
+        .unwrap();
+    let sink = PeopleSoftSink::builder(client)
+        .target(STREAM, target())
         .on_report(move |r| sink_lines.lock().unwrap().push_str(&r.to_json_lines()))
         .build()
         .unwrap();
@@ -776,7 +786,7 @@ async fn every_report_reaches_the_hook_as_json_lines() {
 #[tokio::test]
 async fn builder_debug_and_config_errors_hide_the_password() {
     let server = MockServer::start().await;
-    let builder = PeopleSoftSink::builder(connection(&server), credentials()).target(
+    let builder = PeopleSoftSink::builder(client(&server)).target(
         STREAM,
         target().templates(
             "CIRT_X_G_GET.v1/{NOPE}",

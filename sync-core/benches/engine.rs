@@ -94,10 +94,13 @@ impl Sink for Null {
     }
 }
 
-/// Engine overhead alone: generated records, trivial mapper, a sink that only confirms.
-#[divan::bench(sample_count = 10)]
-fn engine_overhead_100k_rows(bencher: divan::Bencher<'_, '_>) {
-    let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+/// Runs one cycle of one stream from `source` into `sink` per iteration.
+fn bench_cycle(bencher: divan::Bencher<'_, '_>, source: Arc<dyn Source>, sink: Arc<dyn Sink>) {
+    let start = start();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -117,16 +120,9 @@ fn engine_overhead_100k_rows(bencher: divan::Bencher<'_, '_>) {
             max_window: Duration::days(30),
             ..WindowPolicy::starting_at(start)
         };
-        let p = Pipeline::builder("bench", Arc::new(Null))
-            .stream(
-                StreamConfig::new(
-                    "s",
-                    Arc::new(Generated { start }),
-                    Arc::new(Trivial(schema.clone(), start)),
-                    policy,
-                )
-                .batch_size(5_000),
-            )
+        let mapper = Arc::new(Trivial(schema.clone(), start));
+        let p = Pipeline::builder("bench", sink.clone())
+            .stream(StreamConfig::new("s", source.clone(), mapper, policy).batch_size(5_000))
             .checkpoints(Arc::new(MemoryCheckpointStore::new()))
             .audit(Arc::new(MemoryAuditLog::new()))
             .rejects(Arc::new(MemoryRejectStore::new()))
@@ -138,48 +134,22 @@ fn engine_overhead_100k_rows(bencher: divan::Bencher<'_, '_>) {
     });
 }
 
+/// Engine overhead alone: generated records, trivial mapper, a sink that only confirms.
+#[divan::bench(sample_count = 10)]
+fn engine_overhead_100k_rows(bencher: divan::Bencher<'_, '_>) {
+    bench_cycle(
+        bencher,
+        Arc::new(Generated { start: start() }),
+        Arc::new(Null),
+    );
+}
+
 /// The in-memory test fixtures end to end (they clone records and keep rows in a BTreeMap).
 #[divan::bench(sample_count = 10)]
 fn memory_to_memory_100k_rows(bencher: divan::Bencher<'_, '_>) {
-    let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-    let src = source(start);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let schema = TableSchema {
-        name: "t".into(),
-        columns: vec![
-            ColumnDef::new("id", ColumnType::BigInt),
-            ColumnDef::new("updated", ColumnType::Timestamp),
-        ],
-        primary_key: vec!["id".into()],
-        cursor_column: Some("updated".into()),
-        write_mode: Default::default(),
-    };
-    bencher.counter(ItemsCount::new(ROWS)).bench_local(|| {
-        let sink = MemorySink::new();
-        let policy = WindowPolicy {
-            max_window: Duration::days(30),
-            ..WindowPolicy::starting_at(start)
-        };
-        let p = Pipeline::builder("bench", Arc::new(sink.clone()))
-            .stream(
-                StreamConfig::new(
-                    "s",
-                    Arc::new(src.clone()),
-                    Arc::new(Trivial(schema.clone(), start)),
-                    policy,
-                )
-                .batch_size(5_000),
-            )
-            .checkpoints(Arc::new(MemoryCheckpointStore::new()))
-            .audit(Arc::new(MemoryAuditLog::new()))
-            .rejects(Arc::new(MemoryRejectStore::new()))
-            .clock(Arc::new(ManualClock::new(start + Duration::days(3))))
-            .build()
-            .unwrap();
-        let r = rt.block_on(p.run_cycle()).unwrap();
-        assert_eq!(r.streams[0].rows_written, ROWS as u64);
-    });
+    bench_cycle(
+        bencher,
+        Arc::new(source(start())),
+        Arc::new(MemorySink::new()),
+    );
 }

@@ -39,10 +39,12 @@
 //!   PeopleSoft is not sent twice), up to [`max_attempts`](PeopleSoftSinkBuilder::max_attempts)
 //!   rounds. Records still failing are `failed` and `write` returns a transient error; the
 //!   engine replays the batch later and records already applied come back `unchanged`.
-//!   Below that, each request follows the forward direction's load protection (per-host
-//!   limiter, blackout windows, [`RetryPolicy`](sync_core::http::RetryPolicy)); writes are
-//!   sent as non-idempotent, so the HTTP layer repeats a POST/PUT only on 429/503 or a
-//!   failed connect.
+//!   Below that, every request goes through the [`PeopleSoftClient`] the sink was built
+//!   with ([`service_request`](PeopleSoftClient::service_request)): the same credentials and
+//!   token cache, per-host limiter, blackout windows and
+//!   [`RetryPolicy`](sync_core::http::RetryPolicy) as the forward direction. Writes are sent
+//!   as non-idempotent, so the HTTP layer repeats a POST/PUT only on 429/503 or a failed
+//!   connect.
 //!
 //! Records are processed one at a time, in batch order: PeopleSoft is shared with the
 //! business and the default per-host limit is one request in flight anyway.
@@ -97,13 +99,15 @@
 //! use peoplesoft_client::writeback::{
 //!     CiTarget, ConflictPolicy, JsonFileBaselineStore, PeopleSoftSink, RecordAction,
 //! };
-//! use peoplesoft_client::{Connection, Credentials};
+//! use peoplesoft_client::{Connection, Credentials, PeopleSoftClient};
 //! use secrecy::SecretString;
 //! use sync_core::{Batch, ColumnDef, ColumnType, Sink, TableSchema, Value, Window};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let conn = Connection::builder("erp.example.com", 443, "PSFT_EP").build()?;
 //! let creds = Credentials::basic("MLC_WRITER", SecretString::from(std::env::var("PS_PASSWORD")?));
+//! // Load protection, limiter and clock are the client's (share one client per node).
+//! let client = PeopleSoftClient::builder(conn, creds).build()?;
 //!
 //! // Names below are this site's; check them against the CIRT service's WADL.
 //! let vendors = CiTarget::cirt("VNDR_ID", 1, &[("setid", "SETID"), ("vendor_id", "VENDOR_ID")])
@@ -112,7 +116,7 @@
 //!     .echo_oprid("last_modified_by", "MLC_SYNC")
 //!     .conflict_policy(ConflictPolicy::HoldForReview);
 //!
-//! let sink = PeopleSoftSink::builder(conn, creds)
+//! let sink = PeopleSoftSink::builder(client)
 //!     .target("vendor_master", vendors)
 //!     .baselines(Arc::new(JsonFileBaselineStore::new("state/vendor_baselines.json")))
 //!     .build()?;
@@ -157,7 +161,6 @@ mod baseline;
 mod config;
 mod payload;
 mod report;
-mod transport;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -166,10 +169,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Method;
-use sync_core::http::{Idempotency, RequestLimiter};
-use sync_core::{
-    Batch, Clock, ConnectorError, FailureKind, Receipt, Row, Sink, SystemClock, TableSchema, Window,
-};
+use serde_json::Value as Json;
+use sync_core::http::Idempotency;
+use sync_core::{Batch, ConnectorError, FailureKind, Receipt, Row, Sink, TableSchema, Window};
 
 pub use baseline::{
     Baseline, BaselineOrigin, BaselineStore, BaselineStoreError, JsonFileBaselineStore,
@@ -181,12 +183,9 @@ pub use config::{
 };
 pub use report::{BatchStop, FieldChange, RecordAction, RecordOutcome, WriteReport};
 
-use crate::auth::Credentials;
-use crate::config::Connection;
+use crate::client::{PeopleSoftClient, ServiceResponse};
 use crate::error::{ConfigError, Error};
-use crate::protection::LoadProtection;
 use payload::{classify, locate, same, value_text, Answer, Compiled, Prepared};
-use transport::Transport;
 
 /// A callback that receives every [`WriteReport`].
 pub type ReportHook = Arc<dyn Fn(&WriteReport) + Send + Sync>;
@@ -202,10 +201,9 @@ pub struct PeopleSoftSink {
 }
 
 struct Inner {
-    transport: Transport,
+    client: PeopleSoftClient,
     targets: BTreeMap<String, CiTarget>,
     store: Arc<dyn BaselineStore>,
-    clock: Arc<dyn Clock>,
     dry_run: bool,
     max_attempts: u32,
     retry_delay: Duration,
@@ -216,7 +214,7 @@ struct Inner {
 impl fmt::Debug for PeopleSoftSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeopleSoftSink")
-            .field("transport", &self.inner.transport)
+            .field("client", &self.inner.client)
             .field("targets", &self.inner.targets.keys().collect::<Vec<_>>())
             .field("store", &self.inner.store)
             .field("dry_run", &self.inner.dry_run)
@@ -227,11 +225,7 @@ impl fmt::Debug for PeopleSoftSink {
 
 /// Builder for [`PeopleSoftSink`].
 pub struct PeopleSoftSinkBuilder {
-    conn: Connection,
-    credentials: Credentials,
-    protection: LoadProtection,
-    limiter: Option<Arc<RequestLimiter>>,
-    clock: Arc<dyn Clock>,
+    client: PeopleSoftClient,
     targets: BTreeMap<String, CiTarget>,
     store: Arc<dyn BaselineStore>,
     dry_run: bool,
@@ -243,8 +237,7 @@ pub struct PeopleSoftSinkBuilder {
 impl fmt::Debug for PeopleSoftSinkBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeopleSoftSinkBuilder")
-            .field("conn", &self.conn)
-            .field("credentials", &self.credentials)
+            .field("client", &self.client)
             .field("targets", &self.targets.keys().collect::<Vec<_>>())
             .field("dry_run", &self.dry_run)
             .finish_non_exhaustive()
@@ -263,24 +256,6 @@ impl PeopleSoftSinkBuilder {
     /// at exit; use [`JsonFileBaselineStore`] in production).
     pub fn baselines(mut self, store: Arc<dyn BaselineStore>) -> Self {
         self.store = store;
-        self
-    }
-
-    /// Load protection (default [`LoadProtection::default`], as for the forward direction).
-    pub fn protection(mut self, p: LoadProtection) -> Self {
-        self.protection = p;
-        self
-    }
-
-    /// Uses this limiter instead of the process-wide one for the host.
-    pub fn limiter(mut self, limiter: Arc<RequestLimiter>) -> Self {
-        self.limiter = Some(limiter);
-        self
-    }
-
-    /// The clock for blackout windows and baseline times (default [`SystemClock`]).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
         self
     }
 
@@ -318,19 +293,11 @@ impl PeopleSoftSinkBuilder {
         for t in self.targets.values() {
             t.validate()?;
         }
-        let transport = Transport::new(
-            self.conn,
-            &self.credentials,
-            self.protection,
-            self.limiter,
-            self.clock.clone(),
-        )?;
         Ok(PeopleSoftSink {
             inner: Arc::new(Inner {
-                transport,
+                client: self.client,
                 targets: self.targets,
                 store: self.store,
-                clock: self.clock,
                 dry_run: self.dry_run,
                 max_attempts: self.max_attempts,
                 retry_delay: self.retry_delay,
@@ -364,15 +331,13 @@ fn outcome(
 }
 
 impl PeopleSoftSink {
-    /// Starts a builder for the node at `conn`, authenticating with `credentials` (the same
-    /// kinds as the forward direction: Basic, bearer, OAuth2).
-    pub fn builder(conn: Connection, credentials: Credentials) -> PeopleSoftSinkBuilder {
+    /// Starts a builder that sends every request through `client`: its credentials (and
+    /// token cache), load protection, per-host limiter and blackout windows apply, and its
+    /// clock dates the baselines. Share one client per node between the forward sync and the
+    /// write-back, so both draw on one token and one request budget.
+    pub fn builder(client: PeopleSoftClient) -> PeopleSoftSinkBuilder {
         PeopleSoftSinkBuilder {
-            conn,
-            credentials,
-            protection: LoadProtection::default(),
-            limiter: None,
-            clock: Arc::new(SystemClock),
+            client,
             targets: BTreeMap::new(),
             store: Arc::new(MemoryBaselineStore::new()),
             dry_run: false,
@@ -417,7 +382,7 @@ impl PeopleSoftSink {
             BaselineStoreError(format!("no write-back target for stream `{stream}`"))
         })?;
         let compiled = Compiled::new(target, schema).map_err(BaselineStoreError)?;
-        let now = self.inner.clock.now();
+        let now = self.inner.client.clock().now();
         let entries: Vec<(String, Baseline)> = rows
             .iter()
             .filter_map(|row| {
@@ -586,6 +551,37 @@ impl PeopleSoftSink {
         }
     }
 
+    /// Sends one request for a record through the client. A URL that cannot be filled in or
+    /// would leave the node rejects the record (`"{what} URL: …"`); other errors become steps
+    /// as in [`error_step`](Self::error_step).
+    async fn call(
+        &self,
+        key: &BTreeMap<String, String>,
+        what: impl fmt::Display,
+        relative_url: Result<String, String>,
+        method: Method,
+        body: Option<&Json>,
+        idempotency: Idempotency,
+    ) -> Result<ServiceResponse, Step> {
+        let rejected = |why: String| {
+            Step::Done(
+                outcome(key, RecordAction::Rejected, format!("{what} URL: {why}")),
+                None,
+            )
+        };
+        let relative_url = relative_url.map_err(rejected)?;
+        match self
+            .inner
+            .client
+            .service_request(method, &relative_url, body, idempotency)
+            .await
+        {
+            Ok(r) => Ok(r),
+            Err(Error::Config(e)) => Err(rejected(e.to_string())),
+            Err(e) => Err(Self::error_step(key, e)),
+        }
+    }
+
     /// Decides and applies one record. `fresh` holds baselines recorded earlier in this
     /// batch and not yet flushed (a key repeated in a batch sees its own earlier write).
     async fn process(
@@ -645,26 +641,19 @@ impl PeopleSoftSink {
         }
 
         // Read the current PeopleSoft record.
-        let url = match c
-            .fill(&t.get, &rec)
-            .and_then(|u| self.inner.transport.join(&u).map_err(|e| e.to_string()))
-        {
-            Ok(u) => u,
-            Err(why) => {
-                return Step::Done(
-                    outcome(&rec.key, RecordAction::Rejected, format!("Get URL: {why}")),
-                    None,
-                )
-            }
-        };
         let resp = match self
-            .inner
-            .transport
-            .send(Method::GET, url, None, Idempotency::Idempotent)
+            .call(
+                &rec.key,
+                "Get",
+                c.fill(&t.get, &rec),
+                Method::GET,
+                None,
+                Idempotency::Idempotent,
+            )
             .await
         {
             Ok(r) => r,
-            Err(e) => return Self::error_step(&rec.key, e),
+            Err(step) => return step,
         };
         let current_json = match classify(&resp, &t.error_body, true, &t.not_found_messages) {
             Answer::Ok(j) if j.is_null() => None,
@@ -697,7 +686,7 @@ impl PeopleSoftSink {
             Answer::Transient(m) => return Step::Transient(rec.key.clone(), m),
         };
 
-        let now = self.inner.clock.now();
+        let now = self.inner.client.clock().now();
         let (create, changes, ps_changed) = match &current_json {
             None => {
                 let mut changes = c.key_changes(&rec);
@@ -850,33 +839,22 @@ impl PeopleSoftSink {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Step {
         let t = c.target;
-        let url = match c
-            .fill(template, rec)
-            .and_then(|u| self.inner.transport.join(&u).map_err(|e| e.to_string()))
-        {
-            Ok(u) => u,
-            Err(why) => {
-                return Step::Done(
-                    outcome(
-                        &rec.key,
-                        RecordAction::Rejected,
-                        format!("{action} URL: {why}"),
-                    ),
-                    None,
-                )
-            }
-        };
         let body = c.body(rec);
         // Writes are not repeated blindly by the HTTP layer: a 500 may be a validation error,
         // and a timed-out POST may have created the record. The next round re-reads first.
         let resp = match self
-            .inner
-            .transport
-            .send(method, url, Some(&body), Idempotency::NonIdempotent)
+            .call(
+                &rec.key,
+                action,
+                c.fill(template, rec),
+                method,
+                Some(&body),
+                Idempotency::NonIdempotent,
+            )
             .await
         {
             Ok(r) => r,
-            Err(e) => return Self::error_step(&rec.key, e),
+            Err(step) => return step,
         };
         match classify(&resp, &t.error_body, false, &[]) {
             Answer::Ok(j) => {

@@ -8,7 +8,7 @@ use sync_core::convert::{convert, parse_timestamp, SourceTimeZone};
 use sync_core::{ColumnType, Row, TableSchema, Value};
 
 use super::config::{CiTarget, ErrorBodyRules, FieldMap};
-use super::transport::RawResponse;
+use crate::client::ServiceResponse;
 use crate::error::{truncate_body, Error};
 use crate::qas;
 
@@ -428,7 +428,7 @@ fn ib_message(e: &Error) -> Option<String> {
 
 /// Classifies an answer. `get` enables not-found detection.
 pub(crate) fn classify(
-    resp: &RawResponse,
+    resp: &ServiceResponse,
     rules: &ErrorBodyRules,
     get: bool,
     not_found: &[String],
