@@ -103,6 +103,55 @@ domain = "journal_lines"
 }
 
 #[test]
+fn run_on_a_schedule_stops_gracefully_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(async { PeopleSoftServer::start(SharedDataset::new(Dataset::manufacturer(5, 0.3))) });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[pipeline]\nname = \"sched\"\nschedule = \"every 1s\"\n[state]\ndir = \"{state}\"\n[peoplesoft]\nhost = \"{host}\"\nport = {port}\nnode = \"{node}\"\nscheme = \"http\"\nallow_http = true\nuser = \"{user}\"\npassword_env = \"MLC_CLI_TEST_PASSWORD\"\nmin_gap = \"0ms\"\n[destination]\nkind = \"sqlite\"\npath = \"{db}\"\n[defaults]\nstart = \"2025-01-01T00:00:00Z\"\nmax_window = \"90d\"\n[[streams]]\nname = \"journal_lines\"\ndomain = \"journal_lines\"\n",
+            state = dir.path().join("state").display(),
+            host = server.host(),
+            port = server.port(),
+            node = server.node(),
+            user = DEFAULT_OPRID,
+            db = dir.path().join("dest.db").display(),
+        ),
+    )
+    .unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("examples").join("sync");
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .env("MLC_CLI_TEST_PASSWORD", DEFAULT_PASSWORD)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut cycles = 0;
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("run ") {
+            cycles += 1;
+            if cycles == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(cycles, 2, "two scheduled cycles ran");
+    let killed = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful stop exits 0: {status:?}");
+}
+
+#[test]
 fn a_bad_file_lists_every_problem_with_its_line_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("pipeline.toml");
