@@ -40,6 +40,7 @@
 //! assert_eq!(late.len(), 1);
 //! ```
 
+pub mod cirt;
 pub mod databricks;
 pub mod dataset;
 pub mod peoplesoft;
