@@ -270,11 +270,21 @@ impl PeopleSoftClient {
 
     /// Runs a query synchronously through QAS and returns its rows.
     pub async fn execute_query(&self, q: &ExecuteQuery) -> Result<QueryResult> {
+        self.execute_query_keys(q, qas::RowKeys::AsSent).await
+    }
+
+    /// [`execute_query`](Self::execute_query), with the rows' field names delivered as `keys`
+    /// says (stripping alias prefixes while parsing saves a copy of every row).
+    pub(crate) async fn execute_query_keys(
+        &self,
+        q: &ExecuteQuery,
+        keys: qas::RowKeys,
+    ) -> Result<QueryResult> {
         let url = self.url(&q.relative_url()?)?;
         let body = self
             .request(Method::GET, url.clone(), None, Idempotency::Idempotent)
             .await?;
-        qas::parse_execute_query(url.as_str(), &body, q.max_rows)
+        qas::parse_execute_query_keys(url.as_str(), &body, q.max_rows, keys)
     }
 
     /// Lists the prompts a query expects (`QueryPrompts.v1`).

@@ -10,8 +10,8 @@ use sync_core::{ConnectorError, Page, PageStream, Record, Source, Window};
 
 use crate::client::PeopleSoftClient;
 use crate::error::Error;
-use crate::qas::ExecuteQuery;
-use crate::records::{strip_alias, strip_alias_prefixes};
+use crate::qas::{ExecuteQuery, RowKeys};
+use crate::records::strip_alias;
 use crate::streams::{AliasPrefixes, EffectiveDatedRows, EffectiveDating, StreamDefinition};
 
 /// Reads one stream from PeopleSoft through QAS.
@@ -65,9 +65,13 @@ impl PeopleSoftSource {
             self.def.name, window, self.def.query
         );
         let q = self.request_for(&window);
+        let keys = match self.def.alias_prefixes {
+            AliasPrefixes::Strip => RowKeys::StripAlias,
+            AliasPrefixes::Keep => RowKeys::AsSent,
+        };
         let result = self
             .client
-            .execute_query(&q)
+            .execute_query_keys(&q, keys)
             .await
             .map_err(|e| e.into_connector_error(&context))?;
         if result.truncated {
@@ -78,10 +82,8 @@ impl PeopleSoftSource {
                 "result reached maxrows; reporting truncation so the window is split"
             );
         }
-        let mut records: Vec<Record> = match self.def.alias_prefixes {
-            AliasPrefixes::Strip => result.rows.iter().map(strip_alias_prefixes).collect(),
-            AliasPrefixes::Keep => result.rows,
-        };
+        // Alias prefixes were stripped while parsing (`RowKeys::StripAlias`).
+        let mut records: Vec<Record> = result.rows;
         if let Some(ed) = &self.def.effective_dating {
             let today = self
                 .client

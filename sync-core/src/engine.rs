@@ -932,13 +932,13 @@ impl StreamRun<'_> {
                 let mut rejects = Vec::new();
                 let mut full = Vec::new();
                 for record in page.records {
-                    match cfg.mapper.map(&record) {
+                    match cfg.mapper.map_owned(record) {
                         Ok(row) => {
                             if let Some(rows) = batch.push(self.complete(row)) {
                                 full.push(rows);
                             }
                         }
-                        Err(errors) => rejects.push(RejectedRecord {
+                        Err((record, errors)) => rejects.push(RejectedRecord {
                             run_id: self.run_id.clone(),
                             pipeline: self.pipeline.name.clone(),
                             stream: cfg.name.clone(),
@@ -1384,11 +1384,62 @@ impl StreamRun<'_> {
 
 /// Collects rows of a batch, reducing rows with the same key to the one with the highest
 /// cursor (a MERGE fails on duplicate source keys).
+///
+/// Keys are looked up by the 64-bit FNV-1a hash of their canonical form, so a row costs no key
+/// allocation; a hash hit is confirmed by comparing canonical forms, and the rare distinct keys
+/// whose hash is already taken are kept by full key in `collided`.
 struct BatchBuilder<'a> {
     run: &'a StreamRun<'a>,
     rows: Vec<Row>,
-    by_key: HashMap<String, usize, BuildFnv>,
+    by_hash: HashMap<u64, usize, BuildPassThrough>,
+    collided: HashMap<String, usize, BuildFnv>,
     key: String,
+    other: String,
+}
+
+/// Hasher for keys that already are hashes.
+#[derive(Default, Clone, Copy)]
+struct BuildPassThrough;
+
+struct PassThrough(u64);
+
+impl std::hash::BuildHasher for BuildPassThrough {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes every key hash alike, to exercise the collision path.
+    static COLLIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn fnv64(bytes: &[u8]) -> u64 {
+    #[cfg(test)]
+    if COLLIDE.with(std::cell::Cell::get) {
+        return 7;
+    }
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// FNV-1a for the per-batch key map: keys are short and not attacker-chosen in a way that
@@ -1421,9 +1472,36 @@ impl<'a> BatchBuilder<'a> {
         Self {
             run,
             rows: Vec::with_capacity(run.cfg.batch_size.min(65_536)),
-            by_key: HashMap::with_capacity_and_hasher(run.cfg.batch_size.min(65_536), BuildFnv),
+            by_hash: HashMap::with_capacity_and_hasher(
+                run.cfg.batch_size.min(65_536),
+                BuildPassThrough,
+            ),
+            collided: HashMap::with_hasher(BuildFnv),
             key: String::new(),
+            other: String::new(),
         }
+    }
+
+    /// The index of the row with the key in `self.key`, if there is one; otherwise records
+    /// that the key will be at `self.rows.len()`.
+    fn find_or_reserve(&mut self) -> Option<usize> {
+        let hash = fnv64(self.key.as_bytes());
+        let Some(&at) = self.by_hash.get(&hash) else {
+            self.by_hash.insert(hash, self.rows.len());
+            return None;
+        };
+        self.other.clear();
+        for &i in &self.run.key_indexes {
+            self.rows[at][i].write_canonical(&mut self.other);
+        }
+        if self.other == self.key {
+            return Some(at);
+        }
+        if let Some(&at) = self.collided.get(self.key.as_str()) {
+            return Some(at);
+        }
+        self.collided.insert(self.key.clone(), self.rows.len());
+        None
     }
 
     /// Adds a row; returns a full batch when `batch_size` is reached.
@@ -1432,8 +1510,8 @@ impl<'a> BatchBuilder<'a> {
         for &i in &self.run.key_indexes {
             row[i].write_canonical(&mut self.key);
         }
-        match self.by_key.get(self.key.as_str()) {
-            Some(&at) => {
+        match self.find_or_reserve() {
+            Some(at) => {
                 let newer = match self.run.cursor_index {
                     Some(c) => cursor_cmp(&row[c], &self.rows[at][c]).is_ge(),
                     None => true,
@@ -1442,16 +1520,14 @@ impl<'a> BatchBuilder<'a> {
                     self.rows[at] = row;
                 }
             }
-            None => {
-                self.by_key.insert(self.key.clone(), self.rows.len());
-                self.rows.push(row);
-            }
+            None => self.rows.push(row),
         }
         (self.rows.len() >= self.run.cfg.batch_size).then(|| self.take())
     }
 
     fn take(&mut self) -> Vec<Row> {
-        self.by_key.clear();
+        self.by_hash.clear();
+        self.collided.clear();
         let cap = self.rows.capacity();
         std::mem::replace(&mut self.rows, Vec::with_capacity(cap))
     }
@@ -1591,6 +1667,89 @@ mod tests {
             row_hash(&[]),
             "cbf29ce484222325".to_string() + "6c62272e07bb0142"
         );
+    }
+
+    /// Keeps every batch as the engine handed it over.
+    #[derive(Default)]
+    struct Capture(std::sync::Mutex<Vec<Vec<Row>>>);
+
+    #[async_trait::async_trait]
+    impl Sink for Capture {
+        async fn prepare(&self, _: &TableSchema) -> std::result::Result<(), ConnectorError> {
+            Ok(())
+        }
+        async fn write(
+            &self,
+            _: &TableSchema,
+            batch: &Batch,
+        ) -> std::result::Result<Receipt, ConnectorError> {
+            self.0.lock().unwrap().push(batch.rows.clone());
+            Ok(Receipt {
+                rows_written: batch.rows.len() as u64,
+                ..Receipt::default()
+            })
+        }
+    }
+
+    async fn dedup_batch() -> Vec<(String, String)> {
+        use crate::memory::MemorySource;
+        let source = MemorySource::new("s");
+        for (key, minute, note) in [
+            ("a", 1, "a1"),
+            ("b", 5, "b5"),
+            ("a", 3, "a3"),
+            ("c", 2, "c2"),
+            ("b", 4, "b4"),
+            ("a", 2, "a2"),
+        ] {
+            let at = t(0) + Duration::minutes(minute);
+            let record = serde_json::json!({"ID": key, "NOTE": note, "TS": at.to_rfc3339()});
+            source.push(at, record.as_object().unwrap().clone());
+        }
+        let mapping: crate::Mapping = serde_json::from_value(serde_json::json!({
+            "table": "t", "primary_key": ["id"], "cursor_column": "ts",
+            "columns": [
+                {"column": "id", "source": "ID", "type": "STRING", "nullable": false},
+                {"column": "note", "source": "NOTE", "type": "STRING"},
+                {"column": "ts", "source": "TS", "type": "TIMESTAMP"}
+            ]
+        }))
+        .unwrap();
+        let sink = Arc::new(Capture::default());
+        let pipeline = Pipeline::builder("p", sink.clone())
+            .stream(StreamConfig::new(
+                "s",
+                Arc::new(source),
+                Arc::new(mapping.compile().unwrap()),
+                WindowPolicy::starting_at(t(0)),
+            ))
+            .checkpoints(Arc::new(crate::state::MemoryCheckpointStore::new()))
+            .audit(Arc::new(crate::audit::MemoryAuditLog::new()))
+            .rejects(Arc::new(crate::audit::MemoryRejectStore::new()))
+            .clock(Arc::new(crate::ManualClock::new(t(2))))
+            .build()
+            .unwrap();
+        assert!(pipeline.run_cycle().await.unwrap().is_clean());
+        let batches = sink.0.lock().unwrap().clone();
+        batches
+            .into_iter()
+            .flatten()
+            .map(|r| (r[0].to_string(), r[1].to_string()))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn duplicate_keys_keep_the_newest_row_even_when_hashes_collide() {
+        // The source hands rows over in cursor order: a1 a2 c2 a3 b4 b5.
+        let want: Vec<(String, String)> = [("a", "a3"), ("c", "c2"), ("b", "b5")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(dedup_batch().await, want);
+        COLLIDE.with(|c| c.set(true));
+        let collided = dedup_batch().await;
+        COLLIDE.with(|c| c.set(false));
+        assert_eq!(collided, want);
     }
 
     #[test]

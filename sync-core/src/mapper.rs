@@ -51,4 +51,11 @@ pub trait Mapper: Send + Sync {
 
     /// Maps one record. On failure, returns every field that failed, not only the first.
     fn map(&self, record: &Record) -> Result<Row, Vec<FieldError>>;
+
+    /// Maps one record the caller no longer needs, so values may be moved out of it instead
+    /// of copied. The result must equal [`map`](Mapper::map)'s; on failure the record comes
+    /// back unchanged with the errors. The default calls `map`.
+    fn map_owned(&self, record: Record) -> Result<Row, (Record, Vec<FieldError>)> {
+        self.map(&record).map_err(|errors| (record, errors))
+    }
 }

@@ -662,22 +662,35 @@ impl MappingMapper {
         })
     }
 
-    /// Maps a record with the layout; `None` when the record's keys differ from it.
+    /// True when the column's value is the source string as it is, so an owned record's
+    /// string can be moved into the row instead of copied.
+    fn movable(col: &CompiledColumn, raw: &serde_json::Value) -> bool {
+        col.column_type == ColumnType::String
+            && col.transforms.is_empty()
+            && matches!(raw, serde_json::Value::String(_))
+    }
+
+    /// Maps a record with the layout; `None` when the record's keys differ from it. With
+    /// `defer`, [movable](Self::movable) columns are left `Null` for [`Self::take_deferred`]
+    /// (their conversion cannot fail: a string is a valid `STRING`, blank or not).
     fn map_with_layout(
         &self,
         layout: &RecordLayout,
         record: &Record,
+        defer: bool,
     ) -> Option<Result<Row, Vec<FieldError>>> {
         if record.len() != layout.keys.len() {
             return None;
         }
-        let mut row = vec![Value::Null; self.columns.len()];
+        // Room for the engine's lineage columns, so appending them does not reallocate.
+        let mut row = Vec::with_capacity(self.columns.len() + crate::mapper::ROW_EXTRA_CAPACITY);
+        row.resize(self.columns.len(), Value::Null);
         let mut errors: Vec<(usize, FieldError)> = Vec::new();
         for ((k, v), (want, &ci)) in record.iter().zip(layout.keys.iter().zip(&layout.column_of)) {
             if k.as_str() != &**want {
                 return None;
             }
-            if ci == UNUSED {
+            if ci == UNUSED || (defer && Self::movable(&self.columns[ci], v)) {
                 continue;
             }
             match self.convert_column(&self.columns[ci], k, Some(v)) {
@@ -708,8 +721,21 @@ impl MappingMapper {
         })
     }
 
+    /// Moves the strings of the columns [`map_with_layout`](Self::map_with_layout) deferred
+    /// from `record` into `row`.
+    fn take_deferred(&self, layout: &RecordLayout, record: &mut Record, row: &mut Row) {
+        for (v, &ci) in record.values_mut().zip(&layout.column_of) {
+            if ci == UNUSED || !Self::movable(&self.columns[ci], v) {
+                continue;
+            }
+            if let serde_json::Value::String(s) = v {
+                row[ci] = Value::String(std::mem::take(s));
+            }
+        }
+    }
+
     fn map_by_lookup(&self, record: &Record) -> Result<Row, Vec<FieldError>> {
-        let mut row = Vec::with_capacity(self.columns.len());
+        let mut row = Vec::with_capacity(self.columns.len() + crate::mapper::ROW_EXTRA_CAPACITY);
         let mut errors = Vec::new();
         for col in &self.columns {
             match self.map_column(col, record) {
@@ -853,11 +879,26 @@ impl Mapper for MappingMapper {
     fn map(&self, record: &Record) -> Result<Row, Vec<FieldError>> {
         let layout = self.layout.get_or_init(|| self.build_layout(record));
         if let Some(layout) = layout {
-            if let Some(result) = self.map_with_layout(layout, record) {
+            if let Some(result) = self.map_with_layout(layout, record, false) {
                 return result;
             }
         }
         self.map_by_lookup(record)
+    }
+
+    fn map_owned(&self, mut record: Record) -> Result<Row, (Record, Vec<FieldError>)> {
+        let layout = self.layout.get_or_init(|| self.build_layout(&record));
+        if let Some(layout) = layout {
+            match self.map_with_layout(layout, &record, true) {
+                Some(Ok(mut row)) => {
+                    self.take_deferred(layout, &mut record, &mut row);
+                    return Ok(row);
+                }
+                Some(Err(errors)) => return Err((record, errors)),
+                None => {}
+            }
+        }
+        self.map_by_lookup(&record).map_err(|e| (record, e))
     }
 }
 
@@ -1089,6 +1130,44 @@ mod tests {
             .unwrap_err();
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].column, "n");
+    }
+
+    #[test]
+    fn mapping_an_owned_record_gives_what_mapping_a_borrowed_one_gives() {
+        let m = mapping(json!({
+            "table": "t",
+            "primary_key": ["id"],
+            "columns": [
+                {"column": "id", "source": "ID", "type": "STRING", "nullable": false},
+                {"column": "raw", "source": "STATUS", "type": "STRING"},
+                {"column": "label", "source": "STATUS", "type": "STRING", "transforms": [{"map": {"A": "Active"}}]},
+                {"column": "trimmed", "source": "NAME", "type": "STRING", "transforms": ["trim"]},
+                {"column": "copy", "source": "NAME", "type": "STRING"},
+                {"column": "num_text", "source": "NUM", "type": "STRING"},
+                {"column": "n", "source": "N", "type": "INT", "nullable": false},
+                {"column": "gone", "source": "GONE", "type": "STRING"}
+            ]
+        }))
+        .compile()
+        .unwrap();
+        let records = [
+            json!({"A.ID": "1", "A.STATUS": "A", "A.NAME": " Ann ", "A.NUM": 7, "A.N": 1}),
+            json!({"A.ID": " ", "A.STATUS": null, "A.NAME": "", "A.NUM": "x", "A.N": "2"}),
+            json!({"A.ID": "3", "A.STATUS": "B", "A.NAME": "Bo", "A.NUM": 1.5, "A.N": "x"}),
+            json!({"A.ID": null, "A.STATUS": "B", "A.NAME": "Bo", "A.NUM": 1, "A.N": 3}),
+            json!({"B.ID": "4", "B.STATUS": "A", "B.NAME": "Cy", "B.N": 4, "EXTRA": "e"}),
+        ];
+        for r in records {
+            let r = r.as_object().unwrap().clone();
+            let borrowed = m.map(&r);
+            match m.map_owned(r.clone()) {
+                Ok(row) => assert_eq!(Ok(row), borrowed, "{r:?}"),
+                Err((back, errors)) => {
+                    assert_eq!(back, r);
+                    assert_eq!(Err(errors), borrowed, "{r:?}");
+                }
+            }
+        }
     }
 
     #[test]

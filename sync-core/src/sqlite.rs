@@ -142,6 +142,17 @@ impl SqliteSink {
         Ok(self)
     }
 
+    /// Sets SQLite's page cache to at most `mib` MiB (default 64 MiB). A smaller cache lowers
+    /// the process's peak memory; upserts into large tables get somewhat slower, as more
+    /// index pages are read back from the OS page cache.
+    pub fn with_cache_mib(self, mib: u32) -> Result<Self, ConnectorError> {
+        let kib = i64::from(mib.max(1)) * 1024;
+        lock(&self.conn)
+            .execute_batch(&format!("PRAGMA cache_size=-{kib};"))
+            .map_err(|e| sql_error("set cache_size", e))?;
+        Ok(self)
+    }
+
     /// Where the database is: its path, or `:memory:`.
     pub fn location(&self) -> &str {
         &self.location
@@ -555,4 +566,21 @@ fn date_from(t: DateTime<Utc>) -> String {
     let mut s = String::with_capacity(10);
     push_date(&mut s, date);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_size_is_set_in_mib() {
+        let sink = SqliteSink::in_memory().unwrap();
+        let get = |s: &SqliteSink| {
+            s.with_connection(|c| c.query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0)))
+                .unwrap()
+        };
+        assert_eq!(get(&sink), -65536);
+        let sink = sink.with_cache_mib(8).unwrap();
+        assert_eq!(get(&sink), -8192);
+    }
 }

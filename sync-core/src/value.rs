@@ -64,16 +64,25 @@ impl Value {
     /// normalised, so `1.50` and `1.5` hash alike).
     pub fn write_canonical(&self, out: &mut String) {
         use std::fmt::Write as _;
+        // The frequent key types are written without the formatting machinery.
         match self {
             Value::Null => out.push_str("N;"),
             Value::String(s) => {
-                let _ = write!(out, "S{}:{s};", s.len());
+                out.push('S');
+                push_int(out, s.len() as i64);
+                out.push(':');
+                out.push_str(s);
+                out.push(';');
             }
             Value::Int(v) => {
-                let _ = write!(out, "I{v};");
+                out.push('I');
+                push_int(out, i64::from(*v));
+                out.push(';');
             }
             Value::BigInt(v) => {
-                let _ = write!(out, "L{v};");
+                out.push('L');
+                push_int(out, *v);
+                out.push(';');
             }
             Value::Decimal(d) => {
                 let _ = write!(out, "D{};", d.normalize());
@@ -89,6 +98,27 @@ impl Value {
                 let _ = write!(out, "Z{};", t.timestamp_micros());
             }
         }
+    }
+}
+
+/// Appends `v` in decimal, as `{v}` would.
+fn push_int(out: &mut String, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push('-');
+    }
+    for &b in &buf[at..] {
+        out.push(char::from(b));
     }
 }
 
@@ -274,6 +304,34 @@ mod tests {
         ] {
             let err = bad.parse::<ColumnType>().unwrap_err();
             assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn canonical_form_of_strings_and_integers_matches_formatting() {
+        for v in [
+            0i64,
+            7,
+            -7,
+            10,
+            123_456,
+            i64::MAX,
+            i64::MIN,
+            i64::from(i32::MIN),
+        ] {
+            let mut s = String::new();
+            Value::BigInt(v).write_canonical(&mut s);
+            assert_eq!(s, format!("L{v};"));
+            if let Ok(i) = i32::try_from(v) {
+                let mut s = String::new();
+                Value::Int(i).write_canonical(&mut s);
+                assert_eq!(s, format!("I{i};"));
+            }
+        }
+        for t in ["", "x", "Müller ; S3:", &"y".repeat(1234)] {
+            let mut s = String::new();
+            Value::String(t.to_string()).write_canonical(&mut s);
+            assert_eq!(s, format!("S{}:{t};", t.len()));
         }
     }
 
