@@ -36,7 +36,10 @@ fn sink(standin: &DatabricksStandIn) -> Arc<DatabricksSink> {
     };
     let config = Config::builder()
         .host(standin.uri())
-        .client_credentials(standin.client_id(), SecretString::from(standin.client_secret().to_string()))
+        .client_credentials(
+            standin.client_id(),
+            SecretString::from(standin.client_secret().to_string()),
+        )
         .warehouse_id(standin.warehouse_id())
         .catalog("main")
         .schema("finance")
@@ -55,30 +58,71 @@ fn text(v: &StandInValue) -> Option<String> {
 }
 
 /// Asserts a Databricks stand-in table equals the source table on keys and money fields.
-fn assert_matches(standin: &DatabricksStandIn, site: &Site, ds_table: &str, table: &str, money: &[&str]) {
+fn assert_matches(
+    standin: &DatabricksStandIn,
+    site: &Site,
+    ds_table: &str,
+    table: &str,
+    money: &[&str],
+) {
     let full = format!("main.finance.{table}");
-    let rows = standin.rows(&full).unwrap_or_else(|| panic!("no table {full}: {:?}", standin.tables()));
-    let keys: Vec<String> = site.dataset.read().table(ds_table).unwrap().spec().key.clone();
+    let rows = standin
+        .rows(&full)
+        .unwrap_or_else(|| panic!("no table {full}: {:?}", standin.tables()));
+    let keys: Vec<String> = site
+        .dataset
+        .read()
+        .table(ds_table)
+        .unwrap()
+        .spec()
+        .key
+        .clone();
     let key_cols: Vec<String> = keys.iter().map(|k| k.to_ascii_lowercase()).collect();
     let key_refs: Vec<&str> = key_cols.iter().map(String::as_str).collect();
-    assert_eq!(standin.duplicate_keys(&full, &key_refs).unwrap(), Vec::<Vec<StandInValue>>::new(), "{table}: duplicate keys");
+    assert_eq!(
+        standin.duplicate_keys(&full, &key_refs).unwrap(),
+        Vec::<Vec<StandInValue>>::new(),
+        "{table}: duplicate keys"
+    );
     let want = truth(&site.dataset, ds_table);
     assert_eq!(rows.len(), want.len(), "{table}: row count");
     for row in &rows {
-        let key: Vec<String> = key_cols.iter().map(|k| text(&row[k]).unwrap_or_default()).collect();
-        let w = want.get(&key.join("|")).unwrap_or_else(|| panic!("{table}: unexpected key {key:?}"));
+        let key: Vec<String> = key_cols
+            .iter()
+            .map(|k| text(&row[k]).unwrap_or_default())
+            .collect();
+        let w = want
+            .get(&key.join("|"))
+            .unwrap_or_else(|| panic!("{table}: unexpected key {key:?}"));
         for f in money {
-            let got: Option<Decimal> = text(&row[&f.to_ascii_lowercase()]).map(|s| s.parse().unwrap());
+            let got: Option<Decimal> =
+                text(&row[&f.to_ascii_lowercase()]).map(|s| s.parse().unwrap());
             let exp: Option<Decimal> = w[*f].as_deref().map(|s| s.trim().parse().unwrap());
-            assert_eq!(got.map(|d| d.normalize()), exp.map(|d| d.normalize()), "{table} {key:?} {f}");
+            assert_eq!(
+                got.map(|d| d.normalize()),
+                exp.map(|d| d.normalize()),
+                "{table} {key:?} {f}"
+            );
         }
     }
 }
 
 fn assert_all(standin: &DatabricksStandIn, site: &Site) {
     assert_matches(standin, site, TABLE_VENDORS, "ps_vendors", &[]);
-    assert_matches(standin, site, TABLE_PO_LINES, "ps_purchase_order_lines", &["MERCHANDISE_AMT", "PRICE_PO"]);
-    assert_matches(standin, site, TABLE_JOURNAL_LINES, "ps_journal_lines", &["MONETARY_AMOUNT", "FOREIGN_AMOUNT"]);
+    assert_matches(
+        standin,
+        site,
+        TABLE_PO_LINES,
+        "ps_purchase_order_lines",
+        &["MERCHANDISE_AMT", "PRICE_PO"],
+    );
+    assert_matches(
+        standin,
+        site,
+        TABLE_JOURNAL_LINES,
+        "ps_journal_lines",
+        &["MONETARY_AMOUNT", "FOREIGN_AMOUNT"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +153,9 @@ async fn full_and_incremental_loads_into_databricks_match_the_source() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn databricks_faults_end_with_the_destination_equal_to_the_source() {
     let faults = [
-        Fault::RateLimited { retry_after: StdDuration::from_secs(1) },
+        Fault::RateLimited {
+            retry_after: StdDuration::from_secs(1),
+        },
         Fault::Unavailable,
         Fault::InternalErrorHtml,
         Fault::StatementFailed {
@@ -151,12 +197,18 @@ async fn a_token_that_expires_mid_run_is_refreshed_once_and_the_run_completes() 
     let fetches = standin.token_fetch_count();
     {
         let now = site.clock.now();
-        site.dataset.write().insert_rows(TABLE_JOURNAL_LINES, 6, now + Duration::minutes(1));
+        site.dataset
+            .write()
+            .insert_rows(TABLE_JOURNAL_LINES, 6, now + Duration::minutes(1));
     }
     site.clock.advance(Duration::minutes(20));
     standin.inject(Fault::ExpireTokens, 1);
     let r = p.run_cycle().await.unwrap();
     assert!(r.is_clean(), "{r:#?}");
-    assert_eq!(standin.token_fetch_count(), fetches + 1, "one refresh after the 401");
+    assert_eq!(
+        standin.token_fetch_count(),
+        fetches + 1,
+        "one refresh after the 401"
+    );
     assert_all(&standin, &site);
 }

@@ -186,10 +186,22 @@ async fn peoplesoft_counts_are_exact_even_when_pages_are_truncated() {
     use peoplesoft_client::PeopleSoftSource;
     use sync_core::{Source, Window};
     let site = site(1.0);
-    let def = site.streams.iter().find(|d| d.name == "journal_lines").unwrap().clone().max_rows(50);
+    let def = site
+        .streams
+        .iter()
+        .find(|d| d.name == "journal_lines")
+        .unwrap()
+        .clone()
+        .max_rows(50);
     let source = PeopleSoftSource::new(site.client.clone(), def).unwrap();
     let window = Window::new(Dataset::history_start(), Dataset::history_end());
-    let want = site.dataset.read().table(TABLE_JOURNAL_LINES).unwrap().rows_in(window).len() as u64;
+    let want = site
+        .dataset
+        .read()
+        .table(TABLE_JOURNAL_LINES)
+        .unwrap()
+        .rows_in(window)
+        .len() as u64;
     assert!(want > 50);
     assert_eq!(source.count(window).await.unwrap(), Some(want));
 }

@@ -8,12 +8,16 @@ use std::time::Duration as StdDuration;
 
 use base64::Engine as _;
 use chrono::Duration;
-use ml_connector::sample::sample_streams;
-use ml_connector_testkit::dataset::{Dataset, SharedDataset};
-use ml_connector_testkit::peoplesoft::{Fault, FaultRule, PeopleSoftServer, ServerConfig, DEFAULT_OPRID};
 use databricks_client::{Config as DbxConfig, DatabricksClient, DatabricksSink};
+use ml_connector::sample::sample_streams;
 use ml_connector_testkit::databricks::{DatabricksStandIn, StandInConfig};
-use peoplesoft_client::{Connection, Credentials, LoadProtection, PeopleSoftClient, PeopleSoftSource, Scheme};
+use ml_connector_testkit::dataset::{Dataset, SharedDataset};
+use ml_connector_testkit::peoplesoft::{
+    Fault, FaultRule, PeopleSoftServer, ServerConfig, DEFAULT_OPRID,
+};
+use peoplesoft_client::{
+    Connection, Credentials, LoadProtection, PeopleSoftClient, PeopleSoftSource, Scheme,
+};
 use secrecy::SecretString;
 use sync_core::audit::{JsonlAuditLog, JsonlRejectStore};
 use sync_core::engine::{Pipeline, StreamConfig, WindowPolicy};
@@ -40,7 +44,8 @@ impl Write for Captured {
 }
 
 fn forbidden() -> Vec<String> {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(format!("{DEFAULT_OPRID}:{s}"));
+    let b64 =
+        |s: &str| base64::engine::general_purpose::STANDARD.encode(format!("{DEFAULT_OPRID}:{s}"));
     let dbx = |s: &str| base64::engine::general_purpose::STANDARD.encode(format!("mlc-sp:{s}"));
     vec![
         PS_SECRET.into(),
@@ -56,7 +61,11 @@ fn forbidden() -> Vec<String> {
 
 fn assert_clean(what: &str, text: &str) {
     for s in forbidden() {
-        assert!(!text.contains(&s), "{what} contains a secret ({} chars of it)", s.len());
+        assert!(
+            !text.contains(&s),
+            "{what} contains a secret ({} chars of it)",
+            s.len()
+        );
     }
 }
 
@@ -71,7 +80,13 @@ async fn no_secret_reaches_logs_errors_debug_or_files() {
         .init();
 
     let dataset = SharedDataset::new(Dataset::manufacturer(3, 0.3));
-    let server = PeopleSoftServer::start_with(dataset.clone(), ServerConfig { password: PS_SECRET.into(), ..ServerConfig::default() });
+    let server = PeopleSoftServer::start_with(
+        dataset.clone(),
+        ServerConfig {
+            password: PS_SECRET.into(),
+            ..ServerConfig::default()
+        },
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut texts: Vec<(String, String)> = Vec::new();
 
@@ -84,27 +99,49 @@ async fn no_secret_reaches_logs_errors_debug_or_files() {
             .unwrap();
         let creds = Credentials::basic(DEFAULT_OPRID, SecretString::from(secret.to_string()));
         let creds_debug = format!("{creds:?}");
-        let protection = LoadProtection { min_gap: StdDuration::ZERO, ..LoadProtection::default() };
-        let client = PeopleSoftClient::builder(conn, creds).protection(protection).build().unwrap();
+        let protection = LoadProtection {
+            min_gap: StdDuration::ZERO,
+            ..LoadProtection::default()
+        };
+        let client = PeopleSoftClient::builder(conn, creds)
+            .protection(protection)
+            .build()
+            .unwrap();
         (client, creds_debug)
     };
     let (wrong, wrong_debug) = client_with(WRONG_SECRET);
     let (right, right_debug) = client_with(PS_SECRET);
-    texts.push(("credentials Debug".into(), format!("{wrong_debug} {right_debug}")));
+    texts.push((
+        "credentials Debug".into(),
+        format!("{wrong_debug} {right_debug}"),
+    ));
     texts.push(("client Debug".into(), format!("{right:?} {wrong:?}")));
 
     let run = |client: PeopleSoftClient, name: &str| {
-        let clock = Arc::new(ManualClock::new(Dataset::history_end() + Duration::hours(1)));
+        let clock = Arc::new(ManualClock::new(
+            Dataset::history_end() + Duration::hours(1),
+        ));
         let state = dir.path().join(name);
-        let mut b = Pipeline::builder(name, Arc::new(SqliteSink::open(dir.path().join(format!("{name}.db"))).unwrap()))
-            .checkpoints(Arc::new(FileCheckpointStore::open(&state).unwrap()))
-            .audit(Arc::new(JsonlAuditLog::new(state.join("audit.jsonl"))))
-            .rejects(Arc::new(JsonlRejectStore::new(state.join("rejects.jsonl"))))
-            .clock(clock);
+        let mut b = Pipeline::builder(
+            name,
+            Arc::new(SqliteSink::open(dir.path().join(format!("{name}.db"))).unwrap()),
+        )
+        .checkpoints(Arc::new(FileCheckpointStore::open(&state).unwrap()))
+        .audit(Arc::new(JsonlAuditLog::new(state.join("audit.jsonl"))))
+        .rejects(Arc::new(JsonlRejectStore::new(state.join("rejects.jsonl"))))
+        .clock(clock);
         for def in sample_streams(&dataset.read()) {
             let mapper = Arc::new(def.mapping.compile().unwrap());
-            let policy = WindowPolicy { max_window: Duration::days(120), ..WindowPolicy::starting_at(Dataset::history_start()) };
-            b = b.stream(StreamConfig::new(def.name.clone(), Arc::new(PeopleSoftSource::new(client.clone(), def).unwrap()), mapper, policy));
+            let policy = WindowPolicy {
+                max_window: Duration::days(120),
+                ..WindowPolicy::starting_at(Dataset::history_start())
+            };
+            b = b.stream(StreamConfig::new(
+                def.name.clone(),
+                Arc::new(PeopleSoftSource::new(client.clone(), def).unwrap()),
+                mapper,
+                policy,
+            ));
         }
         b.build().unwrap()
     };
@@ -113,18 +150,30 @@ async fn no_secret_reaches_logs_errors_debug_or_files() {
     let report = run(wrong.clone(), "wrong").run_cycle().await.unwrap();
     assert!(report.streams.iter().all(|s| s.error.is_some()));
     texts.push(("cycle report (401)".into(), format!("{report:?}")));
-    let err = wrong.ping(&peoplesoft_client::PingCheck::QueryPrompts(peoplesoft_client::QueryOwner::Public, peoplesoft_client::QueryName::new("MLC_VENDORS").unwrap())).await;
+    let err = wrong
+        .ping(&peoplesoft_client::PingCheck::QueryPrompts(
+            peoplesoft_client::QueryOwner::Public,
+            peoplesoft_client::QueryName::new("MLC_VENDORS").unwrap(),
+        ))
+        .await;
     texts.push(("ping report".into(), format!("{err} {err:?}")));
 
     // Faults with retries, then success.
     server.inject(FaultRule::new(Fault::InternalServerError).times(3));
-    server.inject(FaultRule::new(Fault::IbError).for_query("MLC_CUSTOMERS").times(2));
+    server.inject(
+        FaultRule::new(Fault::IbError)
+            .for_query("MLC_CUSTOMERS")
+            .times(2),
+    );
     let report = run(right.clone(), "right").run_cycle().await.unwrap();
     texts.push(("cycle report (faults)".into(), format!("{report:?}")));
 
     // Databricks: a rejected client secret, then a good one loading data; the issued access
     // tokens must not leak either.
-    let standin = DatabricksStandIn::start_with(StandInConfig::new().client_credentials("mlc-sp", DBX_SECRET)).await;
+    let standin = DatabricksStandIn::start_with(
+        StandInConfig::new().client_credentials("mlc-sp", DBX_SECRET),
+    )
+    .await;
     for secret in [DBX_WRONG, DBX_SECRET] {
         let config = DbxConfig::builder()
             .host(standin.uri())
@@ -141,13 +190,23 @@ async fn no_secret_reaches_logs_errors_debug_or_files() {
         let ping = client.ping().await;
         texts.push(("databricks ping".into(), format!("{ping} {ping:?}")));
         let sink = Arc::new(DatabricksSink::from_config_defaults(client).unwrap());
-        let clock = Arc::new(ManualClock::new(Dataset::history_end() + Duration::hours(1)));
+        let clock = Arc::new(ManualClock::new(
+            Dataset::history_end() + Duration::hours(1),
+        ));
         let state = dir.path().join(format!("dbx-{}", &secret[..3]));
         let def = sample_streams(&dataset.read()).remove(0);
         let mapper = Arc::new(def.mapping.compile().unwrap());
-        let policy = WindowPolicy { max_window: Duration::days(400), ..WindowPolicy::starting_at(Dataset::history_start()) };
+        let policy = WindowPolicy {
+            max_window: Duration::days(400),
+            ..WindowPolicy::starting_at(Dataset::history_start())
+        };
         let p = Pipeline::builder("dbx", sink)
-            .stream(StreamConfig::new(def.name.clone(), Arc::new(PeopleSoftSource::new(right.clone(), def).unwrap()), mapper, policy))
+            .stream(StreamConfig::new(
+                def.name.clone(),
+                Arc::new(PeopleSoftSource::new(right.clone(), def).unwrap()),
+                mapper,
+                policy,
+            ))
             .checkpoints(Arc::new(FileCheckpointStore::open(&state).unwrap()))
             .audit(Arc::new(JsonlAuditLog::new(state.join("audit.jsonl"))))
             .rejects(Arc::new(JsonlRejectStore::new(state.join("rejects.jsonl"))))
@@ -162,17 +221,26 @@ async fn no_secret_reaches_logs_errors_debug_or_files() {
     assert!(standin.token_fetch_count() > 0);
 
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
-    assert!(logs.contains("retrying") || logs.contains("failed"), "the failure paths were logged");
+    assert!(
+        logs.contains("retrying") || logs.contains("failed"),
+        "the failure paths were logged"
+    );
     assert!(!logs.is_empty());
     texts.push(("logs".into(), logs));
     for entry in walk(dir.path()) {
         let bytes = std::fs::read(&entry).unwrap();
-        texts.push((entry.display().to_string(), String::from_utf8_lossy(&bytes).to_string()));
+        texts.push((
+            entry.display().to_string(),
+            String::from_utf8_lossy(&bytes).to_string(),
+        ));
     }
     assert!(texts.iter().any(|(w, _)| w.ends_with("audit.jsonl")));
     for (what, text) in &texts {
         assert_clean(what, text);
-        assert!(!text.contains("dbsi-"), "{what} contains an issued access token");
+        assert!(
+            !text.contains("dbsi-"),
+            "{what} contains an issued access token"
+        );
     }
 }
 

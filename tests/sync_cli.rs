@@ -9,7 +9,13 @@ use ml_connector_testkit::peoplesoft::{PeopleSoftServer, DEFAULT_OPRID, DEFAULT_
 
 fn sync(cfg: &Path, args: &[&str]) -> Output {
     let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("examples").join("sync");
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("sync");
     Command::new(bin)
         .arg("--config")
         .arg(cfg)
@@ -21,13 +27,19 @@ fn sync(cfg: &Path, args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
 fn commands_work_end_to_end() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(async { PeopleSoftServer::start(SharedDataset::new(Dataset::manufacturer(5, 0.3))) });
+    let server = rt.block_on(async {
+        PeopleSoftServer::start(SharedDataset::new(Dataset::manufacturer(5, 0.3)))
+    });
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("pipeline.toml");
     std::fs::write(
@@ -78,22 +90,53 @@ domain = "journal_lines"
 
     let out = sync(&cfg, &["status"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("committed: [2025-01-01"), "{}", text(&out));
+    assert!(
+        text(&out).contains("committed: [2025-01-01"),
+        "{}",
+        text(&out)
+    );
 
-    let out = sync(&cfg, &["backfill", "--from", "2025-03-01T00:00:00Z", "--to", "2025-04-01T00:00:00Z"]);
+    let out = sync(
+        &cfg,
+        &[
+            "backfill",
+            "--from",
+            "2025-03-01T00:00:00Z",
+            "--to",
+            "2025-04-01T00:00:00Z",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
 
     // Source (the query re-run per window) and target counts agree.
     let out = sync(&cfg, &["verify"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains(" 0 differ, 0 not countable"), "{}", text(&out));
+    assert!(
+        text(&out).contains(" 0 differ, 0 not countable"),
+        "{}",
+        text(&out)
+    );
     // A row deleted in PeopleSoft stays in the target: verify finds the window.
-    let key = server.dataset().read().table("journal_lines").unwrap().rows()[0].key();
+    let key = server
+        .dataset()
+        .read()
+        .table("journal_lines")
+        .unwrap()
+        .rows()[0]
+        .key();
     let key: Vec<&str> = key.iter().map(String::as_str).collect();
-    server.dataset().write().remove_row("journal_lines", &key).unwrap();
+    server
+        .dataset()
+        .write()
+        .remove_row("journal_lines", &key)
+        .unwrap();
     let out = sync(&cfg, &["verify", "--requeue"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains(" 1 differ") && text(&out).contains("re-queued 1"), "{}", text(&out));
+    assert!(
+        text(&out).contains(" 1 differ") && text(&out).contains("re-queued 1"),
+        "{}",
+        text(&out)
+    );
 
     let out = sync(&cfg, &["replay"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -106,7 +149,9 @@ domain = "journal_lines"
 fn run_on_a_schedule_stops_gracefully_on_sigterm() {
     use std::io::{BufRead, BufReader};
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(async { PeopleSoftServer::start(SharedDataset::new(Dataset::manufacturer(5, 0.3))) });
+    let server = rt.block_on(async {
+        PeopleSoftServer::start(SharedDataset::new(Dataset::manufacturer(5, 0.3)))
+    });
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("pipeline.toml");
     std::fs::write(
@@ -123,7 +168,13 @@ fn run_on_a_schedule_stops_gracefully_on_sigterm() {
     )
     .unwrap();
     let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("examples").join("sync");
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("sync");
     let mut child = Command::new(bin)
         .arg("--config")
         .arg(&cfg)
@@ -145,7 +196,11 @@ fn run_on_a_schedule_stops_gracefully_on_sigterm() {
         }
     }
     assert_eq!(cycles, 2, "two scheduled cycles ran");
-    let killed = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(killed.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "graceful stop exits 0: {status:?}");
@@ -163,7 +218,13 @@ fn a_bad_file_lists_every_problem_with_its_line_and_exits_2() {
     let out = sync(&cfg, &["run", "--once"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for line in [":4: `peoplesoft.host`", ":5: `peoplesoft.port`", ":6: `peoplesoft.node`", ":10: `destination.kind`", ":13: stream `a`: unknown domain"] {
+    for line in [
+        ":4: `peoplesoft.host`",
+        ":5: `peoplesoft.port`",
+        ":6: `peoplesoft.node`",
+        ":10: `destination.kind`",
+        ":13: stream `a`: unknown domain",
+    ] {
         assert!(err.contains(line), "missing {line:?} in:\n{err}");
     }
     assert!(!err.contains("panicked"));

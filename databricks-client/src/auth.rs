@@ -2,19 +2,20 @@
 //!
 //! The token endpoint is discovered at `/oidc/.well-known/oauth-authorization-server`
 //! (`token_endpoint`), falling back to `/oidc/v1/token` when discovery answers 404. The
-//! request is `grant_type=client_credentials&scope=all-apis` with the client id and secret in
-//! HTTP Basic, as every official SDK does. Caching, early refresh and single-flight are
-//! [`sync_core::http::TokenCache`]'s job; 429/503 are retried by
-//! [`sync_core::http::RetryPolicy`] honouring `Retry-After`.
+//! request itself (`grant_type=client_credentials&scope=all-apis` with the client id and
+//! secret in HTTP Basic, as every official SDK does), its 429/503 retry honouring
+//! `Retry-After`, and the parsing of token and error replies are sync-core's shared
+//! [`ClientCredentialsFetcher`]; this module only adds discovery. Caching, early refresh and
+//! single-flight are [`sync_core::http::TokenCache`]'s job.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use sync_core::http::{
-    AccessToken, AuthProvider, Idempotency, RetryPolicy, StaticBearer, TokenCache, TokenFetcher,
+    redact_secret, AccessToken, AuthProvider, ClientCredentials, ClientCredentialsFetcher,
+    Idempotency, OAuthError, RetryPolicy, StaticBearer, TokenCache, TokenFetcher,
 };
 use sync_core::BoxError;
 use tokio::sync::OnceCell;
@@ -38,7 +39,7 @@ pub struct OAuthM2M {
     client_id: String,
     client_secret: SecretString,
     retry: RetryPolicy,
-    token_endpoint: OnceCell<Url>,
+    fetcher: OnceCell<ClientCredentialsFetcher>,
 }
 
 impl std::fmt::Debug for OAuthM2M {
@@ -56,13 +57,6 @@ struct Discovery {
     token_endpoint: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct TokenReply {
-    access_token: Option<String>,
-    #[serde(default)]
-    expires_in: Option<serde_json::Value>,
-}
-
 impl OAuthM2M {
     /// A fetcher for `client_id` on the workspace at `host`.
     pub fn new(
@@ -78,7 +72,7 @@ impl OAuthM2M {
             client_id: client_id.into(),
             client_secret,
             retry,
-            token_endpoint: OnceCell::new(),
+            fetcher: OnceCell::new(),
         }
     }
 
@@ -92,20 +86,31 @@ impl OAuthM2M {
 
     /// Belt and braces: a server echoing the secret must not put it in our errors.
     fn redact(&self, text: &str) -> String {
-        let secret = self.client_secret.expose_secret();
-        if secret.len() >= 4 {
-            text.replace(secret, "[REDACTED]")
-        } else {
-            text.to_string()
-        }
+        redact_secret(text, &self.client_secret)
     }
 
     /// The token endpoint, discovered once (a failed discovery is not cached).
     pub async fn token_endpoint(&self) -> Result<Url, Error> {
-        self.token_endpoint
-            .get_or_try_init(|| self.discover())
+        Ok(self.fetcher().await?.credentials().token_url().clone())
+    }
+
+    /// The shared client-credentials fetcher for the discovered endpoint, built once.
+    async fn fetcher(&self) -> Result<&ClientCredentialsFetcher, Error> {
+        self.fetcher
+            .get_or_try_init(|| async {
+                let endpoint = self.discover().await?;
+                let credentials = ClientCredentials::new(
+                    endpoint,
+                    self.client_id.clone(),
+                    self.client_secret.clone(),
+                )
+                .scope(SCOPE);
+                Ok(
+                    ClientCredentialsFetcher::new(self.http.clone(), credentials)
+                        .retry(self.retry.clone()),
+                )
+            })
             .await
-            .cloned()
     }
 
     async fn discover(&self) -> Result<Url, Error> {
@@ -166,67 +171,17 @@ impl OAuthM2M {
 
     /// Fetches one token (no caching).
     pub async fn fetch(&self) -> Result<AccessToken, Error> {
-        let endpoint = self.token_endpoint().await?;
-        let resp = self
-            .retry
-            .send(Idempotency::Idempotent, || {
-                self.http
-                    .post(endpoint.clone())
-                    .basic_auth(&self.client_id, Some(self.client_secret.expose_secret()))
-                    .form(&[("grant_type", "client_credentials"), ("scope", SCOPE)])
-                    .send()
-            })
-            .await
-            .map_err(|e| self.oauth_error(&endpoint, None, e.to_string()))?;
-        let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| self.oauth_error(&endpoint, Some(status.as_u16()), e.to_string()))?;
-        if !status.is_success() {
-            let e = ApiError::parse(status, &body);
-            return Err(self.oauth_error(&endpoint, Some(status.as_u16()), e.to_string()));
-        }
-        let reply: TokenReply = serde_json::from_slice(&body).map_err(|e| {
-            self.oauth_error(
-                &endpoint,
-                Some(status.as_u16()),
-                format!("token reply is not JSON: {e}"),
-            )
-        })?;
-        let Some(token) = reply.access_token.filter(|t| !t.is_empty()) else {
-            let e = ApiError::parse(status, &body);
-            return Err(self.oauth_error(
-                &endpoint,
-                Some(status.as_u16()),
-                format!("token reply has no access_token ({e})"),
-            ));
-        };
-        let expires_in = match reply.expires_in {
-            None | Some(serde_json::Value::Null) => None,
-            Some(v) => Some(parse_expires_in(&v).ok_or_else(|| {
-                self.oauth_error(
-                    &endpoint,
-                    Some(status.as_u16()),
-                    format!("expires_in {v} is not a number of seconds"),
-                )
-            })?),
-        };
-        Ok(AccessToken {
-            secret: SecretString::from(token),
-            expires_in,
-        })
+        self.fetcher().await?.fetch().await.map_err(oauth_error)
     }
 }
 
-/// `expires_in` as a JSON number or a string of digits.
-fn parse_expires_in(v: &serde_json::Value) -> Option<Duration> {
-    let secs = match v {
-        serde_json::Value::Number(n) => n.as_f64()?,
-        serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
-        _ => return None,
-    };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+/// The shared fetcher's error as this crate's [`Error::OAuth`] (already redacted).
+fn oauth_error(e: OAuthError) -> Error {
+    Error::OAuth {
+        endpoint: e.endpoint,
+        status: e.status,
+        message: e.message,
+    }
 }
 
 #[async_trait]
@@ -256,20 +211,6 @@ pub fn auth_provider(config: &Config, http: reqwest::Client) -> Arc<dyn AuthProv
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expires_in_number_or_string() {
-        assert_eq!(
-            parse_expires_in(&serde_json::json!(3600)),
-            Some(Duration::from_secs(3600))
-        );
-        assert_eq!(
-            parse_expires_in(&serde_json::json!("3600")),
-            Some(Duration::from_secs(3600))
-        );
-        assert_eq!(parse_expires_in(&serde_json::json!("soon")), None);
-        assert_eq!(parse_expires_in(&serde_json::json!(-1)), None);
-    }
 
     #[test]
     fn debug_redacts_the_secret() {
