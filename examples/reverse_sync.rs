@@ -520,24 +520,7 @@ fn reverse_pipeline(site: &Site, sink: PeopleSoftSink) -> Result<Pipeline, BoxEr
         cursor_column: Some("modified_at".into()),
         write_mode: Default::default(),
     };
-    let mapping = Mapping {
-        table: schema.name.clone(),
-        columns: schema
-            .columns
-            .iter()
-            .map(|c| ColumnMapping {
-                column: c.name.clone(),
-                source: c.name.clone(),
-                column_type: c.column_type,
-                nullable: c.nullable,
-                transforms: Vec::new(),
-            })
-            .collect(),
-        primary_key: schema.primary_key.clone(),
-        cursor_column: schema.cursor_column.clone(),
-        write_mode: Default::default(),
-        source_time_zone: None,
-    };
+    let mapping = Mapping::identity(&schema);
     let source = DatabricksSource::new(
         site.dbx_client.clone(),
         TableName::new(CATALOG, SCHEMA, TABLE)?,

@@ -270,24 +270,7 @@ fn reverse_schema() -> TableSchema {
 /// A reverse pipeline with its own (fresh) checkpoints.
 fn reverse_pipeline(w: &World, sink: PeopleSoftSink) -> Pipeline {
     let schema = reverse_schema();
-    let mapping = Mapping {
-        table: schema.name.clone(),
-        columns: schema
-            .columns
-            .iter()
-            .map(|c| ColumnMapping {
-                column: c.name.clone(),
-                source: c.name.clone(),
-                column_type: c.column_type,
-                nullable: c.nullable,
-                transforms: Vec::new(),
-            })
-            .collect(),
-        primary_key: schema.primary_key.clone(),
-        cursor_column: schema.cursor_column.clone(),
-        write_mode: Default::default(),
-        source_time_zone: None,
-    };
+    let mapping = Mapping::identity(&schema);
     let table = TableName::new(CATALOG, SCHEMA, TABLE).unwrap();
     let source = DatabricksSource::new(w.dbx_client.clone(), table, &schema).unwrap();
     let policy = WindowPolicy {

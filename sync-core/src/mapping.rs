@@ -148,6 +148,30 @@ impl Mapping {
         }
     }
 
+    /// A mapping that reads every column of `schema` from the source field of the same name,
+    /// with no transforms: for sources whose records already carry the target's names and
+    /// types (a `DatabricksSource` feeding the write-back, for example).
+    pub fn identity(schema: &TableSchema) -> Mapping {
+        Mapping {
+            table: schema.name.clone(),
+            columns: schema
+                .columns
+                .iter()
+                .map(|c| ColumnMapping {
+                    column: c.name.clone(),
+                    source: c.name.clone(),
+                    column_type: c.column_type,
+                    nullable: c.nullable,
+                    transforms: Vec::new(),
+                })
+                .collect(),
+            primary_key: schema.primary_key.clone(),
+            cursor_column: schema.cursor_column.clone(),
+            write_mode: schema.write_mode,
+            source_time_zone: None,
+        }
+    }
+
     /// The mapping for `column`, if any (ASCII case-insensitive).
     pub fn column_mut(&mut self, column: &str) -> Option<&mut ColumnMapping> {
         self.columns
