@@ -90,3 +90,8 @@ pub use source::{Page, PageStream, Source};
 pub use sqlite::SqliteSink;
 pub use value::{ColumnType, Record, Row, Value};
 pub use window::{Coverage, Window};
+
+/// The README's example, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
