@@ -158,7 +158,10 @@ async fn truncation_bisects_down_to_min_window_then_fails_with_a_clear_error() {
     let f = &failed[0];
     assert!(f.window.contains(minutes(200)) && f.window.width() < Duration::minutes(2));
     assert!(
-        f.last_error.contains("row cap") && f.last_error.contains("`rows`"),
+        f.last_error.contains("4+ rows share cursor value")
+            && f.last_error.contains("`rows`")
+            && f.last_error.contains("raise max_rows above 4")
+            && !f.last_error.contains("min_window"),
         "{}",
         f.last_error
     );
