@@ -810,7 +810,9 @@ impl StreamDefinition {
 fn offset_range(tz: &Tz, window: &Window) -> (Duration, Duration) {
     let offset = |t: DateTime<Utc>| {
         Duration::seconds(i64::from(
-            tz.offset_from_utc_datetime(&t.naive_utc()).fix().local_minus_utc(),
+            tz.offset_from_utc_datetime(&t.naive_utc())
+                .fix()
+                .local_minus_utc(),
         ))
     };
     let (mut lo, mut hi) = (offset(window.from), offset(window.from));
@@ -898,7 +900,9 @@ mod tests {
         let from = day(1) + Duration::hours(6);
         assert_eq!(s.prompt_values(&w(from, day(3))).0, "2026-03-01");
         // Dates are the site's calendar: 02:00 UTC on the 2nd is still the 1st in Chicago.
-        let s = StreamDefinition::vendors().time_zone("America/Chicago").unwrap();
+        let s = StreamDefinition::vendors()
+            .time_zone("America/Chicago")
+            .unwrap();
         let late = day(2) + Duration::hours(2);
         assert_eq!(
             s.prompt_values(&w(late, late + Duration::hours(1))),
@@ -965,7 +969,9 @@ mod tests {
         s.validate().unwrap();
         let s = StreamDefinition::vendors().prompts("BIND1", "BIND1");
         assert!(s.validate().unwrap_err().to_string().contains("twice"));
-        let s = StreamDefinition::vendors().max_rows(5000).profile_max_rows(Some(1000));
+        let s = StreamDefinition::vendors()
+            .max_rows(5000)
+            .profile_max_rows(Some(1000));
         assert_eq!(s.requested_rows(), 1000);
     }
 

@@ -42,7 +42,10 @@ fn stamp(tz: &Tz, at: DateTime<Utc>, format: PromptFormat) -> NaiveDateTime {
     match format {
         PromptFormat::Date => local.date().and_hms_opt(0, 0, 0).unwrap(),
         // PeopleSoft keeps microseconds.
-        _ => local - Duration::nanoseconds(i64::from(local.and_utc().timestamp_subsec_nanos() % 1000)),
+        _ => {
+            local
+                - Duration::nanoseconds(i64::from(local.and_utc().timestamp_subsec_nanos() % 1000))
+        }
     }
 }
 
