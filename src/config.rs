@@ -1008,7 +1008,7 @@ fn capture_settings(
     use peoplesoft_client::{PromptFormat, RangeSemantics};
     use sync_core::engine::DuplicatePolicy;
     let mut out = CaptureSettings::default();
-    let mut prompt_name = |c: &mut Checker<'_>, v: &Option<Spanned<String>>, key: &str| {
+    let prompt_name = |c: &mut Checker<'_>, v: &Option<Spanned<String>>, key: &str| {
         let v = v.as_ref()?;
         let n = v.get_ref().trim();
         if n.is_empty() || n.contains(',') || n.contains(char::is_whitespace) {

@@ -435,6 +435,10 @@ pub struct StreamVerification {
     pub windows: Vec<WindowCheck>,
     /// True when the differing windows were queued for replay.
     pub requeued: bool,
+    /// Source rows whose cursor is NULL, which no window reaches (`None`: the source does
+    /// not count them). Also kept in state and shown by [`Pipeline::status`].
+    #[serde(default)]
+    pub null_cursor_rows: Option<u64>,
 }
 
 impl StreamVerification {
@@ -854,6 +858,27 @@ impl Pipeline {
                 }
             }
             let differing: Vec<_> = checks.iter().filter(|c| c.differs()).cloned().collect();
+            let null_cursor_rows =
+                cfg.source
+                    .count_null_cursors()
+                    .await
+                    .map_err(|e| Error::Connector {
+                        stream: cfg.name.clone(),
+                        source: e,
+                    })?;
+            if let Some(rows) = null_cursor_rows {
+                if rows > 0 {
+                    tracing::warn!(
+                        stream = %cfg.name,
+                        "{rows} source row(s) have a NULL cursor: no cursor window reaches them"
+                    );
+                }
+                st.null_cursor_rows = Some(NullCursorCount {
+                    rows,
+                    counted_at: self.clock.now(),
+                });
+                self.store.save_stream(&self.name, &cfg.name, &st).await?;
+            }
             if requeue && !differing.is_empty() {
                 let now = self.clock.now();
                 for c in &differing {
@@ -873,6 +898,7 @@ impl Pipeline {
                 stream: cfg.name.clone(),
                 windows: checks,
                 requeued: requeue && !differing.is_empty(),
+                null_cursor_rows,
             });
         }
         Ok(out)

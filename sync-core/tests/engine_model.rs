@@ -1,6 +1,9 @@
 //! Model-based test of the engine: random source histories with updates, late commits and
 //! cursor values on window edges; random source and sink failures; random process "crashes"
 //! (the cycle future is dropped mid-window and a new pipeline restarts from the stored state).
+//! Some runs add what real sources do: a row cap applied silently below the one asked for
+//! (learned by the engine), and mass updates that put more rows on one cursor value than a
+//! page holds (paged by key).
 //! After the faults stop and the cycles settle, the sink must equal the source truth exactly:
 //! nothing lost, no duplicate keys, every row at its latest version.
 
@@ -18,7 +21,10 @@ use sync_core::audit::{MemoryAuditLog, MemoryRejectStore};
 use sync_core::engine::{Pipeline, StreamConfig, WindowPolicy};
 use sync_core::memory::MemorySink;
 use sync_core::state::MemoryCheckpointStore;
-use sync_core::{Batch, Clock, ConnectorError, ManualClock, Receipt, Sink, TableSchema, Value};
+use sync_core::{
+    Batch, Clock, ConnectorError, ManualClock, Receipt, Sink, SourceCapabilities, TableSchema,
+    Value,
+};
 use tokio::sync::Notify;
 
 /// A sink that "crashes" on a chosen write: it signals, then never returns, so the test drops
@@ -55,6 +61,19 @@ async fn simulate(seed: u64, steps: usize) -> Result<(), String> {
     let mut source = SimSource::new(clock.clone());
     source.row_cap = 25;
     source.page_size = 1 + rng.usize(..9);
+    // 0: announced cap only; 1: a silent cap below it, learned by the engine, ties paged by
+    // key; 2: mass updates beyond a page on one cursor value, paged by key.
+    let mode = rng.u8(..3);
+    if mode >= 1 {
+        source.key_paging = true;
+        source.caps = SourceCapabilities::default().key_paging(true);
+    }
+    if mode == 1 {
+        source.silent_cap = Some(10 + rng.usize(..15));
+        source.caps = SourceCapabilities::silent_cap(25).key_paging(true);
+        // One page per window, as PeopleSoft answers.
+        source.page_size = usize::MAX;
+    }
     let sink = MemorySink::new();
     let store = MemoryCheckpointStore::new();
     let audit = MemoryAuditLog::new();
@@ -100,6 +119,19 @@ async fn simulate(seed: u64, steps: usize) -> Result<(), String> {
         let now = clock.now();
         // Rows before the stream's start are outside its history by definition.
         let ago = |m: i64| (now - Duration::minutes(m)).max(minutes(0));
+        if mode == 2 && next_id > 0 && rng.u8(..4) == 0 {
+            // A mass update: many rows stamped with one cursor value.
+            let at = ago(rng.i64(0..=3));
+            for _ in 0..26 + rng.usize(..40) {
+                version += 1;
+                if rng.bool() {
+                    source.upsert(rng.i64(0..next_id), version, at, now);
+                } else {
+                    source.upsert(next_id, version, at, now);
+                    next_id += 1;
+                }
+            }
+        }
         for _ in 0..rng.usize(..10) {
             version += 1;
             match rng.u8(..10) {
