@@ -14,7 +14,10 @@ use peoplesoft_client::{PromptFormat, RangeSemantics, StreamDefinition};
 use proptest::prelude::*;
 use sync_core::Window;
 
-const ZONES: &[(&str, [(i32, u32, u32); 2])] = &[
+/// A calendar day (year, month, day).
+type Day = (i32, u32, u32);
+
+const ZONES: &[(&str, [Day; 2])] = &[
     // Zone, and two days of 2026 with a DST transition (or any days for zones without).
     ("America/Chicago", [(2026, 3, 8), (2026, 11, 1)]),
     ("Europe/London", [(2026, 3, 29), (2026, 10, 25)]),
