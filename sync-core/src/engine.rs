@@ -612,6 +612,16 @@ impl PipelineBuilder {
                     s.name
                 )));
             }
+            if !own.primary_key.is_empty()
+                && own.write_mode == crate::WriteMode::Append
+                && s.windows.lookback > Duration::zero()
+            {
+                return Err(Error::Config(format!(
+                    "stream `{}` appends rows by its key (write_mode = \"append\") and re-reads a lookback of {}s: every re-read row would be stored again. Use write_mode = \"upsert\" (the default) with the key, or append without a key (rows are then keyed by a hash of their values)",
+                    s.name,
+                    s.windows.lookback.num_seconds()
+                )));
+            }
             let schema = own.with_lineage();
             schema
                 .key_indexes()

@@ -103,12 +103,16 @@ impl TableSchema {
 
     /// The schema as written: the mapped columns, then [`ROW_HASH_COLUMN`] when there is no
     /// natural key, then the three lineage columns.
+    ///
+    /// Without a natural key the rows are keyed by their hash and written as upserts, so an
+    /// append-only stream that re-reads rows (the lookback) never stores a row twice.
     pub fn with_lineage(&self) -> TableSchema {
         let mut out = self.clone();
         if out.primary_key.is_empty() {
             out.columns
                 .push(ColumnDef::new(ROW_HASH_COLUMN, ColumnType::String).not_null());
             out.primary_key = vec![ROW_HASH_COLUMN.to_string()];
+            out.write_mode = WriteMode::Upsert;
         }
         out.columns
             .push(ColumnDef::new(LINEAGE_RUN_ID, ColumnType::String).not_null());

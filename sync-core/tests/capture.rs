@@ -337,6 +337,14 @@ fn a_stream_without_a_key_must_say_it_appends() {
         "{err}"
     );
     assert!(build(stream(WriteMode::Append)).is_ok());
+    // Appending by a natural key while re-reading a lookback would store rows twice.
+    let keyed_append = {
+        let mut m = IdMapper::new("rows");
+        m.set_write_mode(WriteMode::Append);
+        StreamConfig::new("events", Arc::new(rig.source()), Arc::new(m), rig.policy())
+    };
+    let err = build(keyed_append).unwrap_err().to_string();
+    assert!(err.contains("stored again"), "{err}");
 }
 
 #[test]

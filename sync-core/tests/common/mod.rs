@@ -42,6 +42,13 @@ impl IdMapper {
     }
 }
 
+impl IdMapper {
+    /// Changes the write mode.
+    pub fn set_write_mode(&mut self, mode: WriteMode) {
+        self.schema.write_mode = mode;
+    }
+}
+
 impl Mapper for IdMapper {
     fn schema(&self) -> &TableSchema {
         &self.schema
