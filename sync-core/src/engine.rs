@@ -755,7 +755,6 @@ struct StreamRun<'a> {
     source_identity: String,
     key_indexes: Vec<usize>,
     cursor_index: Option<usize>,
-    hash_key: bool,
     halt: AtomicBool,
     caps: SourceCapabilities,
     knowledge: Mutex<RowCapKnowledge>,
@@ -969,7 +968,6 @@ impl Pipeline {
             .cursor_column
             .as_deref()
             .and_then(|c| schema.index_of(c));
-        let hash_key = cfg.mapper.schema().primary_key.is_empty();
 
         let (planned, stuck) = plan_windows(&st, cfg, cycle_start, plan);
         for s in &stuck {
@@ -1014,7 +1012,6 @@ impl Pipeline {
             source_identity: cfg.source.identity(),
             key_indexes,
             cursor_index,
-            hash_key,
             halt: AtomicBool::new(false),
             caps: cfg.source.capabilities(),
             knowledge: Mutex::new(st.row_cap),
@@ -1464,15 +1461,14 @@ impl StreamRun<'_> {
             .await
     }
 
-    /// Appends the row-hash key (for unkeyed streams) and the lineage columns.
+    /// Appends the row hash and the lineage columns (deleted-at NULL: the row is live).
     fn complete(&self, mut row: Row) -> Row {
         row.reserve_exact(crate::mapper::ROW_EXTRA_CAPACITY);
-        if self.hash_key {
-            row.push(Value::String(row_hash(&row)));
-        }
+        row.push(Value::String(row_hash(&row)));
         row.push(Value::String(self.run_id.clone()));
         row.push(Value::Timestamp(self.loaded_at));
         row.push(Value::String(self.source_identity.clone()));
+        row.push(Value::Null);
         row
     }
 
