@@ -63,6 +63,12 @@ pub struct StreamState {
     /// Rows seen with a NULL cursor (unreachable by cursor windows), as last counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub null_cursor_rows: Option<NullCursorCount>,
+    /// When reconciliation last ran with repairs (scheduled, or `verify --requeue`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reconciled_at: Option<DateTime<Utc>>,
+    /// Target rows deleted (or marked deleted) by reconciliation so far.
+    #[serde(default)]
+    pub rows_deleted: u64,
 }
 
 /// What is known about a source's row cap below the cap it asks for (see

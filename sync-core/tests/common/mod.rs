@@ -168,6 +168,11 @@ impl SimSource {
         });
     }
 
+    /// Deletes row `id` (every version).
+    pub fn delete(&self, id: i64) {
+        self.rows.lock().unwrap().retain(|r| r.id != id);
+    }
+
     /// The current visible version of every row.
     pub fn visible(&self) -> Vec<SimRow> {
         let now = self.clock.now();

@@ -40,13 +40,16 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{ConnectorError, Error, FailureKind, Result};
 use crate::mapper::{FieldError, Mapper};
 use crate::schema::TableSchema;
-use crate::sink::{Batch, Receipt, Sink};
+use crate::sink::{Batch, DeletePolicy, Receipt, Sink};
 use crate::source::{Page, Source, SourceCapabilities};
 use crate::state::{
     CheckpointStore, FailedWindow, NullCursorCount, PipelineState, RowCapKnowledge, StreamState,
 };
 use crate::value::{Record, Row, Value};
 use crate::window::{Coverage, Window};
+
+mod reconcile;
+pub use reconcile::{StreamVerification, VerifyOptions, WindowCheck};
 
 /// How a stream's cursor range is cut into windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +142,11 @@ pub struct StreamConfig {
     pub on_reject: RejectPolicy,
     /// Ambiguous-duplicate policy (default [`DuplicatePolicy::Reject`]).
     pub on_duplicate: DuplicatePolicy,
+    /// How rows deleted in the source are applied (default [`DeletePolicy::Soft`]).
+    pub deletes: DeletePolicy,
+    /// When `run_cycle` reconciles this stream (compare by key and hash, re-queue windows that
+    /// differ, apply deletes); `None` (default): only on demand, with `verify`.
+    pub reconcile: Option<crate::schedule::Schedule>,
 }
 
 impl std::fmt::Debug for StreamConfig {
@@ -152,6 +160,8 @@ impl std::fmt::Debug for StreamConfig {
             .field("max_attempts", &self.max_attempts)
             .field("on_reject", &self.on_reject)
             .field("on_duplicate", &self.on_duplicate)
+            .field("deletes", &self.deletes)
+            .field("reconcile", &self.reconcile)
             .finish()
     }
 }
@@ -173,6 +183,8 @@ impl StreamConfig {
             max_attempts: 5,
             on_reject: RejectPolicy::FailWindow,
             on_duplicate: DuplicatePolicy::Reject,
+            deletes: DeletePolicy::Soft,
+            reconcile: None,
         }
     }
 
@@ -197,6 +209,18 @@ impl StreamConfig {
     /// Sets the ambiguous-duplicate policy.
     pub fn on_duplicate(mut self, p: DuplicatePolicy) -> Self {
         self.on_duplicate = p;
+        self
+    }
+
+    /// Sets the delete policy.
+    pub fn deletes(mut self, p: DeletePolicy) -> Self {
+        self.deletes = p;
+        self
+    }
+
+    /// Sets the reconciliation schedule.
+    pub fn reconcile(mut self, schedule: Option<crate::schedule::Schedule>) -> Self {
+        self.reconcile = schedule;
         self
     }
 }
@@ -360,6 +384,12 @@ pub struct StreamReport {
     /// Rows set aside as ambiguous duplicates (same key and cursor, different values).
     #[serde(default)]
     pub ambiguous_duplicates: u64,
+    /// Set when this cycle ran the stream's scheduled reconciliation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciliation: Option<StreamVerification>,
+    /// Target rows deleted (or marked deleted) by this cycle's reconciliation.
+    #[serde(default)]
+    pub rows_deleted: u64,
 }
 
 impl StreamReport {
@@ -406,46 +436,12 @@ pub struct StreamStatus {
     /// NULL-cursor rows as last counted (by `verify`).
     #[serde(default)]
     pub null_cursor_rows: Option<NullCursorCount>,
-}
-
-/// One window of a completeness check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WindowCheck {
-    /// The window.
-    pub window: Window,
-    /// Source records with cursor in the window (`None`: the source cannot count).
-    pub source_rows: Option<u64>,
-    /// Target rows with cursor in the window (`None`: the sink cannot count).
-    pub target_rows: Option<u64>,
-}
-
-impl WindowCheck {
-    /// True when both sides counted and disagree.
-    pub fn differs(&self) -> bool {
-        matches!((self.source_rows, self.target_rows), (Some(a), Some(b)) if a != b)
-    }
-}
-
-/// Completeness check of one stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StreamVerification {
-    /// Stream name.
-    pub stream: String,
-    /// Every window checked.
-    pub windows: Vec<WindowCheck>,
-    /// True when the differing windows were queued for replay.
-    pub requeued: bool,
-    /// Source rows whose cursor is NULL, which no window reaches (`None`: the source does
-    /// not count them). Also kept in state and shown by [`Pipeline::status`].
+    /// When reconciliation last ran with repairs.
     #[serde(default)]
-    pub null_cursor_rows: Option<u64>,
-}
-
-impl StreamVerification {
-    /// Windows whose counts differ.
-    pub fn differing(&self) -> impl Iterator<Item = &WindowCheck> {
-        self.windows.iter().filter(|w| w.differs())
-    }
+    pub last_reconciled_at: Option<DateTime<Utc>>,
+    /// Target rows deleted (or marked deleted) by reconciliation so far.
+    #[serde(default)]
+    pub rows_deleted: u64,
 }
 
 /// Which windows a cycle works on.
@@ -725,6 +721,48 @@ struct Probe {
     sum: u64,
 }
 
+/// How far a page of `n` rows (with the source's own truncation flag) proves its window
+/// complete, given what is known about the source's cap; records `n` as served afterwards.
+fn classify(
+    caps: &SourceCapabilities,
+    know: &mut RowCapKnowledge,
+    n: u64,
+    truncated: bool,
+) -> Verdict {
+    let verdict = if truncated {
+        Verdict::Truncated
+    } else if !caps.silent_row_cap {
+        Verdict::Complete
+    } else if let Some(k) = caps.declared_row_cap.or(know.detected) {
+        if n >= k {
+            Verdict::Truncated
+        } else {
+            Verdict::Complete
+        }
+    } else if n > 0
+        && n >= know.largest_page
+        && caps.requested_row_cap.is_none_or(|r| know.largest_page < r)
+    {
+        // No page ever returned more rows than this one: it may have been cut by a cap the
+        // source does not announce.
+        Verdict::Ambiguous
+    } else {
+        Verdict::Complete
+    };
+    know.largest_page = know.largest_page.max(n);
+    verdict
+}
+
+/// True when both halves of `w` are at least the narrowest width worth reading.
+fn can_split(cfg: &StreamConfig, caps: &SourceCapabilities, w: &Window) -> bool {
+    let floor = cfg
+        .windows
+        .min_window
+        .max(caps.cursor_granularity.unwrap_or_else(Duration::zero));
+    let (a, b) = w.halves();
+    a.width() >= floor && b.width() >= floor
+}
+
 /// Adds a finished window's rows (`None`: it failed) to every open probe containing it, and
 /// closes the probes it finishes. Returns a cap proven by it.
 fn settle_probes(probes: &mut Vec<Probe>, window: Window, rows: Option<u64>) -> Option<u64> {
@@ -835,82 +873,21 @@ impl Pipeline {
                     last_commit_at: st.last_commit_at,
                     row_cap: st.row_cap,
                     null_cursor_rows: st.null_cursor_rows,
+                    last_reconciled_at: st.last_reconciled_at,
+                    rows_deleted: st.rows_deleted,
                 }
             })
             .collect())
     }
 
-    /// Completeness check: for every committed window (cut at `max_window`), counts source
-    /// records and target rows with the cursor in the window. With `requeue`, windows whose
-    /// counts differ are queued as failed so the next cycle (or [`replay`](Self::replay))
-    /// reloads them.
+    /// Reconciliation of every stream with default [`VerifyOptions`] and `requeue`: see
+    /// [`verify_with`](Self::verify_with).
     pub async fn verify(&self, requeue: bool) -> Result<Vec<StreamVerification>> {
-        let state = self.store.load(&self.name).await?;
-        let mut out = Vec::new();
-        for cfg in &self.streams {
-            let mut st = state.streams.get(&cfg.name).cloned().unwrap_or_default();
-            let schema = cfg.mapper.schema().with_lineage();
-            let mut checks = Vec::new();
-            for interval in st.committed.intervals().to_vec() {
-                for window in interval.chunks(cfg.windows.max_window) {
-                    let wrap = |e: ConnectorError| Error::Connector {
-                        stream: cfg.name.clone(),
-                        source: e,
-                    };
-                    let source_rows = cfg.source.count(window).await.map_err(wrap)?;
-                    let target_rows = self.sink.count(&schema, window).await.map_err(wrap)?;
-                    checks.push(WindowCheck {
-                        window,
-                        source_rows,
-                        target_rows,
-                    });
-                }
-            }
-            let differing: Vec<_> = checks.iter().filter(|c| c.differs()).cloned().collect();
-            let null_cursor_rows =
-                cfg.source
-                    .count_null_cursors()
-                    .await
-                    .map_err(|e| Error::Connector {
-                        stream: cfg.name.clone(),
-                        source: e,
-                    })?;
-            if let Some(rows) = null_cursor_rows {
-                if rows > 0 {
-                    tracing::warn!(
-                        stream = %cfg.name,
-                        "{rows} source row(s) have a NULL cursor: no cursor window reaches them"
-                    );
-                }
-                st.null_cursor_rows = Some(NullCursorCount {
-                    rows,
-                    counted_at: self.clock.now(),
-                });
-                self.store.save_stream(&self.name, &cfg.name, &st).await?;
-            }
-            if requeue && !differing.is_empty() {
-                let now = self.clock.now();
-                for c in &differing {
-                    st.fail(
-                        c.window,
-                        &format!(
-                            "verify: source has {} rows, target has {}",
-                            c.source_rows.unwrap_or_default(),
-                            c.target_rows.unwrap_or_default()
-                        ),
-                        now,
-                    );
-                }
-                self.store.save_stream(&self.name, &cfg.name, &st).await?;
-            }
-            out.push(StreamVerification {
-                stream: cfg.name.clone(),
-                windows: checks,
-                requeued: requeue && !differing.is_empty(),
-                null_cursor_rows,
-            });
-        }
-        Ok(out)
+        self.verify_with(&VerifyOptions {
+            requeue,
+            ..VerifyOptions::default()
+        })
+        .await
     }
 
     async fn run(&self, plan: Plan, only: Option<&[String]>) -> Result<CycleReport> {
@@ -987,6 +964,8 @@ impl Pipeline {
             windows: planned.len(),
         });
         if planned.is_empty() {
+            self.scheduled_reconcile(cfg, &mut st, plan, run_id, cycle_start, &mut report)
+                .await;
             report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
             return report;
         }
@@ -1026,8 +1005,48 @@ impl Pipeline {
         if let (Some(committed), true) = (span, report.is_clean() && !report.stopped) {
             run.hooks(committed, &mut report).await;
         }
+        if !report.stopped && report.error.is_none() {
+            self.scheduled_reconcile(cfg, &mut st, plan, run_id, cycle_start, &mut report)
+                .await;
+        }
         report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
         report
+    }
+
+    /// Runs the stream's reconciliation when its schedule is due (incremental cycles only):
+    /// re-queues windows that differ and applies confirmed deletes.
+    async fn scheduled_reconcile(
+        &self,
+        cfg: &StreamConfig,
+        st: &mut StreamState,
+        plan: Plan,
+        run_id: &str,
+        cycle_start: DateTime<Utc>,
+        report: &mut StreamReport,
+    ) {
+        let Some(schedule) = &cfg.reconcile else {
+            return;
+        };
+        if plan != Plan::Incremental
+            || !reconcile::reconcile_due(schedule, st.last_reconciled_at, cycle_start)
+        {
+            return;
+        }
+        let opts = VerifyOptions::new().requeue(true).apply_deletes(true);
+        match self.reconcile_stream(cfg, st, &opts, run_id).await {
+            Ok(v) => {
+                report.rows_deleted += v.deletes_applied;
+                report.reconciliation = Some(v);
+            }
+            Err(e) => {
+                let msg = format!(
+                    "stream `{}`: scheduled reconciliation failed: {e}",
+                    cfg.name
+                );
+                tracing::error!("{msg}");
+                report.error.get_or_insert(msg);
+            }
+        }
     }
 
     fn emit(&self, p: Progress) {
@@ -1265,43 +1284,13 @@ impl StreamRun<'_> {
     }
 
     /// How far `n` rows (with the source's own truncation flag) prove the window complete.
-    /// Records `n` as served afterwards.
     fn classify(&self, n: u64, truncated: bool) -> Verdict {
-        let caps = &self.caps;
         let mut know = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
-        let verdict = if truncated {
-            Verdict::Truncated
-        } else if !caps.silent_row_cap {
-            Verdict::Complete
-        } else if let Some(k) = caps.declared_row_cap.or(know.detected) {
-            if n >= k {
-                Verdict::Truncated
-            } else {
-                Verdict::Complete
-            }
-        } else if n > 0
-            && n >= know.largest_page
-            && caps.requested_row_cap.is_none_or(|r| know.largest_page < r)
-        {
-            // No page ever returned more rows than this one: it may have been cut by a cap
-            // the source does not announce.
-            Verdict::Ambiguous
-        } else {
-            Verdict::Complete
-        };
-        know.largest_page = know.largest_page.max(n);
-        verdict
+        classify(&self.caps, &mut know, n, truncated)
     }
 
-    /// True when both halves of `w` are at least the narrowest width worth reading.
     fn can_split(&self, w: &Window) -> bool {
-        let floor = self
-            .cfg
-            .windows
-            .min_window
-            .max(self.caps.cursor_granularity.unwrap_or_else(Duration::zero));
-        let (a, b) = w.halves();
-        a.width() >= floor && b.width() >= floor
+        can_split(self.cfg, &self.caps, w)
     }
 
     fn split_reason(&self, verdict: Verdict, rows: u64) -> String {
