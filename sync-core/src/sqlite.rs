@@ -676,7 +676,10 @@ impl Sink for SqliteSink {
             &key_schema,
             &Batch {
                 rows: keys.to_vec(),
-                window: Window::new(deleted_at, deleted_at),
+                window: Window {
+                    from: deleted_at,
+                    to: deleted_at,
+                },
                 run_id: String::new(),
                 stream: String::new(),
             },

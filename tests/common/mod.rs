@@ -102,6 +102,18 @@ pub fn pipeline_with(
     policy: WindowPolicy,
     edit: impl Fn(StreamDefinition) -> StreamDefinition,
 ) -> Pipeline {
+    pipeline_full(site, sink, state, policy, edit, |s| s)
+}
+
+/// [`pipeline_with`] that also edits each engine stream configuration.
+pub fn pipeline_full(
+    site: &Site,
+    sink: Arc<dyn Sink>,
+    state: &Path,
+    policy: WindowPolicy,
+    edit: impl Fn(StreamDefinition) -> StreamDefinition,
+    stream: impl Fn(StreamConfig) -> StreamConfig,
+) -> Pipeline {
     let mut b = Pipeline::builder("e2e", sink)
         .checkpoints(Arc::new(FileCheckpointStore::open(state).unwrap()))
         .audit(Arc::new(JsonlAuditLog::new(state.join("audit.jsonl"))))
@@ -110,7 +122,7 @@ pub fn pipeline_with(
     for def in &site.streams {
         let def = edit(def.clone());
         let mapper = Arc::new(def.mapping.compile().unwrap());
-        b = b.stream(
+        b = b.stream(stream(
             StreamConfig::new(
                 def.name.clone(),
                 Arc::new(PeopleSoftSource::new(site.client.clone(), def).unwrap()),
@@ -118,7 +130,7 @@ pub fn pipeline_with(
                 policy,
             )
             .batch_size(500),
-        );
+        ));
     }
     b.build().unwrap()
 }

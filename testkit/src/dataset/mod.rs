@@ -777,6 +777,29 @@ impl Dataset {
         true
     }
 
+    /// Sets one field of the row with `key` **without** touching its cursor: a change in place
+    /// that cursor polling cannot see (a correction by SQL, a process that does not maintain
+    /// the last-update column). Returns false when the table, row or field does not exist.
+    pub fn set_field_in_place(
+        &mut self,
+        table: &str,
+        key: &[&str],
+        field: &str,
+        value: Value,
+    ) -> bool {
+        let Some(t) = self.tables.get_mut(table) else {
+            return false;
+        };
+        let Some(fi) = t.spec.field_index(field) else {
+            return false;
+        };
+        let Some(pos) = t.position(key) else {
+            return false;
+        };
+        t.rows[pos].set_value(fi, value);
+        true
+    }
+
     /// Inserts `n` new rows into `table` with cursor `at` (new vendors, customers, employees'
     /// hire rows, paychecks; for `po_lines` and `journal_lines` one new PO or journal with `n`
     /// lines, balanced when `n >= 2`). Returns their keys.
