@@ -278,7 +278,9 @@ pub async fn build(
                 .batch_size(s.batch_size)
                 .max_attempts(s.max_attempts)
                 .on_reject(s.on_reject)
-                .on_duplicate(s.capture.on_duplicate),
+                .on_duplicate(s.capture.on_duplicate)
+                .deletes(s.capture.deletes)
+                .reconcile(s.capture.reconcile.clone()),
         );
         definitions.push(def);
     }

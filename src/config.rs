@@ -83,6 +83,10 @@ pub struct PipelineSection {
     /// Streams run at once (default 2).
     #[serde(default)]
     pub max_concurrent_streams: Option<usize>,
+    /// When `run` reconciles every stream (e.g. `daily 04:00 America/Chicago`); a stream's own
+    /// `reconcile` or `snapshot` overrides it.
+    #[serde(default)]
+    pub reconcile: Option<Spanned<String>>,
 }
 
 /// `[state]`: where checkpoints, audit and rejects live.
@@ -344,6 +348,17 @@ pub struct StreamSection {
     /// Count rows with a NULL cursor in `verify` (reads the whole query once).
     #[serde(default)]
     pub null_cursor_check: bool,
+    /// `soft` (default: `_ml_deleted_at` is set), `hard` or `ignore`: rows deleted in
+    /// PeopleSoft, as reconciliation finds them.
+    #[serde(default)]
+    pub deletes: Option<Spanned<String>>,
+    /// When `run` reconciles this stream (overrides `pipeline.reconcile`).
+    #[serde(default)]
+    pub reconcile: Option<Spanned<String>>,
+    /// For master data (vendors, customers): when `run` takes a full key-set snapshot of the
+    /// stream (every committed window compared by key and hash), e.g. `daily 03:00`.
+    #[serde(default)]
+    pub snapshot: Option<Spanned<String>>,
 }
 
 /// Prompt name = value pairs in the order the file gives them.
@@ -397,6 +412,10 @@ pub struct CaptureSettings {
     pub on_duplicate: sync_core::engine::DuplicatePolicy,
     /// Count NULL cursors in `verify`.
     pub null_cursor_check: bool,
+    /// Delete policy.
+    pub deletes: sync_core::DeletePolicy,
+    /// Reconciliation schedule (stream `snapshot`, stream `reconcile` or `pipeline.reconcile`).
+    pub reconcile: Option<Schedule>,
 }
 
 impl StreamSection {
@@ -962,7 +981,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
                 }
             },
         };
-        let capture = capture_settings(&mut c, s, &name, &file.peoplesoft);
+        let capture = capture_settings(&mut c, s, &name, &file.peoplesoft, &file.pipeline);
         streams.push(StreamSettings {
             name,
             domain: s.domain.as_ref().map(|d| d.get_ref().clone()),
@@ -1004,6 +1023,7 @@ fn capture_settings(
     s: &StreamSection,
     name: &str,
     ps: &PeopleSoftSection,
+    pipeline: &PipelineSection,
 ) -> CaptureSettings {
     use peoplesoft_client::{PromptFormat, RangeSemantics};
     use sync_core::engine::DuplicatePolicy;
@@ -1102,6 +1122,29 @@ fn capture_settings(
         };
     }
     out.null_cursor_check = s.null_cursor_check;
+    if let Some(v) = &s.deletes {
+        out.deletes = match v.get_ref().as_str() {
+            "soft" => sync_core::DeletePolicy::Soft,
+            "hard" => sync_core::DeletePolicy::Hard,
+            "ignore" => sync_core::DeletePolicy::Ignore,
+            other => {
+                c.problem(v, format!("stream `{name}`: `deletes` must be `soft`, `hard` or `ignore`, not `{other}`"));
+                sync_core::DeletePolicy::Soft
+            }
+        };
+    }
+    let schedule = s
+        .snapshot
+        .as_ref()
+        .map(|v| ("snapshot", v))
+        .or(s.reconcile.as_ref().map(|v| ("reconcile", v)))
+        .or(pipeline.reconcile.as_ref().map(|v| ("pipeline.reconcile", v)));
+    if let Some((key, v)) = schedule {
+        match v.get_ref().parse::<Schedule>() {
+            Ok(sch) => out.reconcile = Some(sch),
+            Err(e) => c.problem(v, format!("stream `{name}`: `{key}`: {e}")),
+        }
+    }
     out
 }
 
@@ -1153,6 +1196,44 @@ max_window = "1d"
         assert_eq!(c.streams[1].max_window, Duration::days(1));
         assert_eq!(c.blackouts.len(), 1);
         assert_eq!(c.time_zone, chrono_tz::America::Chicago);
+    }
+
+    #[test]
+    fn capture_and_reconciliation_keys_are_read_in_order_and_checked() {
+        let text = format!(
+            "{GOOD}\n[[streams]]\nname = \"vouchers\"\nquery = \"ZZ_VOUCHERS\"\nkey = [\"VOUCHER_ID\"]\ncursor = \"LASTUPDDTTM\"\nfrom_prompt = \"BIND1\"\nto_prompt = \"BIND2\"\nprompt_format = \"date\"\nrange = \"between_inclusive\"\nfixed_prompts = {{ SETID = \"SHARE\", BU = \"US001\", AAA = \"x\" }}\nkey_prompts = [\"AFTER_VOUCHER\"]\nprofile_max_rows = 1000\non_duplicate = \"keep_last\"\ndeletes = \"hard\"\nsnapshot = \"daily 03:00\"\n[streams.mapping]\ntable = \"ps_vouchers\"\nprimary_key = [\"voucher_id\"]\ncursor_column = \"lastupddttm\"\ncolumns = [ {{ column = \"voucher_id\", source = \"VOUCHER_ID\", type = \"STRING\", nullable = false }}, {{ column = \"lastupddttm\", source = \"LASTUPDDTTM\", type = \"TIMESTAMP\" }} ]\n"
+        );
+        let c = parse(&text).unwrap_or_else(|p| panic!("{p:?}"));
+        let v = &c.streams[2].capture;
+        assert_eq!(v.from_prompt.as_deref(), Some("BIND1"));
+        assert_eq!(v.prompt_format, Some(peoplesoft_client::PromptFormat::Date));
+        assert_eq!(
+            v.range,
+            Some(peoplesoft_client::RangeSemantics::InclusiveBetween)
+        );
+        let names: Vec<&str> = v.fixed_prompts.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(names, ["SETID", "BU", "AAA"], "in file order");
+        assert_eq!(v.key_prompts, ["AFTER_VOUCHER"]);
+        assert_eq!(v.profile_max_rows, Some(1000));
+        assert_eq!(v.on_duplicate, sync_core::engine::DuplicatePolicy::KeepLast);
+        assert_eq!(v.deletes, sync_core::DeletePolicy::Hard);
+        assert!(v.reconcile.is_some());
+
+        let bad = text
+            .replace("prompt_format = \"date\"", "prompt_format = \"dates\"")
+            .replace("deletes = \"hard\"", "deletes = \"purge\"")
+            .replace("key = [\"VOUCHER_ID\"]\n", "");
+        let problems = parse(&bad).unwrap_err();
+        let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        assert!(problems
+            .iter()
+            .any(|p| p.line == line_of("prompt_format") && p.message.contains("`date`")));
+        assert!(problems
+            .iter()
+            .any(|p| p.line == line_of("deletes =") && p.message.contains("purge")));
+        assert!(problems
+            .iter()
+            .any(|p| p.message.contains("no `key`") && p.message.contains("write_mode")));
     }
 
     #[test]
