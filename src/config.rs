@@ -1138,7 +1138,10 @@ fn capture_settings(
         .as_ref()
         .map(|v| ("snapshot", v))
         .or(s.reconcile.as_ref().map(|v| ("reconcile", v)))
-        .or(pipeline.reconcile.as_ref().map(|v| ("pipeline.reconcile", v)));
+        .or(pipeline
+            .reconcile
+            .as_ref()
+            .map(|v| ("pipeline.reconcile", v)));
     if let Some((key, v)) = schedule {
         match v.get_ref().parse::<Schedule>() {
             Ok(sch) => out.reconcile = Some(sch),
