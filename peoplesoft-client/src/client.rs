@@ -12,6 +12,7 @@ use url::Url;
 use crate::auth::Credentials;
 use crate::config::{Connection, QueryName};
 use crate::error::{truncate_body, ConfigError, Error, Result};
+use crate::latch::{process_key, AuthLatch, AuthRejection};
 use crate::protection::{BlackoutAction, LoadProtection};
 use crate::qas::{self, encode, ExecuteQuery, PromptInfo, QueryOwner, QueryResult};
 
@@ -35,7 +36,23 @@ struct Inner {
     limiter: Arc<RequestLimiter>,
     protection: LoadProtection,
     clock: Arc<dyn Clock>,
+    latch: AuthLatch,
+    on_latch: Option<LatchCallback>,
+    /// A connection-level failure seen in this cycle (see [`PeopleSoftClient::begin_cycle`]).
+    unreachable: Mutex<Option<(tokio::time::Instant, String)>>,
 }
+
+/// Called once when a client latches its credentials (to persist the latch).
+pub type LatchCallback = Arc<dyn Fn(&AuthRejection) + Send + Sync>;
+
+/// How long a connection-level failure keeps the host marked unreachable when nobody calls
+/// [`PeopleSoftClient::begin_cycle`].
+const UNREACHABLE_HOLD: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Marks a response the client made up instead of sending (the latch closed while the
+/// request waited for its turn).
+#[derive(Clone, Copy)]
+struct NotSent;
 
 impl fmt::Debug for PeopleSoftClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -54,6 +71,8 @@ pub struct PeopleSoftClientBuilder {
     protection: LoadProtection,
     clock: Arc<dyn Clock>,
     limiter: Option<Arc<RequestLimiter>>,
+    latch: Option<AuthLatch>,
+    on_latch: Option<LatchCallback>,
 }
 
 impl fmt::Debug for PeopleSoftClientBuilder {
@@ -86,6 +105,20 @@ impl PeopleSoftClientBuilder {
         self
     }
 
+    /// Uses this credential latch instead of the one shared by every client of the process
+    /// for the same host and credentials (for isolated tests).
+    pub fn auth_latch(mut self, latch: AuthLatch) -> Self {
+        self.latch = Some(latch);
+        self
+    }
+
+    /// Called once, by the client whose request was rejected, when the credentials latch
+    /// (to persist the latch for the next run; see [`AuthRejection`]).
+    pub fn on_auth_latched(mut self, callback: LatchCallback) -> Self {
+        self.on_latch = Some(callback);
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<PeopleSoftClient> {
         let t = self.conn.timeouts();
@@ -104,6 +137,13 @@ impl PeopleSoftClientBuilder {
         let limiter = self.limiter.unwrap_or_else(|| {
             LimiterRegistry::global().get(&self.conn.host_port(), self.protection.limiter_config())
         });
+        let latch = self.latch.unwrap_or_else(|| {
+            AuthLatch::shared(&format!(
+                "{}|{}",
+                self.conn.host_port(),
+                self.credentials.fingerprint(process_key()).as_str()
+            ))
+        });
         Ok(PeopleSoftClient {
             inner: Arc::new(Inner {
                 conn: self.conn,
@@ -112,6 +152,9 @@ impl PeopleSoftClientBuilder {
                 limiter,
                 protection: self.protection,
                 clock: self.clock,
+                latch,
+                on_latch: self.on_latch,
+                unreachable: Mutex::new(None),
             }),
         })
     }
@@ -232,9 +275,7 @@ impl fmt::Display for PingReport {
                 "ok: host reachable, node answered and credentials accepted ({url})"
             ),
             PingReport::Unreachable { detail } => write!(f, "cannot reach host: {detail}"),
-            PingReport::NodeOrService { detail } => {
-                write!(f, "node name not found / IB error: {detail}")
-            }
+            PingReport::NodeOrService { detail } => write!(f, "{detail}"),
             PingReport::CredentialsRejected { detail } => {
                 write!(f, "credentials rejected: {detail}")
             }
@@ -251,6 +292,60 @@ impl PeopleSoftClient {
             protection: LoadProtection::default(),
             clock: Arc::new(SystemClock),
             limiter: None,
+            latch: None,
+            on_latch: None,
+        }
+    }
+
+    /// The credential latch: set after the first 401/403 (or token endpoint refusal), after
+    /// which no request is sent with these credentials.
+    pub fn auth_latch(&self) -> &AuthLatch {
+        &self.inner.latch
+    }
+
+    /// Starts a new cycle: forgets a connection-level failure (DNS, refused, TLS) seen in the
+    /// previous one, so the host is tried again. Within a cycle such a failure stops every
+    /// later request to the host at once ([`Error::HostUnreachable`]) instead of retrying
+    /// window after window; without this call the mark expires after five minutes.
+    pub fn begin_cycle(&self) {
+        *self
+            .inner
+            .unreachable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn unreachable_reason(&self) -> Option<String> {
+        let mut g = self
+            .inner
+            .unreachable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match &*g {
+            Some((at, _)) if at.elapsed() >= UNREACHABLE_HOLD => {
+                *g = None;
+                None
+            }
+            Some((_, reason)) => Some(reason.clone()),
+            None => None,
+        }
+    }
+
+    fn latch_now(&self, status: u16, url: &str) {
+        let r = AuthRejection::new(
+            self.inner.conn.host_port(),
+            status,
+            url,
+            self.inner.clock.now(),
+        );
+        if self.inner.latch.latch(r.clone()) {
+            tracing::error!(
+                host = %r.host,
+                "PeopleSoft credentials rejected: no further request with them ({r})"
+            );
+            if let Some(cb) = &self.inner.on_latch {
+                cb(&r);
+            }
         }
     }
 
@@ -281,8 +376,14 @@ impl PeopleSoftClient {
         keys: qas::RowKeys,
     ) -> Result<QueryResult> {
         let url = self.url(&q.relative_url()?)?;
+        // A synchronous query that timed out keeps running on PeopleSoft: not retried at once.
         let body = self
-            .request(Method::GET, url.clone(), None, Idempotency::Idempotent)
+            .request(
+                Method::GET,
+                url.clone(),
+                None,
+                Idempotency::IdempotentNoTimeoutRetry,
+            )
             .await?;
         qas::parse_execute_query_keys(url.as_str(), &body, q.max_rows, keys)
     }
@@ -384,24 +485,54 @@ impl PeopleSoftClient {
             }
         };
         let url = self.inner.conn.base_url().to_string();
+        let host = self.inner.conn.host_port();
+        let node = self.inner.conn.node().as_str().to_string();
         match outcome {
             Ok(()) => PingReport::Ok { url },
+            Err(Error::Transport { source, .. }) => PingReport::Unreachable {
+                detail: match connection_problem(&source) {
+                    Some(reason) => format!("{host}: {reason}"),
+                    None => format!("{host}: {source}"),
+                },
+            },
+            Err(Error::Timeout { timeout, .. }) => PingReport::Unreachable {
+                detail: format!("{host}: no answer within {timeout:?} (setting `request_timeout`)"),
+            },
+            Err(e @ Error::HostUnreachable { .. }) => PingReport::Unreachable {
+                detail: e.to_string(),
+            },
             Err(
-                e @ (Error::Transport { .. }
-                | Error::Token {
+                e @ Error::Token {
                     transient: true, ..
-                }),
+                },
             ) => PingReport::Unreachable {
                 detail: e.to_string(),
             },
             Err(
                 e @ (Error::AuthRejected { .. }
+                | Error::AuthLatched { .. }
                 | Error::Token {
                     transient: false, ..
                 }),
             ) => PingReport::CredentialsRejected {
                 detail: e.to_string(),
             },
+            Err(Error::Http { status: 404, .. } | Error::HtmlPage { status: 404, .. }) => {
+                PingReport::NodeOrService {
+                    detail: format!(
+                        "node `{node}` is not known to the Integration Broker at {host} (the gateway answered HTTP 404 for {url}); check `node` (and `path_prefix`)"
+                    ),
+                }
+            }
+            Err(Error::IbResponse { message, .. })
+                if message.to_ascii_lowercase().contains("node") =>
+            {
+                PingReport::NodeOrService {
+                    detail: format!(
+                        "node `{node}` is not known to the Integration Broker at {host}: {message}"
+                    ),
+                }
+            }
             Err(e) => PingReport::NodeOrService {
                 detail: e.to_string(),
             },
@@ -522,15 +653,36 @@ impl PeopleSoftClient {
         json: Option<&serde_json::Value>,
         idempotency: Idempotency,
     ) -> Result<ServiceResponse> {
+        if let Some(r) = self.inner.latch.get() {
+            return Err(Error::AuthLatched {
+                rejection: r.clone(),
+            });
+        }
+        if let Some(reason) = self.unreachable_reason() {
+            return Err(Error::HostUnreachable {
+                host: self.inner.conn.host_port(),
+                reason,
+            });
+        }
         self.wait_for_blackout().await?;
         let inner = &self.inner;
-        let auth: HeaderValue = inner.auth.authorization().await.map_err(|e| Error::Token {
-            transient: e
-                .source
-                .downcast_ref::<crate::auth::TokenEndpointError>()
-                .is_some_and(|t| t.transient),
-            message: e.source.to_string(),
-        })?;
+        let auth: HeaderValue = match inner.auth.authorization().await {
+            Ok(h) => h,
+            Err(e) => {
+                let transient = e
+                    .source
+                    .downcast_ref::<crate::auth::TokenEndpointError>()
+                    .is_some_and(|t| t.transient);
+                if !transient {
+                    // The token endpoint refused the client: a failed login as well.
+                    self.latch_now(0, url.as_str());
+                }
+                return Err(Error::Token {
+                    transient,
+                    message: e.source.to_string(),
+                });
+            }
+        };
         let held = Mutex::new(None);
         let mut attempts = 0u32;
         let outcome = inner
@@ -567,16 +719,52 @@ impl PeopleSoftClient {
                     }
                     let permit = limiter.acquire().await;
                     *held.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
+                    // Another request may have been rejected while this one queued.
+                    if inner.latch.is_latched() {
+                        return Ok(not_sent());
+                    }
                     tracing::debug!(%url, "PeopleSoft request");
                     req.send().await
                 }
             })
             .await;
-        let resp = outcome.map_err(|source| Error::Transport {
-            url: url.to_string(),
-            source,
-        })?;
+        let resp = match outcome {
+            Ok(r) => r,
+            Err(source) => {
+                drop(held);
+                if source.is_timeout() {
+                    return Err(Error::Timeout {
+                        url: url.to_string(),
+                        timeout: inner.conn.timeouts().request,
+                    });
+                }
+                if let Some(reason) = connection_problem(&source) {
+                    let host = inner.conn.host_port();
+                    tracing::error!(
+                        host,
+                        "{reason}: no more requests to this host in this cycle"
+                    );
+                    *inner.unreachable.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((tokio::time::Instant::now(), reason));
+                }
+                return Err(Error::Transport {
+                    url: url.to_string(),
+                    source,
+                });
+            }
+        };
+        if resp.extensions().get::<NotSent>().is_some() {
+            drop(held);
+            let rejection = inner.latch.get().cloned().unwrap_or_else(|| {
+                AuthRejection::new(inner.conn.host_port(), 401, url.as_str(), inner.clock.now())
+            });
+            return Err(Error::AuthLatched { rejection });
+        }
         let status = resp.status().as_u16();
+        if status == 401 || status == 403 {
+            // Latch before the slot is released, so no queued request goes out after this one.
+            self.latch_now(status, url.as_str());
+        }
         let content_type = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -604,6 +792,52 @@ impl PeopleSoftClient {
             body,
         })
     }
+}
+
+/// A response that was never sent (see [`NotSent`]); 401 is never retried.
+fn not_sent() -> reqwest::Response {
+    let mut r = http::Response::new(String::new());
+    *r.status_mut() = http::StatusCode::UNAUTHORIZED;
+    r.extensions_mut().insert(NotSent);
+    reqwest::Response::from(r)
+}
+
+/// One line naming a connection-level failure (no HTTP conversation was possible), or
+/// `None` for other transport errors (timeouts, a dropped body).
+pub(crate) fn connection_problem(e: &sync_core::http::TransportError) -> Option<String> {
+    let mut chain = String::new();
+    let mut refused = false;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e.source);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        chain.push_str(&err.to_string().to_ascii_lowercase());
+        chain.push(' ');
+        cur = err.source();
+    }
+    if chain.contains("dns error")
+        || chain.contains("failed to lookup address")
+        || chain.contains("name or service not known")
+        || chain.contains("no such host")
+        || chain.contains("nodename nor servname")
+    {
+        return Some("cannot resolve the host name (DNS)".into());
+    }
+    if refused || chain.contains("connection refused") {
+        return Some("connection refused (nothing listens on that port)".into());
+    }
+    if chain.contains("certificate")
+        || chain.contains("tls")
+        || chain.contains("handshake")
+        || chain.contains("invalid peer")
+    {
+        return Some("TLS handshake failed (certificate or protocol)".into());
+    }
+    if e.is_connect() {
+        return Some("could not connect".into());
+    }
+    None
 }
 
 fn parse_json(url: &str, body: &str) -> Result<serde_json::Value> {

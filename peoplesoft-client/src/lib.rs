@@ -102,6 +102,7 @@ mod auth;
 mod client;
 mod config;
 mod error;
+mod latch;
 mod protection;
 pub mod qas;
 pub mod records;
@@ -111,11 +112,12 @@ pub mod writeback;
 
 pub use auth::{ClientAuthMethod, Credentials, OAuth2ClientCredentials};
 pub use client::{
-    PeopleSoftClient, PeopleSoftClientBuilder, PingCheck, PingReport, ServiceOperation,
-    ServiceResponse,
+    LatchCallback, PeopleSoftClient, PeopleSoftClientBuilder, PingCheck, PingReport,
+    ServiceOperation, ServiceResponse,
 };
 pub use config::{Connection, ConnectionBuilder, NodeName, QueryName, Scheme, Timeouts};
 pub use error::{truncate_body, ConfigError, Error, Result, RAW_BODY_LIMIT};
+pub use latch::{random_key, AuthLatch, AuthRejection, CredentialFingerprint};
 pub use protection::{BlackoutAction, BlackoutWindow, LoadProtection};
 pub use qas::{ExecuteQuery, PromptInfo, QueryOwner, QueryResult, DEFAULT_MAX_ROWS};
 pub use source::{flag_current_rows, PeopleSoftSource};

@@ -325,6 +325,11 @@ pub struct StreamReport {
     pub error: Option<String>,
     /// True when a stop signal cut the cycle short.
     pub stopped: bool,
+    /// The stream's remaining windows were deferred without being attempted (blackout with
+    /// `skip`, latched credentials, host unreachable earlier in the cycle): the reason. Not a
+    /// failure: nothing is recorded against the windows.
+    #[serde(default)]
+    pub skipped: Option<String>,
 }
 
 impl StreamReport {
@@ -365,6 +370,8 @@ pub struct StreamStatus {
     pub stuck: Vec<FailedWindow>,
     /// When a window last committed.
     pub last_commit_at: Option<DateTime<Utc>>,
+    /// The last cycle deferred the stream's windows (e.g. a blackout with `skip`), and why.
+    pub skipped: Option<crate::state::Skipped>,
 }
 
 /// One window of a completeness check.
@@ -700,6 +707,7 @@ impl Pipeline {
                         .collect(),
                     failed: st.failed,
                     last_commit_at: st.last_commit_at,
+                    skipped: st.skipped,
                 }
             })
             .collect())
@@ -1022,7 +1030,10 @@ impl StreamRun<'_> {
                     }
                 }
                 End::Failed(error) => {
-                    if error.kind() == FailureKind::StopStream {
+                    if matches!(
+                        error.kind(),
+                        FailureKind::StopStream | FailureKind::Deferred
+                    ) {
                         self.halt.store(true, Ordering::SeqCst);
                     }
                     if self.pipeline.options.stop_stream_on_failure {
@@ -1304,6 +1315,9 @@ impl StreamRun<'_> {
         let p = self.pipeline;
         let cfg = self.cfg;
         let message = error.full_message();
+        if error.kind() == FailureKind::Deferred {
+            return self.deferred(st, report, planned, read, error).await;
+        }
         report.windows_failed += 1;
         report.rows_written += receipt.rows_written;
         if error.kind() == FailureKind::StopStream {
@@ -1341,6 +1355,39 @@ impl StreamRun<'_> {
             Some(message),
         );
         self.append_audit(&entry, report).await;
+    }
+
+    /// A window the source declined to attempt: no failure, no attempt, no audit entry; the
+    /// stream stops for this cycle and the reason is reported and kept for `status`.
+    async fn deferred(
+        &self,
+        st: &mut StreamState,
+        report: &mut StreamReport,
+        planned: Planned,
+        read: u64,
+        error: ConnectorError,
+    ) {
+        let p = self.pipeline;
+        let message = error.message().to_string();
+        debug_assert_eq!(read, 0, "a deferred window read nothing");
+        tracing::info!(stream = %self.cfg.name, window = %planned.window, "window deferred, not attempted: {message}");
+        if report.skipped.is_none() {
+            report.skipped = Some(message.clone());
+        }
+        let mut next = st.clone();
+        next.skipped = Some(crate::state::Skipped {
+            reason: message,
+            until: error.until(),
+            at: p.clock.now(),
+        });
+        if next != *st {
+            match p.store.save_stream(&p.name, &self.cfg.name, &next).await {
+                Ok(()) => *st = next,
+                Err(e) => {
+                    report.error = Some(format!("skipped cycle not recorded in state: {e}"));
+                }
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -45,6 +45,19 @@ impl FailedWindow {
     }
 }
 
+/// A cycle in which a stream's windows were deferred without being attempted (for example a
+/// blackout window with the `skip` action). Not a failure: no attempt is counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// Why (the source's message).
+    pub reason: String,
+    /// When the reason ends, when known (a blackout window's end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// When the windows were skipped.
+    pub at: DateTime<Utc>,
+}
+
 /// The state of one stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamState {
@@ -57,6 +70,9 @@ pub struct StreamState {
     /// When a window of this stream last committed.
     #[serde(default)]
     pub last_commit_at: Option<DateTime<Utc>>,
+    /// The last cycle's windows were deferred, not attempted (cleared by the next commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Skipped>,
 }
 
 impl StreamState {
@@ -81,6 +97,7 @@ impl StreamState {
         }
         self.failed = rest;
         self.last_commit_at = Some(at);
+        self.skipped = None;
     }
 
     /// Records a failed attempt of `window`.
