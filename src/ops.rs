@@ -60,6 +60,13 @@ fn first_query(config: &Config) -> Result<Option<PingCheck>, BoxError> {
 /// (one request: DNS, TCP/TLS, node, credentials) and that the destination is usable. The
 /// error is one line naming the problem.
 pub async fn preflight(config: &Config, peoplesoft: &PeopleSoftClient) -> Result<(), BoxError> {
+    if let Err(peoplesoft_client::Error::Blackout { window, until, .. }) =
+        peoplesoft.wait_for_blackout().await
+    {
+        // `skip` blackouts: nothing may be sent now, and the run skips every stream anyway.
+        tracing::info!("PeopleSoft is in blackout window `{window}` until {until}: not checked");
+        return destination_ready(config).await;
+    }
     if let Some(check) = first_query(config)? {
         match peoplesoft.ping(&check).await {
             PingReport::Ok { .. } => {}

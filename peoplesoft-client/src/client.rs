@@ -27,6 +27,8 @@ use crate::qas::{self, encode, ExecuteQuery, PromptInfo, QueryOwner, QueryResult
 #[derive(Clone)]
 pub struct PeopleSoftClient {
     inner: Arc<Inner>,
+    /// One attempt per request, no retries ([`ping`](Self::ping): a check is one request).
+    one_shot: bool,
 }
 
 struct Inner {
@@ -49,8 +51,8 @@ pub type LatchCallback = Arc<dyn Fn(&AuthRejection) + Send + Sync>;
 /// [`PeopleSoftClient::begin_cycle`].
 const UNREACHABLE_HOLD: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Marks a response the client made up instead of sending (the latch closed while the
-/// request waited for its turn).
+/// Marks a response the client made up instead of sending (the latch closed, or the host
+/// was found unreachable, while the request waited for its turn).
 #[derive(Clone, Copy)]
 struct NotSent;
 
@@ -145,6 +147,7 @@ impl PeopleSoftClientBuilder {
             ))
         });
         Ok(PeopleSoftClient {
+            one_shot: false,
             inner: Arc::new(Inner {
                 conn: self.conn,
                 http,
@@ -474,14 +477,20 @@ impl PeopleSoftClient {
         self.send(method, url, body, idempotency).await
     }
 
-    /// Proves reachability, node name and credentials with one cheap request, and says
-    /// which of the three failed.
+    /// Proves reachability, node name and credentials with **one** request (never retried),
+    /// and says in one line which of them failed: the host (DNS, refused connection, TLS,
+    /// timeout), the node (the gateway's 404 page or an IB "no node" error), or the
+    /// credentials (which then latch, like any 401/403).
     pub async fn ping(&self, check: &PingCheck) -> PingReport {
+        let once = PeopleSoftClient {
+            inner: self.inner.clone(),
+            one_shot: true,
+        };
         let outcome = match check {
-            PingCheck::QueryPrompts(owner, q) => self.query_prompts(*owner, q).await.map(|_| ()),
+            PingCheck::QueryPrompts(owner, q) => once.query_prompts(*owner, q).await.map(|_| ()),
             PingCheck::ExecuteQuery(q) => {
                 let q = q.clone().max_rows(1);
-                self.execute_query(&q).await.map(|_| ())
+                once.execute_query(&q).await.map(|_| ())
             }
         };
         let url = self.inner.conn.base_url().to_string();
@@ -685,9 +694,13 @@ impl PeopleSoftClient {
         };
         let held = Mutex::new(None);
         let mut attempts = 0u32;
-        let outcome = inner
-            .protection
-            .retry
+        let no_retry = sync_core::http::RetryPolicy::none();
+        let retry = if self.one_shot {
+            &no_retry
+        } else {
+            &inner.protection.retry
+        };
+        let outcome = retry
             .send(idempotency, || {
                 let mut req = inner
                     .http
@@ -698,6 +711,7 @@ impl PeopleSoftClient {
                     req = req.header(CONTENT_TYPE, "application/json").json(body);
                 }
                 let held = &held;
+                let this = &self;
                 let limiter = &inner.limiter;
                 let url = &url;
                 attempts += 1;
@@ -719,12 +733,18 @@ impl PeopleSoftClient {
                     }
                     let permit = limiter.acquire().await;
                     *held.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
-                    // Another request may have been rejected while this one queued.
-                    if inner.latch.is_latched() {
+                    // Another request may have been rejected, or found the host unreachable,
+                    // while this one queued for its turn.
+                    if inner.latch.is_latched() || this.unreachable_reason().is_some() {
                         return Ok(not_sent());
                     }
                     tracing::debug!(%url, "PeopleSoft request");
-                    req.send().await
+                    let sent = req.send().await;
+                    // The server saw the request by now: the next one's gap counts from here.
+                    if let Some(p) = held.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                        p.answered();
+                    }
+                    sent
                 }
             })
             .await;
@@ -755,6 +775,12 @@ impl PeopleSoftClient {
         };
         if resp.extensions().get::<NotSent>().is_some() {
             drop(held);
+            if let Some(reason) = self.unreachable_reason() {
+                return Err(Error::HostUnreachable {
+                    host: inner.conn.host_port(),
+                    reason,
+                });
+            }
             let rejection = inner.latch.get().cloned().unwrap_or_else(|| {
                 AuthRejection::new(inner.conn.host_port(), 401, url.as_str(), inner.clock.now())
             });
