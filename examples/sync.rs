@@ -86,8 +86,8 @@ async fn main() -> ExitCode {
         };
     }
     if !["check", "run", "status", "replay", "backfill", "verify"].contains(&command) {
-        eprintln!("unknown command `{command}`\n{USAGE}");
-        return ExitCode::from(2);
+        eprintln!("error: unknown command `{command}`\n{USAGE}");
+        return ExitCode::from(1);
     }
     if command == "status" {
         if let Ok(Some(l)) = ops::latch_file(&config).load() {

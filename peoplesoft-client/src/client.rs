@@ -342,7 +342,7 @@ impl PeopleSoftClient {
             self.inner.clock.now(),
         );
         if self.inner.latch.latch(r.clone()) {
-            tracing::error!(
+            tracing::warn!(
                 host = %r.host,
                 "PeopleSoft credentials rejected: no further request with them ({r})"
             );
@@ -760,7 +760,7 @@ impl PeopleSoftClient {
                 }
                 if let Some(reason) = connection_problem(&source) {
                     let host = inner.conn.host_port();
-                    tracing::error!(
+                    tracing::warn!(
                         host,
                         "{reason}: no more requests to this host in this cycle"
                     );
