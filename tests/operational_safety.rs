@@ -108,6 +108,11 @@ async fn six_streams_with_a_wrong_password_send_exactly_one_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_for_the_same_host_and_credentials_share_the_latch() {
     let site = site(0.1);
+    let host = format!("{}:{}", site.server.host(), site.server.port());
+    let creds = Credentials::basic(
+        DEFAULT_OPRID,
+        SecretString::from("another-wrong-password".to_string()),
+    );
     let build = || {
         client_for(
             site.server.host(),
@@ -117,6 +122,7 @@ async fn clients_for_the_same_host_and_credentials_share_the_latch() {
             fast_protection(),
             StdDuration::from_secs(5),
         )
+        .auth_latch(AuthLatch::process_wide(&host, &creds))
         .build()
         .unwrap()
     };

@@ -12,7 +12,7 @@ use url::Url;
 use crate::auth::Credentials;
 use crate::config::{Connection, QueryName};
 use crate::error::{truncate_body, ConfigError, Error, Result};
-use crate::latch::{process_key, AuthLatch, AuthRejection};
+use crate::latch::{AuthLatch, AuthRejection};
 use crate::protection::{BlackoutAction, LoadProtection};
 use crate::qas::{self, encode, ExecuteQuery, PromptInfo, QueryOwner, QueryResult};
 
@@ -107,8 +107,10 @@ impl PeopleSoftClientBuilder {
         self
     }
 
-    /// Uses this credential latch instead of the one shared by every client of the process
-    /// for the same host and credentials (for isolated tests).
+    /// Shares this credential latch (default: a latch of this client and its clones). Give
+    /// every client that logs in with the same credentials the same latch — for example
+    /// [`AuthLatch::process_wide`] — so one rejection stops them all: a forward pipeline's
+    /// client and a write-back client built separately, say.
     pub fn auth_latch(mut self, latch: AuthLatch) -> Self {
         self.latch = Some(latch);
         self
@@ -139,13 +141,7 @@ impl PeopleSoftClientBuilder {
         let limiter = self.limiter.unwrap_or_else(|| {
             LimiterRegistry::global().get(&self.conn.host_port(), self.protection.limiter_config())
         });
-        let latch = self.latch.unwrap_or_else(|| {
-            AuthLatch::shared(&format!(
-                "{}|{}",
-                self.conn.host_port(),
-                self.credentials.fingerprint(process_key()).as_str()
-            ))
-        });
+        let latch = self.latch.unwrap_or_default();
         Ok(PeopleSoftClient {
             one_shot: false,
             inner: Arc::new(Inner {
@@ -534,7 +530,9 @@ impl PeopleSoftClient {
                 }
             }
             Err(Error::IbResponse { message, .. })
-                if message.to_ascii_lowercase().contains("node") =>
+                if ["no node found", "node not found", "unknown node"]
+                    .iter()
+                    .any(|m| message.to_ascii_lowercase().contains(m)) =>
             {
                 PingReport::NodeOrService {
                     detail: format!(
@@ -543,7 +541,7 @@ impl PeopleSoftClient {
                 }
             }
             Err(e) => PingReport::NodeOrService {
-                detail: e.to_string(),
+                detail: format!("node name not found / IB error: {e}"),
             },
         }
     }

@@ -5,9 +5,10 @@
 //! request of every client holding the same [`AuthLatch`] fails at once with
 //! [`Error::AuthLatched`](crate::Error::AuthLatched), without touching the network.
 //!
-//! Clients built for the same `host:port` and the same credentials share one latch in the
-//! process (like the per-host request limiter), so a forward pipeline and a reverse
-//! (write-back) pipeline built separately still stop together. A caller that wants the latch
+//! Every clone of a client shares its latch; clients built separately share one when given
+//! the same [`AuthLatch`] (for example [`AuthLatch::process_wide`] for a `host:port` and a set
+//! of credentials), so a forward pipeline and a reverse (write-back) pipeline stop together.
+//! A caller that wants the latch
 //! to outlive the process (a cron job running one cycle every 15 minutes) stores the
 //! [`AuthRejection`] with a keyed [`CredentialFingerprint`] (see
 //! [`Credentials::fingerprint`](crate::Credentials::fingerprint)) and refuses to start while
@@ -94,9 +95,17 @@ impl AuthLatch {
         Self::default()
     }
 
-    /// The latch shared by every client of the process for `key` (the client uses
-    /// `host:port` plus a process-keyed fingerprint of the credentials).
-    pub(crate) fn shared(key: &str) -> Self {
+    /// The one latch of this process for `host_port` and `credentials`: every caller asking
+    /// for the same pair gets the same latch (the key is a fingerprint under a random
+    /// per-process key, never the secret).
+    pub fn process_wide(host_port: &str, credentials: &crate::Credentials) -> Self {
+        Self::shared(&format!(
+            "{host_port}|{}",
+            credentials.fingerprint(process_key()).as_str()
+        ))
+    }
+
+    fn shared(key: &str) -> Self {
         static LATCHES: OnceLock<Mutex<HashMap<String, AuthLatch>>> = OnceLock::new();
         let map = LATCHES.get_or_init(Default::default);
         let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
