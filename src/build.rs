@@ -112,7 +112,7 @@ pub fn peoplesoft_client(config: &Config) -> Result<PeopleSoftClient, BoxError> 
     peoplesoft_client_with(config, peoplesoft_credentials(config)?, None)
 }
 
-/// [`peoplesoft_client`] with given credentials and an optional callback for when they
+/// [`peoplesoft_client()`] with given credentials and an optional callback for when they
 /// latch (see [`crate::ops::open_peoplesoft`], which persists the latch).
 pub fn peoplesoft_client_with(
     config: &Config,
