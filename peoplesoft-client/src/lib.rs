@@ -7,7 +7,8 @@
 //! PeopleSoft is self-hosted and shared with the business, so this crate is careful by
 //! default: one request at a time per host, a pause between requests, timeouts, bounded
 //! retries, optional blackout windows, and **no retry at all on 401/403** (repeated failed
-//! logins can lock the PeopleSoft account).
+//! logins can lock the PeopleSoft account): the first rejection latches the client and every
+//! clone of it ([`AuthLatch`]), so no stream sends those credentials again.
 //!
 //! ## How data is read
 //!
