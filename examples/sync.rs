@@ -89,16 +89,24 @@ async fn main() -> ExitCode {
         eprintln!("error: unknown command `{command}`\n{USAGE}");
         return ExitCode::from(1);
     }
+    let mut latched_before = false;
     if command == "status" {
         if let Ok(Some(l)) = ops::latch_file(&config).load() {
+            latched_before = true;
             println!(
                 "PeopleSoft credentials LATCHED: {} was rejected ({}); fix them, then run `reset-auth`",
                 l.principal, l.rejection
             );
         }
     }
-    // Refuses at once while the same credentials are latched from an earlier run.
-    let peoplesoft = match ops::open_peoplesoft(&config) {
+    // Refuses at once while the same credentials are latched from an earlier run (`status`
+    // sends nothing to PeopleSoft, so it only reports the latch).
+    let opened = if command == "status" {
+        ml_connector::build::peoplesoft_client(&config)
+    } else {
+        ops::open_peoplesoft(&config)
+    };
+    let peoplesoft = match opened {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -140,7 +148,7 @@ async fn main() -> ExitCode {
         );
     }
     match result {
-        Ok(true) if latched.is_none() => ExitCode::SUCCESS,
+        Ok(true) if latched.is_none() && !latched_before => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e}");

@@ -147,7 +147,14 @@ fn a_rejected_password_costs_one_request_per_process_and_none_in_the_next_run() 
     }
     assert_eq!(server.stats().total_requests, 1);
     let out = sync(&s.cfg, "wrong-password-1", &["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("LATCHED"), "{}", text(&out));
     assert!(text(&out).contains("reset-auth"), "{}", text(&out));
+    assert!(
+        text(&out).contains("committed: nothing yet"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(server.stats().total_requests, 1);
 
     // The operator clears it: the next run logs in again (still wrong: one more request).
@@ -283,4 +290,81 @@ fn a_skipped_blackout_shows_in_status_and_counts_nothing() {
     assert!(out.status.success(), "{t}");
     assert!(t.contains("skipped: blackout until"), "{t}");
     assert!(!t.contains("failed"), "{t}");
+}
+
+#[test]
+fn the_scheduled_runner_stops_on_rejected_credentials() {
+    let server = server();
+    let s = setup(
+        &server.host(),
+        server.port(),
+        server.node(),
+        "",
+        SIX_STREAMS,
+    );
+    let cfg = std::fs::read_to_string(&s.cfg).unwrap().replace(
+        "name = \"safety\"",
+        "name = \"safety\"\nschedule = \"every 1s\"",
+    );
+    std::fs::write(&s.cfg, cfg).unwrap();
+    let started = std::time::Instant::now();
+    let out = sync(&s.cfg, "wrong-password-2", &["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("rejected"), "{}", text(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(server.stats().total_requests, 1);
+}
+
+#[test]
+fn the_scheduled_runner_stops_calling_peoplesoft_when_the_password_is_rotated() {
+    use std::io::{BufRead, BufReader};
+    let server = server();
+    let s = setup(
+        &server.host(),
+        server.port(),
+        server.node(),
+        "",
+        "[[streams]]\nname = \"journal_lines\"\ndomain = \"journal_lines\"\n[[streams]]\nname = \"vendors\"\ndomain = \"vendors\"\n",
+    );
+    let cfg = std::fs::read_to_string(&s.cfg).unwrap().replace(
+        "name = \"safety\"",
+        "name = \"safety\"\nschedule = \"every 1s\"",
+    );
+    std::fs::write(&s.cfg, cfg).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("sync");
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(&s.cfg)
+        .arg("run")
+        .env("MLC_CLI_TEST_PASSWORD", DEFAULT_PASSWORD)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Wait for the first cycle's report, then rotate the password on the server.
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("run ") {
+            break;
+        }
+    }
+    server.set_password("rotated-by-the-operator");
+    let before = server.stats().total_requests;
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("not calling PeopleSoft any more"), "{err}");
+    let stats = server.stats();
+    assert_eq!(stats.unauthorized, 1, "{err}");
+    assert_eq!(stats.total_requests, before + 1, "{err}");
+    assert!(s.state().join("auth-latch.json").exists());
 }

@@ -323,6 +323,8 @@ struct State {
     max_concurrent: AtomicUsize,
     transaction: AtomicU64,
     log: Mutex<Log>,
+    /// A password set after start ([`PeopleSoftServer::set_password`]).
+    password: Mutex<Option<String>>,
 }
 
 /// The running QAS stand-in. Dropping it stops the server.
@@ -383,6 +385,7 @@ impl PeopleSoftServer {
             max_concurrent: AtomicUsize::new(0),
             transaction: AtomicU64::new(0),
             log: Mutex::new(Log::default()),
+            password: Mutex::new(None),
         });
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let st = Arc::clone(&state);
@@ -546,6 +549,11 @@ impl PeopleSoftServer {
             faults_injected: log.faults_injected,
             arrivals: log.arrivals.clone(),
         }
+    }
+
+    /// Changes the accepted password from now on (the operator rotated it).
+    pub fn set_password(&self, password: impl Into<String>) {
+        *lock(&self.state.password) = Some(password.into());
     }
 
     /// Resets every counter and the window log.
@@ -852,8 +860,11 @@ impl State {
             let Ok(text) = String::from_utf8(raw) else {
                 return false;
             };
+            let password = lock(&self.password)
+                .clone()
+                .unwrap_or_else(|| self.config.password.clone());
             text.split_once(':')
-                .is_some_and(|(u, p)| u == self.config.oprid && p == self.config.password)
+                .is_some_and(|(u, p)| u == self.config.oprid && p == password)
         } else if scheme.eq_ignore_ascii_case("bearer") {
             self.config
                 .bearer_token
