@@ -87,26 +87,28 @@ async fn destination_ready(config: &Config) -> Result<(), BoxError> {
         }
         None => {
             if let Some(path) = &dest.path {
-                writable_place(path, "destination `path`")?;
+                // SQLite creates the file, not its directory.
+                writable_place(path, "destination `path`", false)?;
             }
         }
     }
     if config.file.state.kind.get_ref() != "databricks" {
-        writable_place(&config.file.state.dir, "state `dir`")?;
+        // The state directory is created with its parents.
+        writable_place(&config.file.state.dir, "state `dir`", true)?;
     }
     Ok(())
 }
 
-/// `path` exists and is writable, or its parent directory does (without creating anything).
-fn writable_place(path: &Path, what: &str) -> Result<(), BoxError> {
+/// `path` exists and is writable, or can be created (its parent exists and is writable, or
+/// with `parents`, its first existing ancestor), without creating anything.
+fn writable_place(path: &Path, what: &str, parents: bool) -> Result<(), BoxError> {
     let probe = if path.exists() {
         path.to_path_buf()
     } else {
         match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => {
                 let mut p = p.to_path_buf();
-                // A state dir may be created with its parents; find the first existing one.
-                while !p.exists() {
+                while parents && !p.exists() {
                     match p.parent() {
                         Some(q) if !q.as_os_str().is_empty() => p = q.to_path_buf(),
                         _ => break,
@@ -125,7 +127,7 @@ fn writable_place(path: &Path, what: &str) -> Result<(), BoxError> {
         )
         .into()),
         Ok(_) => Ok(()),
-        Err(e) => Err(format!("{what} {}: {e}", path.display()).into()),
+        Err(e) => Err(format!("{what} {}: {}: {e}", path.display(), probe.display()).into()),
     }
 }
 

@@ -65,14 +65,24 @@ fn sqlite(dir: &std::path::Path) -> Arc<SqliteSink> {
 async fn six_streams_with_a_wrong_password_send_exactly_one_request() {
     let dir = tempfile::tempdir().unwrap();
     let mut site = site(0.3);
+    // Four requests may be in flight at once, and four streams run at once: still one login.
     site.client = client_for(
         site.server.host(),
         site.server.port(),
         site.server.node(),
         "not-the-password",
-        fast_protection(),
+        LoadProtection {
+            max_concurrent: 4,
+            ..fast_protection()
+        },
         StdDuration::from_secs(5),
     )
+    .limiter(Arc::new(sync_core::http::RequestLimiter::new(
+        sync_core::http::LimiterConfig {
+            max_concurrent: 4,
+            min_gap: StdDuration::ZERO,
+        },
+    )))
     .clock(site.clock.clone())
     .build()
     .unwrap();

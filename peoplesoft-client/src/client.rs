@@ -19,10 +19,13 @@ use crate::qas::{self, encode, ExecuteQuery, PromptInfo, QueryOwner, QueryResult
 /// A client for one PeopleSoft Integration Broker node.
 ///
 /// Cheap to clone (shared inner state). Every request goes through the same path:
-/// blackout check → per-host limiter (concurrency + gap) → `Authorization` header → send with
-/// sync-core's [`RetryPolicy`](sync_core::http::RetryPolicy) (5xx, 429 and timeouts of
-/// idempotent requests) → 401/403 become [`Error::AuthRejected`] after exactly one request →
-/// errors that arrive with HTTP 200 are detected. [`service_request`](Self::service_request)
+/// credential latch and unreachable-host checks (nothing is sent once either is set) →
+/// blackout check → `Authorization` header → until PeopleSoft has accepted the credentials
+/// once, one request at a time → per-host limiter (concurrency + gap, counted from the
+/// previous answer) → send with sync-core's [`RetryPolicy`](sync_core::http::RetryPolicy)
+/// (5xx, 429 and timeouts of idempotent requests; a timed-out `ExecuteQuery` is not
+/// retried) → 401/403 become [`Error::AuthRejected`] after exactly one request and latch the
+/// client and its clones ([`AuthLatch`]) → errors that arrive with HTTP 200 are detected. [`service_request`](Self::service_request)
 /// takes the same path but returns every other status, and the body, unjudged.
 #[derive(Clone)]
 pub struct PeopleSoftClient {
@@ -42,6 +45,11 @@ struct Inner {
     on_latch: Option<LatchCallback>,
     /// A connection-level failure seen in this cycle (see [`PeopleSoftClient::begin_cycle`]).
     unreachable: Mutex<Option<(tokio::time::Instant, String)>>,
+    /// True once PeopleSoft accepted the credentials (answered something other than 401/403).
+    proven: std::sync::atomic::AtomicBool,
+    /// Until then, one request at a time carries the credentials, whatever the concurrency
+    /// limit: with wrong credentials exactly one login fails.
+    probe: tokio::sync::Mutex<()>,
 }
 
 /// Called once when a client latches its credentials (to persist the latch).
@@ -154,6 +162,8 @@ impl PeopleSoftClientBuilder {
                 latch,
                 on_latch: self.on_latch,
                 unreachable: Mutex::new(None),
+                proven: std::sync::atomic::AtomicBool::new(false),
+                probe: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -692,6 +702,18 @@ impl PeopleSoftClient {
         };
         let held = Mutex::new(None);
         let mut attempts = 0u32;
+        let mut probe = None;
+        if !inner.proven.load(std::sync::atomic::Ordering::SeqCst) {
+            let guard = inner.probe.lock().await;
+            if let Some(r) = inner.latch.get() {
+                return Err(Error::AuthLatched {
+                    rejection: r.clone(),
+                });
+            }
+            if !inner.proven.load(std::sync::atomic::Ordering::SeqCst) {
+                probe = Some(guard);
+            }
+        }
         let no_retry = sync_core::http::RetryPolicy::none();
         let retry = if self.one_shot {
             &no_retry
@@ -788,7 +810,12 @@ impl PeopleSoftClient {
         if status == 401 || status == 403 {
             // Latch before the slot is released, so no queued request goes out after this one.
             self.latch_now(status, url.as_str());
+        } else {
+            inner
+                .proven
+                .store(true, std::sync::atomic::Ordering::SeqCst);
         }
+        drop(probe);
         let content_type = resp
             .headers()
             .get(CONTENT_TYPE)
