@@ -13,23 +13,31 @@
 //! - `replay`                     retry every failed window now (stuck ones included)
 //! - `backfill --from T --to T [--stream NAME]...`   reload a cursor range
 //! - `verify [--requeue]`         source vs target row counts per window; re-queue differences
+//! - `reset-auth`                 clear the credential latch after fixing the credentials
 //!
-//! Exit codes: 0 success, 1 a cycle or check had failures, 2 bad configuration or usage.
+//! Before `run`, `replay`, `backfill` and `verify` touch anything, one request proves that
+//! PeopleSoft answers (host, TLS, node, credentials) and the destination is usable; a problem
+//! is one line and a non-zero exit, with nothing created or recorded. A 401/403 latches the
+//! credentials (recorded in the state directory, without the secret): later runs refuse to
+//! send them again until they change or `reset-auth` clears the latch.
+//!
+//! Exit codes: 0 success, 1 a cycle or check had failures (or PeopleSoft / the destination is
+//! not usable, or the credentials are latched), 2 bad configuration or usage.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ml_connector::build::{build, Built};
-use ml_connector::config;
+use ml_connector::build::{build_with, Built};
+use ml_connector::{config, ops};
 use peoplesoft_client::{PingCheck, QueryOwner};
 use sync_core::audit::Outcome;
 use sync_core::engine::{CycleReport, Progress};
 use sync_core::schedule::Runner;
 use sync_core::{SystemClock, Window};
 
-const USAGE: &str = "usage: sync --config <pipeline.toml> <check | run [--once] | status | replay | backfill --from <RFC3339> --to <RFC3339> [--stream NAME]... | verify [--requeue]>";
+const USAGE: &str = "usage: sync --config <pipeline.toml> <check | run [--once] | status | replay | backfill --from <RFC3339> --to <RFC3339> [--stream NAME]... | verify [--requeue] | reset-auth>";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -61,7 +69,62 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let built = match build(&config, print_progress).await {
+    if command == "reset-auth" {
+        return match ops::reset_auth(&config) {
+            Ok(true) => {
+                println!("credential latch cleared: the next run will log in to PeopleSoft again");
+                ExitCode::SUCCESS
+            }
+            Ok(false) => {
+                println!("no credential latch was set");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if !["check", "run", "status", "replay", "backfill", "verify"].contains(&command) {
+        eprintln!("error: unknown command `{command}`\n{USAGE}");
+        return ExitCode::from(1);
+    }
+    let mut latched_before = false;
+    if command == "status" {
+        if let Ok(Some(l)) = ops::latch_file(&config).load() {
+            latched_before = true;
+            println!(
+                "PeopleSoft credentials LATCHED: {} was rejected ({}); fix them, then run `reset-auth`",
+                l.principal, l.rejection
+            );
+        }
+    }
+    // Refuses at once while the same credentials are latched from an earlier run (`status`
+    // sends nothing to PeopleSoft, so it only reports the latch).
+    let opened = if command == "status" {
+        ml_connector::build::peoplesoft_client(&config)
+    } else {
+        ops::open_peoplesoft(&config)
+    };
+    let peoplesoft = match opened {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(if e.is::<ml_connector::auth_latch::LatchError>() {
+                1
+            } else {
+                2
+            });
+        }
+    };
+    // Fail fast, before any table is created or any state is written.
+    if ["run", "replay", "backfill", "verify"].contains(&command) {
+        if let Err(e) = ops::preflight(&config, &peoplesoft).await {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let built = match build_with(&config, peoplesoft, print_progress).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
@@ -78,9 +141,15 @@ async fn main() -> ExitCode {
         "verify" => verify(&built, rest.contains(&"--requeue")).await,
         other => Err(format!("unknown command `{other}`\n{USAGE}").into()),
     };
+    let latched = built.peoplesoft.auth_latch().get().cloned();
+    if let Some(r) = &latched {
+        eprintln!(
+            "error: {r}; no further request is sent with these credentials (repeated failed logins lock the OPRID). Fix them, then run `reset-auth`."
+        );
+    }
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(true) if latched.is_none() && !latched_before => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
@@ -138,6 +207,9 @@ fn report(r: Result<CycleReport, sync_core::Error>) -> CmdResult {
                 .map(|e| format!("  {e}"))
                 .unwrap_or_default()
         );
+        if let Some(why) = &s.skipped {
+            println!("  skipped (not attempted, nothing recorded): {why}");
+        }
         for w in &s.stuck {
             println!(
                 "  STUCK {} after {} attempts: {}",
@@ -158,6 +230,18 @@ async fn check(b: &Built) -> CmdResult {
             .await;
         println!("PeopleSoft: {r}");
         ok &= r.is_ok();
+        if r.is_ok() {
+            // Every configured query, over an empty window: proves access to each of them.
+            for (stream, result) in ops::check_queries(&b.peoplesoft, &b.definitions).await {
+                match result {
+                    Ok(_) => println!("  stream {stream}: query ok"),
+                    Err(e) => {
+                        println!("  stream {stream}: FAILED: {e}");
+                        ok = false;
+                    }
+                }
+            }
+        }
     }
     if let Some(d) = &b.databricks {
         let r = d.ping().await;
@@ -194,6 +278,13 @@ async fn run_scheduled(b: &Built, config: &config::Config) -> CmdResult {
     let clean = std::sync::atomic::AtomicBool::new(true);
     runner
         .run(&b.stop, || async {
+            if let Some(r) = b.peoplesoft.auth_latch().get() {
+                eprintln!("not calling PeopleSoft any more: {r}; stopping the schedule (fix the credentials, then `reset-auth`)");
+                clean.store(false, std::sync::atomic::Ordering::SeqCst);
+                b.stop.stop();
+                return;
+            }
+            b.peoplesoft.begin_cycle();
             let ok = match report(b.pipeline.run_cycle().await) {
                 Ok(c) => c,
                 Err(e) => {
@@ -202,6 +293,10 @@ async fn run_scheduled(b: &Built, config: &config::Config) -> CmdResult {
                 }
             };
             clean.fetch_and(ok, std::sync::atomic::Ordering::SeqCst);
+            if let Some(r) = b.peoplesoft.auth_latch().get() {
+                eprintln!("not calling PeopleSoft any more: {r}; stopping the schedule (fix the credentials, then `reset-auth`)");
+                b.stop.stop();
+            }
         })
         .await;
     Ok(clean.into_inner())
@@ -222,6 +317,16 @@ async fn status(b: &Built) -> CmdResult {
         }
         if let Some(at) = s.last_commit_at {
             println!("  last commit: {}", at.to_rfc3339());
+        }
+        if let Some(sk) = &s.skipped {
+            match sk.until {
+                Some(until) => println!(
+                    "  skipped: blackout until {} (at {}; not attempted, nothing counted)",
+                    until.to_rfc3339(),
+                    sk.at.to_rfc3339()
+                ),
+                None => println!("  skipped: {} (at {})", sk.reason, sk.at.to_rfc3339()),
+            }
         }
         for f in &s.failed {
             let stuck = if s.stuck.contains(f) { " STUCK" } else { "" };

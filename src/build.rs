@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use databricks_client::{ConfigBuilder, DatabricksClient, DatabricksSink};
 use peoplesoft_client::{
-    BlackoutAction, BlackoutWindow, Connection, Credentials, LoadProtection,
+    BlackoutAction, BlackoutWindow, Connection, Credentials, LatchCallback, LoadProtection,
     OAuth2ClientCredentials, PeopleSoftClient, PeopleSoftSource, QueryName, Scheme,
     StreamDefinition,
 };
@@ -47,8 +47,52 @@ fn secret_from_env(var: &str, key: &str) -> Result<SecretString, BoxError> {
     }
 }
 
-/// The PeopleSoft client described by the `[peoplesoft]` section.
-pub fn peoplesoft_client(config: &Config) -> Result<PeopleSoftClient, BoxError> {
+/// The credentials described by the `[peoplesoft]` section (secrets read from the
+/// environment variables it names).
+pub fn peoplesoft_credentials(config: &Config) -> Result<Credentials, BoxError> {
+    let ps = &config.file.peoplesoft;
+    Ok(
+        match ps
+            .auth
+            .as_ref()
+            .map(|a| a.get_ref().as_str())
+            .unwrap_or("basic")
+        {
+            "bearer" => Credentials::bearer(secret_from_env(
+                ps.token_env.as_ref().expect("validated").get_ref(),
+                "token_env",
+            )?),
+            "oauth2" => {
+                let secret = secret_from_env(
+                    ps.client_secret_env.as_ref().expect("validated").get_ref(),
+                    "client_secret_env",
+                )?;
+                let mut o = OAuth2ClientCredentials::new(
+                    ps.token_url.as_ref().expect("validated").get_ref(),
+                    ps.client_id.as_ref().expect("validated").get_ref().clone(),
+                    secret,
+                )?;
+                if let Some(s) = &ps.scope {
+                    o = o.scope(s.clone());
+                }
+                if let Some(a) = &ps.audience {
+                    o = o.audience(a.clone());
+                }
+                Credentials::OAuth2(o)
+            }
+            _ => Credentials::basic(
+                ps.user.as_ref().expect("validated").get_ref().clone(),
+                secret_from_env(
+                    ps.password_env.as_ref().expect("validated").get_ref(),
+                    "password_env",
+                )?,
+            ),
+        },
+    )
+}
+
+/// The connection described by the `[peoplesoft]` section.
+pub fn peoplesoft_connection(config: &Config) -> Result<Connection, BoxError> {
     let ps = &config.file.peoplesoft;
     let port = ps.port.as_ref().map(|p| *p.get_ref() as u32).unwrap_or(443);
     let mut conn = Connection::builder(ps.host.get_ref().clone(), port, ps.node.get_ref().clone())
@@ -60,43 +104,23 @@ pub fn peoplesoft_client(config: &Config) -> Result<PeopleSoftClient, BoxError> 
     if let Some(prefix) = &ps.path_prefix {
         conn = conn.path_prefix(prefix.clone());
     }
-    let conn = conn.build()?;
-    let credentials = match ps
-        .auth
-        .as_ref()
-        .map(|a| a.get_ref().as_str())
-        .unwrap_or("basic")
-    {
-        "bearer" => Credentials::bearer(secret_from_env(
-            ps.token_env.as_ref().expect("validated").get_ref(),
-            "token_env",
-        )?),
-        "oauth2" => {
-            let secret = secret_from_env(
-                ps.client_secret_env.as_ref().expect("validated").get_ref(),
-                "client_secret_env",
-            )?;
-            let mut o = OAuth2ClientCredentials::new(
-                ps.token_url.as_ref().expect("validated").get_ref(),
-                ps.client_id.as_ref().expect("validated").get_ref().clone(),
-                secret,
-            )?;
-            if let Some(s) = &ps.scope {
-                o = o.scope(s.clone());
-            }
-            if let Some(a) = &ps.audience {
-                o = o.audience(a.clone());
-            }
-            Credentials::OAuth2(o)
-        }
-        _ => Credentials::basic(
-            ps.user.as_ref().expect("validated").get_ref().clone(),
-            secret_from_env(
-                ps.password_env.as_ref().expect("validated").get_ref(),
-                "password_env",
-            )?,
-        ),
-    };
+    Ok(conn.build()?)
+}
+
+/// The PeopleSoft client described by the `[peoplesoft]` section.
+pub fn peoplesoft_client(config: &Config) -> Result<PeopleSoftClient, BoxError> {
+    peoplesoft_client_with(config, peoplesoft_credentials(config)?, None)
+}
+
+/// [`peoplesoft_client()`] with given credentials and an optional callback for when they
+/// latch (see [`crate::ops::open_peoplesoft`], which persists the latch).
+pub fn peoplesoft_client_with(
+    config: &Config,
+    credentials: Credentials,
+    on_latch: Option<LatchCallback>,
+) -> Result<PeopleSoftClient, BoxError> {
+    let ps = &config.file.peoplesoft;
+    let conn = peoplesoft_connection(config)?;
     let mut protection = LoadProtection {
         max_concurrent: ps
             .max_concurrent_requests
@@ -121,9 +145,11 @@ pub fn peoplesoft_client(config: &Config) -> Result<PeopleSoftClient, BoxError> 
             protection.blackout_action = BlackoutAction::Skip;
         }
     }
-    Ok(PeopleSoftClient::builder(conn, credentials)
-        .protection(protection)
-        .build()?)
+    let mut builder = PeopleSoftClient::builder(conn, credentials).protection(protection);
+    if let Some(cb) = on_latch {
+        builder = builder.on_auth_latched(cb);
+    }
+    Ok(builder.build()?)
 }
 
 /// The stream definition for one `[[streams]]` entry: a domain default with overrides, or a
@@ -194,36 +220,50 @@ pub fn stream_definition(
     Ok(def.time_zone(config.time_zone.name())?)
 }
 
+/// The Databricks client, when the destination is Databricks.
+pub fn databricks_client(config: &Config) -> Result<Option<DatabricksClient>, BoxError> {
+    let dest = &config.file.destination;
+    if dest.kind.get_ref().as_str() == "sqlite" {
+        return Ok(None);
+    }
+    let env = |k: &str| std::env::var(k).ok();
+    let profile = dest.profile.clone();
+    let lookup = move |k: &str| {
+        if k == "DATABRICKS_CONFIG_PROFILE" {
+            if let Some(p) = &profile {
+                return Some(p.clone());
+            }
+        }
+        env(k)
+    };
+    let cfg = ConfigBuilder::from_lookup(lookup)?
+        .catalog(dest.catalog.as_ref().expect("validated").get_ref().clone())
+        .schema(dest.schema.as_ref().expect("validated").get_ref().clone())
+        .allow_insecure_http(dest.allow_http)
+        .build()?;
+    Ok(Some(DatabricksClient::new(cfg)?))
+}
+
 /// Builds the whole pipeline; `progress` receives the engine's progress events.
 pub async fn build(
     config: &Config,
     progress: impl Fn(&Progress) + Send + Sync + 'static,
 ) -> Result<Built, BoxError> {
-    let peoplesoft = peoplesoft_client(config)?;
+    build_with(config, peoplesoft_client(config)?, progress).await
+}
+
+/// [`build`] around an existing PeopleSoft client (one client, so one credential latch and
+/// one request limiter, for every stream).
+pub async fn build_with(
+    config: &Config,
+    peoplesoft: PeopleSoftClient,
+    progress: impl Fn(&Progress) + Send + Sync + 'static,
+) -> Result<Built, BoxError> {
     let dest = &config.file.destination;
-    let mut databricks = None;
-    let sink: Arc<dyn Sink> = match dest.kind.get_ref().as_str() {
-        "sqlite" => Arc::new(SqliteSink::open(dest.path.as_ref().expect("validated"))?),
-        _ => {
-            let env = |k: &str| std::env::var(k).ok();
-            let profile = dest.profile.clone();
-            let lookup = move |k: &str| {
-                if k == "DATABRICKS_CONFIG_PROFILE" {
-                    if let Some(p) = &profile {
-                        return Some(p.clone());
-                    }
-                }
-                env(k)
-            };
-            let cfg = ConfigBuilder::from_lookup(lookup)?
-                .catalog(dest.catalog.as_ref().expect("validated").get_ref().clone())
-                .schema(dest.schema.as_ref().expect("validated").get_ref().clone())
-                .allow_insecure_http(dest.allow_http)
-                .build()?;
-            let client = DatabricksClient::new(cfg)?;
-            databricks = Some(client.clone());
-            Arc::new(DatabricksSink::from_config_defaults(client)?)
-        }
+    let databricks = databricks_client(config)?;
+    let sink: Arc<dyn Sink> = match &databricks {
+        None => Arc::new(SqliteSink::open(dest.path.as_ref().expect("validated"))?),
+        Some(client) => Arc::new(DatabricksSink::from_config_defaults(client.clone())?),
     };
     let dir = &config.file.state.dir;
     let (store, audit): (Arc<dyn CheckpointStore>, Arc<dyn AuditLog>) =

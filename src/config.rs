@@ -540,6 +540,130 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 struct Checker<'a> {
     text: &'a str,
     problems: Vec<Problem>,
+    /// Start offsets of the values already reported: one value, one message (a bad value in
+    /// `[defaults]` is inherited by every stream but reported once).
+    reported: std::collections::BTreeSet<usize>,
+    /// Byte range of the `[defaults]` table, to word its problems as its own.
+    defaults: Option<std::ops::Range<usize>>,
+}
+
+/// Byte range of the top-level table `[name]` in `text` (to the next table header).
+fn table_range(text: &str, name: &str) -> Option<std::ops::Range<usize>> {
+    let header = format!("[{name}]");
+    let mut offset = 0;
+    let mut start = None;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        if let Some(s) = start {
+            if t.starts_with('[') {
+                return Some(s..offset);
+            }
+        } else if t == header {
+            start = Some(offset);
+        }
+        offset += line.len();
+    }
+    start.map(|s| s..text.len())
+}
+
+/// Spans of each stream's mapping columns, read again from the text (the mapping itself is
+/// kept as a plain TOML value, which has no positions).
+#[derive(Deserialize)]
+struct ColumnSpans {
+    #[serde(default)]
+    streams: Vec<StreamColumnSpans>,
+}
+
+#[derive(Deserialize)]
+struct StreamColumnSpans {
+    mapping: Option<MappingColumnSpans>,
+}
+
+#[derive(Deserialize)]
+struct MappingColumnSpans {
+    #[serde(default)]
+    columns: Vec<Spanned<toml::Value>>,
+}
+
+fn column_spans(text: &str) -> Vec<Vec<Spanned<toml::Value>>> {
+    toml::from_str::<ColumnSpans>(text)
+        .map(|f| {
+            f.streams
+                .into_iter()
+                .map(|s| s.mapping.map(|m| m.columns).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The mapping of stream `name`, checked column by column so a problem points at the
+/// offending column's line (falling back to the `[streams.mapping]` line).
+fn check_mapping(
+    c: &mut Checker<'_>,
+    name: &str,
+    m: &Spanned<toml::Value>,
+    columns: &[Spanned<toml::Value>],
+) -> Option<Mapping> {
+    let label = |col: &Spanned<toml::Value>, i: usize| {
+        col.get_ref()
+            .get("column")
+            .and_then(|v| v.as_str())
+            .map(|n| format!("column `{n}`"))
+            .unwrap_or_else(|| format!("column #{}", i + 1))
+    };
+    let mut bad_column = false;
+    for (i, col) in columns.iter().enumerate() {
+        if let Err(e) = col
+            .get_ref()
+            .clone()
+            .try_into::<sync_core::mapping::ColumnMapping>()
+        {
+            let what = label(col, i);
+            c.problem(
+                col,
+                format!("stream `{name}`: mapping {what}: {}", e.message().trim()),
+            );
+            bad_column = true;
+        }
+    }
+    if bad_column {
+        return None;
+    }
+    let parsed: Result<Mapping, _> = m.get_ref().clone().try_into();
+    let message = match parsed {
+        Ok(mapping) => match mapping.compile() {
+            Ok(_) => return Some(mapping),
+            Err(e) => e.to_string(),
+        },
+        Err(e) => e.message().trim().to_string(),
+    };
+    // Point at the column the message names, when it names one (the last of that name: for
+    // a column mapped twice, the second mapping is the offending one).
+    let named = message
+        .split("column `")
+        .nth(1)
+        .and_then(|r| r.split('`').next());
+    let numbered = message
+        .split("column #")
+        .nth(1)
+        .and_then(|r| r.split(|ch: char| !ch.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<usize>().ok());
+    let at = columns
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(i, col)| {
+            named.is_some_and(|n| {
+                col.get_ref()
+                    .get("column")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|c| c.eq_ignore_ascii_case(n))
+            }) || numbered == Some(i + 1)
+        })
+        .map(|(_, col)| col)
+        .unwrap_or(m);
+    c.problem(at, format!("stream `{name}`: mapping: {message}"));
+    None
 }
 
 impl Checker<'_> {
@@ -554,11 +678,30 @@ impl Checker<'_> {
     }
 
     fn problem<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
-        let line = self.line_of(at.span().start);
-        self.problems.push(Problem {
-            line,
-            message: message.into(),
-        });
+        let span = at.span();
+        let mut message = message.into();
+        if !span.is_empty() {
+            if !self.reported.insert(span.start) {
+                return;
+            }
+            if self
+                .defaults
+                .as_ref()
+                .is_some_and(|d| d.contains(&span.start))
+            {
+                // Inherited by every stream, but it is the `[defaults]` value that is wrong.
+                if let Some(rest) = message
+                    .strip_prefix("stream `")
+                    .and_then(|r| r.split_once("`: "))
+                    .map(|(_, rest)| rest.to_string())
+                {
+                    message = rest;
+                }
+                message = format!("[defaults] {message}");
+            }
+        }
+        let line = self.line_of(span.start);
+        self.problems.push(Problem { line, message });
     }
 
     fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
@@ -640,7 +783,10 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let mut c = Checker {
         text,
         problems: Vec::new(),
+        reported: Default::default(),
+        defaults: table_range(text, "defaults"),
     };
+    let mapping_columns = column_spans(text);
 
     if file.pipeline.name.get_ref().trim().is_empty() {
         c.problem(&file.pipeline.name, "`pipeline.name` is empty");
@@ -861,7 +1007,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     }
     let mut seen = BTreeMap::new();
     let mut streams = Vec::new();
-    for s in &file.streams {
+    for (index, s) in file.streams.iter().enumerate() {
         let name = s.name.get_ref().clone();
         if seen.insert(name.clone(), ()).is_some() {
             c.problem(&s.name, format!("stream `{name}` is defined twice"));
@@ -892,23 +1038,8 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
             }
         }
         let mapping = s.mapping.as_ref().and_then(|m| {
-            let parsed: Result<Mapping, _> = m.get_ref().clone().try_into();
-            match parsed {
-                Ok(mapping) => match mapping.compile() {
-                    Ok(_) => Some(mapping),
-                    Err(e) => {
-                        c.problem(m, format!("stream `{name}`: mapping: {e}"));
-                        None
-                    }
-                },
-                Err(e) => {
-                    c.problem(
-                        m,
-                        format!("stream `{name}`: mapping: {}", e.message().trim()),
-                    );
-                    None
-                }
-            }
+            let columns = mapping_columns.get(index).map(Vec::as_slice).unwrap_or(&[]);
+            check_mapping(&mut c, &name, m, columns)
         });
         let pick = |o: &Option<Spanned<String>>, d: &Option<Spanned<String>>| {
             o.clone().or_else(|| d.clone())
@@ -1311,5 +1442,87 @@ max_window = "1d"
             !p[0].message.contains("hunter2"),
             "the value is not echoed: {p:?}"
         );
+    }
+
+    #[test]
+    fn a_bad_default_is_reported_once_at_its_line() {
+        let bad = GOOD.replace(
+            "max_window = \"7d\"",
+            "max_window = \"7d\"\nlookback = \"soon\"\nbatch_size = 0",
+        ) + "\n[[streams]]\nname = \"customers\"\ndomain = \"customers\"\n";
+        let problems = parse(&bad).unwrap_err();
+        let line = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        let text: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.line, p.message))
+            .collect();
+        assert_eq!(problems.len(), 2, "{text:#?}");
+        assert_eq!(problems[0].line, line("lookback = \"soon\""), "{text:#?}");
+        assert!(
+            problems[0].message.starts_with("[defaults] `lookback`"),
+            "{text:#?}"
+        );
+        assert_eq!(problems[1].line, line("batch_size = 0"), "{text:#?}");
+        assert!(
+            problems[1].message.starts_with("[defaults] `batch_size`")
+                && !problems[1].message.contains("stream `"),
+            "{text:#?}"
+        );
+    }
+
+    const CUSTOM: &str = r#"
+[[streams]]
+name = "vouchers"
+query = "ZZ_VOUCHERS"
+key = ["BUSINESS_UNIT", "VOUCHER_ID"]
+cursor = "LASTUPDDTTM"
+[streams.mapping]
+table = "ps_vouchers"
+primary_key = ["business_unit", "voucher_id"]
+cursor_column = "lastupddttm"
+columns = [
+  { column = "business_unit", source = "BUSINESS_UNIT", type = "STRING", nullable = false },
+  { column = "voucher_id", source = "VOUCHER_ID", type = "STRING", nullable = false },
+  { column = "gross_amt", source = "GROSS_AMT", type = "DECIMAL(26,3)" },
+  { column = "lastupddttm", source = "LASTUPDDTTM", type = "TIMESTAMP" },
+]
+"#;
+
+    #[test]
+    fn a_custom_mapping_parses() {
+        let c = parse(&format!("{GOOD}{CUSTOM}")).unwrap_or_else(|p| panic!("{p:#?}"));
+        assert_eq!(c.streams[2].mapping.as_ref().unwrap().columns.len(), 4);
+    }
+
+    #[test]
+    fn a_mapping_problem_points_at_the_columns_line() {
+        for (from, to, needle) in [
+            // A type error inside one column.
+            (
+                "type = \"DECIMAL(26,3)\"",
+                "type = \"MONEY\"",
+                "{ column = \"gross_amt\"",
+            ),
+            // A value of the wrong TOML type.
+            (
+                "nullable = false },\n  { column = \"gross",
+                "nullable = \"no\" },\n  { column = \"gross",
+                "{ column = \"voucher_id\"",
+            ),
+            // A problem found when the mapping is compiled: a column mapped twice.
+            (
+                "column = \"lastupddttm\", source",
+                "column = \"gross_amt\", source",
+                "LASTUPDDTTM\", type = \"TIMESTAMP",
+            ),
+        ] {
+            let text = format!("{GOOD}{}", CUSTOM.replace(from, to));
+            assert!(text.contains(to), "{to}");
+            let problems = parse(&text).unwrap_err();
+            let want = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+            assert_eq!(problems.len(), 1, "{problems:#?}");
+            assert_eq!(problems[0].line, want, "{to}: {problems:#?}");
+            assert!(problems[0].message.contains("vouchers"), "{problems:#?}");
+        }
     }
 }

@@ -147,8 +147,30 @@ async fn no_secret_reaches_logs_errors_debug_or_files() {
     };
 
     // Rejected credentials: every stream stops with an error.
+    // Rejected credentials: the first request latches them, every stream stops (one with
+    // the rejection, the others without sending anything).
     let report = run(wrong.clone(), "wrong").run_cycle().await.unwrap();
-    assert!(report.streams.iter().all(|s| s.error.is_some()));
+    assert!(report
+        .streams
+        .iter()
+        .all(|s| s.error.is_some() || s.skipped.is_some()));
+    assert!(report.streams.iter().any(|s| s.error.is_some()));
+    // The latch kept across runs: a keyed fingerprint, never the secret.
+    let rejection = wrong.auth_latch().get().cloned().expect("latched");
+    let latch = ml_connector::auth_latch::LatchFile::new(dir.path().join("latch"));
+    let wrong_creds =
+        Credentials::basic(DEFAULT_OPRID, SecretString::from(WRONG_SECRET.to_string()));
+    latch.record(&wrong_creds, &rejection).unwrap();
+    let refused = latch
+        .check(&rejection.host, &wrong_creds)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("reset-auth"), "{refused}");
+    texts.push(("latch refusal".into(), refused));
+    texts.push((
+        "latch Debug".into(),
+        format!("{:?} {:?}", wrong.auth_latch(), latch.load().unwrap()),
+    ));
     texts.push(("cycle report (401)".into(), format!("{report:?}")));
     let err = wrong
         .ping(&peoplesoft_client::PingCheck::QueryPrompts(
@@ -235,6 +257,7 @@ async fn no_secret_reaches_logs_errors_debug_or_files() {
         ));
     }
     assert!(texts.iter().any(|(w, _)| w.ends_with("audit.jsonl")));
+    assert!(texts.iter().any(|(w, _)| w.ends_with("auth-latch.json")));
     for (what, text) in &texts {
         assert_clean(what, text);
         assert!(

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use sync_core::http::{
     AuthProvider, BasicAuth, ClientCredentials, ClientCredentialsFetcher, RetryPolicy,
     StaticBearer, TokenCache,
@@ -21,6 +21,7 @@ use sync_core::http::{
 use url::Url;
 
 use crate::error::ConfigError;
+use crate::latch::CredentialFingerprint;
 
 pub use sync_core::http::ClientAuthMethod;
 
@@ -62,6 +63,46 @@ impl Credentials {
         Credentials::Bearer(token)
     }
 
+    /// A keyed, one-way fingerprint of these credentials (kind, user or client id, token URL
+    /// and the secret itself), HMAC-SHA256 under `key`. Equal credentials give equal
+    /// fingerprints under one key; the fingerprint does not reveal the secret, and without
+    /// `key` it cannot be used to test guesses. Store it, never the secret, to recognise
+    /// credentials that were rejected before.
+    pub fn fingerprint(&self, key: &[u8]) -> CredentialFingerprint {
+        match self {
+            Credentials::Basic { oprid, password } => CredentialFingerprint::compute(
+                key,
+                &[
+                    b"basic",
+                    oprid.as_bytes(),
+                    password.expose_secret().as_bytes(),
+                ],
+            ),
+            Credentials::Bearer(t) => {
+                CredentialFingerprint::compute(key, &[b"bearer", t.expose_secret().as_bytes()])
+            }
+            Credentials::OAuth2(o) => CredentialFingerprint::compute(
+                key,
+                &[
+                    b"oauth2",
+                    o.0.token_url().as_str().as_bytes(),
+                    o.0.client_id().as_bytes(),
+                    o.1.expose_secret().as_bytes(),
+                ],
+            ),
+        }
+    }
+
+    /// Who logs in, for messages: the OPRID, the OAuth client id, or `bearer token`. Never
+    /// a secret.
+    pub fn principal(&self) -> String {
+        match self {
+            Credentials::Basic { oprid, .. } => format!("OPRID `{oprid}`"),
+            Credentials::Bearer(_) => "bearer token".to_string(),
+            Credentials::OAuth2(o) => format!("OAuth client `{}`", o.0.client_id()),
+        }
+    }
+
     /// Builds the header source. OAuth2 uses `http` for token requests.
     pub(crate) fn provider(
         &self,
@@ -97,7 +138,7 @@ impl Credentials {
 /// assert!(!format!("{oauth:?}").contains("client-secret"));
 /// ```
 #[derive(Clone)]
-pub struct OAuth2ClientCredentials(ClientCredentials);
+pub struct OAuth2ClientCredentials(ClientCredentials, SecretString);
 
 impl std::fmt::Debug for OAuth2ClientCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -133,28 +174,31 @@ impl OAuth2ClientCredentials {
         if client_id.is_empty() {
             return Err(ConfigError::new("client_id", "", "must not be empty"));
         }
-        Ok(Self(ClientCredentials::new(url, client_id, client_secret)))
+        Ok(Self(
+            ClientCredentials::new(url, client_id, client_secret.clone()),
+            client_secret,
+        ))
     }
 
     /// The `scope` parameter (IDCS: the primary audience followed by `read`, e.g.
     /// `https://host:port/PSIGW/RESTListeningConnector/NODE/read`; Azure: `api://…/.default`).
     pub fn scope(self, scope: impl Into<String>) -> Self {
-        Self(self.0.scope(scope))
+        Self(self.0.scope(scope), self.1)
     }
 
     /// The `audience` parameter (Okta / Auth0 style servers).
     pub fn audience(self, audience: impl Into<String>) -> Self {
-        Self(self.0.audience(audience))
+        Self(self.0.audience(audience), self.1)
     }
 
     /// Where the client id and secret go (default: HTTP Basic header).
     pub fn client_auth(self, method: ClientAuthMethod) -> Self {
-        Self(self.0.client_auth(method))
+        Self(self.0.client_auth(method), self.1)
     }
 
     /// Any further form parameter the authorization server requires (e.g. `resource`).
     pub fn extra_param(self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self(self.0.extra_param(name, value))
+        Self(self.0.extra_param(name, value), self.1)
     }
 
     /// The token endpoint.

@@ -12,20 +12,26 @@ use url::Url;
 use crate::auth::Credentials;
 use crate::config::{Connection, QueryName};
 use crate::error::{truncate_body, ConfigError, Error, Result};
+use crate::latch::{AuthLatch, AuthRejection};
 use crate::protection::{BlackoutAction, LoadProtection};
 use crate::qas::{self, encode, ExecuteQuery, PromptInfo, QueryOwner, QueryResult};
 
 /// A client for one PeopleSoft Integration Broker node.
 ///
 /// Cheap to clone (shared inner state). Every request goes through the same path:
-/// blackout check → per-host limiter (concurrency + gap) → `Authorization` header → send with
-/// sync-core's [`RetryPolicy`](sync_core::http::RetryPolicy) (5xx, 429 and timeouts of
-/// idempotent requests) → 401/403 become [`Error::AuthRejected`] after exactly one request →
-/// errors that arrive with HTTP 200 are detected. [`service_request`](Self::service_request)
+/// credential latch and unreachable-host checks (nothing is sent once either is set) →
+/// blackout check → `Authorization` header → until PeopleSoft has accepted the credentials
+/// once, one request at a time → per-host limiter (concurrency + gap, counted from the
+/// previous answer) → send with sync-core's [`RetryPolicy`](sync_core::http::RetryPolicy)
+/// (5xx, 429 and timeouts of idempotent requests; a timed-out `ExecuteQuery` is not
+/// retried) → 401/403 become [`Error::AuthRejected`] after exactly one request and latch the
+/// client and its clones ([`AuthLatch`]) → errors that arrive with HTTP 200 are detected. [`service_request`](Self::service_request)
 /// takes the same path but returns every other status, and the body, unjudged.
 #[derive(Clone)]
 pub struct PeopleSoftClient {
     inner: Arc<Inner>,
+    /// One attempt per request, no retries ([`ping`](Self::ping): a check is one request).
+    one_shot: bool,
 }
 
 struct Inner {
@@ -35,7 +41,28 @@ struct Inner {
     limiter: Arc<RequestLimiter>,
     protection: LoadProtection,
     clock: Arc<dyn Clock>,
+    latch: AuthLatch,
+    on_latch: Option<LatchCallback>,
+    /// A connection-level failure seen in this cycle (see [`PeopleSoftClient::begin_cycle`]).
+    unreachable: Mutex<Option<(tokio::time::Instant, String)>>,
+    /// True once PeopleSoft accepted the credentials (answered something other than 401/403).
+    proven: std::sync::atomic::AtomicBool,
+    /// Until then, one request at a time carries the credentials, whatever the concurrency
+    /// limit: with wrong credentials exactly one login fails.
+    probe: tokio::sync::Mutex<()>,
 }
+
+/// Called once when a client latches its credentials (to persist the latch).
+pub type LatchCallback = Arc<dyn Fn(&AuthRejection) + Send + Sync>;
+
+/// How long a connection-level failure keeps the host marked unreachable when nobody calls
+/// [`PeopleSoftClient::begin_cycle`].
+const UNREACHABLE_HOLD: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Marks a response the client made up instead of sending (the latch closed, or the host
+/// was found unreachable, while the request waited for its turn).
+#[derive(Clone, Copy)]
+struct NotSent;
 
 impl fmt::Debug for PeopleSoftClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -54,6 +81,8 @@ pub struct PeopleSoftClientBuilder {
     protection: LoadProtection,
     clock: Arc<dyn Clock>,
     limiter: Option<Arc<RequestLimiter>>,
+    latch: Option<AuthLatch>,
+    on_latch: Option<LatchCallback>,
 }
 
 impl fmt::Debug for PeopleSoftClientBuilder {
@@ -86,6 +115,22 @@ impl PeopleSoftClientBuilder {
         self
     }
 
+    /// Shares this credential latch (default: a latch of this client and its clones). Give
+    /// every client that logs in with the same credentials the same latch — for example
+    /// [`AuthLatch::process_wide`] — so one rejection stops them all: a forward pipeline's
+    /// client and a write-back client built separately, say.
+    pub fn auth_latch(mut self, latch: AuthLatch) -> Self {
+        self.latch = Some(latch);
+        self
+    }
+
+    /// Called once, by the client whose request was rejected, when the credentials latch
+    /// (to persist the latch for the next run; see [`AuthRejection`]).
+    pub fn on_auth_latched(mut self, callback: LatchCallback) -> Self {
+        self.on_latch = Some(callback);
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<PeopleSoftClient> {
         let t = self.conn.timeouts();
@@ -104,7 +149,9 @@ impl PeopleSoftClientBuilder {
         let limiter = self.limiter.unwrap_or_else(|| {
             LimiterRegistry::global().get(&self.conn.host_port(), self.protection.limiter_config())
         });
+        let latch = self.latch.unwrap_or_default();
         Ok(PeopleSoftClient {
+            one_shot: false,
             inner: Arc::new(Inner {
                 conn: self.conn,
                 http,
@@ -112,6 +159,11 @@ impl PeopleSoftClientBuilder {
                 limiter,
                 protection: self.protection,
                 clock: self.clock,
+                latch,
+                on_latch: self.on_latch,
+                unreachable: Mutex::new(None),
+                proven: std::sync::atomic::AtomicBool::new(false),
+                probe: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -232,9 +284,7 @@ impl fmt::Display for PingReport {
                 "ok: host reachable, node answered and credentials accepted ({url})"
             ),
             PingReport::Unreachable { detail } => write!(f, "cannot reach host: {detail}"),
-            PingReport::NodeOrService { detail } => {
-                write!(f, "node name not found / IB error: {detail}")
-            }
+            PingReport::NodeOrService { detail } => write!(f, "{detail}"),
             PingReport::CredentialsRejected { detail } => {
                 write!(f, "credentials rejected: {detail}")
             }
@@ -251,6 +301,60 @@ impl PeopleSoftClient {
             protection: LoadProtection::default(),
             clock: Arc::new(SystemClock),
             limiter: None,
+            latch: None,
+            on_latch: None,
+        }
+    }
+
+    /// The credential latch: set after the first 401/403 (or token endpoint refusal), after
+    /// which no request is sent with these credentials.
+    pub fn auth_latch(&self) -> &AuthLatch {
+        &self.inner.latch
+    }
+
+    /// Starts a new cycle: forgets a connection-level failure (DNS, refused, TLS) seen in the
+    /// previous one, so the host is tried again. Within a cycle such a failure stops every
+    /// later request to the host at once ([`Error::HostUnreachable`]) instead of retrying
+    /// window after window; without this call the mark expires after five minutes.
+    pub fn begin_cycle(&self) {
+        *self
+            .inner
+            .unreachable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn unreachable_reason(&self) -> Option<String> {
+        let mut g = self
+            .inner
+            .unreachable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match &*g {
+            Some((at, _)) if at.elapsed() >= UNREACHABLE_HOLD => {
+                *g = None;
+                None
+            }
+            Some((_, reason)) => Some(reason.clone()),
+            None => None,
+        }
+    }
+
+    fn latch_now(&self, status: u16, url: &str) {
+        let r = AuthRejection::new(
+            self.inner.conn.host_port(),
+            status,
+            url,
+            self.inner.clock.now(),
+        );
+        if self.inner.latch.latch(r.clone()) {
+            tracing::warn!(
+                host = %r.host,
+                "PeopleSoft credentials rejected: no further request with them ({r})"
+            );
+            if let Some(cb) = &self.inner.on_latch {
+                cb(&r);
+            }
         }
     }
 
@@ -281,8 +385,14 @@ impl PeopleSoftClient {
         keys: qas::RowKeys,
     ) -> Result<QueryResult> {
         let url = self.url(&q.relative_url()?)?;
+        // A synchronous query that timed out keeps running on PeopleSoft: not retried at once.
         let body = self
-            .request(Method::GET, url.clone(), None, Idempotency::Idempotent)
+            .request(
+                Method::GET,
+                url.clone(),
+                None,
+                Idempotency::IdempotentNoTimeoutRetry,
+            )
             .await?;
         qas::parse_execute_query_keys(url.as_str(), &body, q.max_rows, keys)
     }
@@ -373,37 +483,75 @@ impl PeopleSoftClient {
         self.send(method, url, body, idempotency).await
     }
 
-    /// Proves reachability, node name and credentials with one cheap request, and says
-    /// which of the three failed.
+    /// Proves reachability, node name and credentials with **one** request (never retried),
+    /// and says in one line which of them failed: the host (DNS, refused connection, TLS,
+    /// timeout), the node (the gateway's 404 page or an IB "no node" error), or the
+    /// credentials (which then latch, like any 401/403).
     pub async fn ping(&self, check: &PingCheck) -> PingReport {
+        let once = PeopleSoftClient {
+            inner: self.inner.clone(),
+            one_shot: true,
+        };
         let outcome = match check {
-            PingCheck::QueryPrompts(owner, q) => self.query_prompts(*owner, q).await.map(|_| ()),
+            PingCheck::QueryPrompts(owner, q) => once.query_prompts(*owner, q).await.map(|_| ()),
             PingCheck::ExecuteQuery(q) => {
                 let q = q.clone().max_rows(1);
-                self.execute_query(&q).await.map(|_| ())
+                once.execute_query(&q).await.map(|_| ())
             }
         };
         let url = self.inner.conn.base_url().to_string();
+        let host = self.inner.conn.host_port();
+        let node = self.inner.conn.node().as_str().to_string();
         match outcome {
             Ok(()) => PingReport::Ok { url },
+            Err(Error::Transport { source, .. }) => PingReport::Unreachable {
+                detail: match connection_problem(&source) {
+                    Some(reason) => format!("{host}: {reason}"),
+                    None => format!("{host}: {source}"),
+                },
+            },
+            Err(Error::Timeout { timeout, .. }) => PingReport::Unreachable {
+                detail: format!("{host}: no answer within {timeout:?} (setting `request_timeout`)"),
+            },
+            Err(e @ Error::HostUnreachable { .. }) => PingReport::Unreachable {
+                detail: e.to_string(),
+            },
             Err(
-                e @ (Error::Transport { .. }
-                | Error::Token {
+                e @ Error::Token {
                     transient: true, ..
-                }),
+                },
             ) => PingReport::Unreachable {
                 detail: e.to_string(),
             },
             Err(
                 e @ (Error::AuthRejected { .. }
+                | Error::AuthLatched { .. }
                 | Error::Token {
                     transient: false, ..
                 }),
             ) => PingReport::CredentialsRejected {
                 detail: e.to_string(),
             },
+            Err(Error::Http { status: 404, .. } | Error::HtmlPage { status: 404, .. }) => {
+                PingReport::NodeOrService {
+                    detail: format!(
+                        "node `{node}` is not known to the Integration Broker at {host} (the gateway answered HTTP 404 for {url}); check `node` (and `path_prefix`)"
+                    ),
+                }
+            }
+            Err(Error::IbResponse { message, .. })
+                if ["no node found", "node not found", "unknown node"]
+                    .iter()
+                    .any(|m| message.to_ascii_lowercase().contains(m)) =>
+            {
+                PingReport::NodeOrService {
+                    detail: format!(
+                        "node `{node}` is not known to the Integration Broker at {host}: {message}"
+                    ),
+                }
+            }
             Err(e) => PingReport::NodeOrService {
-                detail: e.to_string(),
+                detail: format!("node name not found / IB error: {e}"),
             },
         }
     }
@@ -522,20 +670,57 @@ impl PeopleSoftClient {
         json: Option<&serde_json::Value>,
         idempotency: Idempotency,
     ) -> Result<ServiceResponse> {
+        if let Some(r) = self.inner.latch.get() {
+            return Err(Error::AuthLatched {
+                rejection: r.clone(),
+            });
+        }
+        if let Some(reason) = self.unreachable_reason() {
+            return Err(Error::HostUnreachable {
+                host: self.inner.conn.host_port(),
+                reason,
+            });
+        }
         self.wait_for_blackout().await?;
         let inner = &self.inner;
-        let auth: HeaderValue = inner.auth.authorization().await.map_err(|e| Error::Token {
-            transient: e
-                .source
-                .downcast_ref::<crate::auth::TokenEndpointError>()
-                .is_some_and(|t| t.transient),
-            message: e.source.to_string(),
-        })?;
+        let auth: HeaderValue = match inner.auth.authorization().await {
+            Ok(h) => h,
+            Err(e) => {
+                let transient = e
+                    .source
+                    .downcast_ref::<crate::auth::TokenEndpointError>()
+                    .is_some_and(|t| t.transient);
+                if !transient {
+                    // The token endpoint refused the client: a failed login as well.
+                    self.latch_now(0, url.as_str());
+                }
+                return Err(Error::Token {
+                    transient,
+                    message: e.source.to_string(),
+                });
+            }
+        };
         let held = Mutex::new(None);
         let mut attempts = 0u32;
-        let outcome = inner
-            .protection
-            .retry
+        let mut probe = None;
+        if !inner.proven.load(std::sync::atomic::Ordering::SeqCst) {
+            let guard = inner.probe.lock().await;
+            if let Some(r) = inner.latch.get() {
+                return Err(Error::AuthLatched {
+                    rejection: r.clone(),
+                });
+            }
+            if !inner.proven.load(std::sync::atomic::Ordering::SeqCst) {
+                probe = Some(guard);
+            }
+        }
+        let no_retry = sync_core::http::RetryPolicy::none();
+        let retry = if self.one_shot {
+            &no_retry
+        } else {
+            &inner.protection.retry
+        };
+        let outcome = retry
             .send(idempotency, || {
                 let mut req = inner
                     .http
@@ -546,6 +731,7 @@ impl PeopleSoftClient {
                     req = req.header(CONTENT_TYPE, "application/json").json(body);
                 }
                 let held = &held;
+                let this = &self;
                 let limiter = &inner.limiter;
                 let url = &url;
                 attempts += 1;
@@ -567,16 +753,69 @@ impl PeopleSoftClient {
                     }
                     let permit = limiter.acquire().await;
                     *held.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
+                    // Another request may have been rejected, or found the host unreachable,
+                    // while this one queued for its turn.
+                    if inner.latch.is_latched() || this.unreachable_reason().is_some() {
+                        return Ok(not_sent());
+                    }
                     tracing::debug!(%url, "PeopleSoft request");
-                    req.send().await
+                    let sent = req.send().await;
+                    // The server saw the request by now: the next one's gap counts from here.
+                    if let Some(p) = held.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                        p.answered();
+                    }
+                    sent
                 }
             })
             .await;
-        let resp = outcome.map_err(|source| Error::Transport {
-            url: url.to_string(),
-            source,
-        })?;
+        let resp = match outcome {
+            Ok(r) => r,
+            Err(source) => {
+                drop(held);
+                if source.is_timeout() {
+                    return Err(Error::Timeout {
+                        url: url.to_string(),
+                        timeout: inner.conn.timeouts().request,
+                    });
+                }
+                if let Some(reason) = connection_problem(&source) {
+                    let host = inner.conn.host_port();
+                    tracing::warn!(
+                        host,
+                        "{reason}: no more requests to this host in this cycle"
+                    );
+                    *inner.unreachable.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((tokio::time::Instant::now(), reason));
+                }
+                return Err(Error::Transport {
+                    url: url.to_string(),
+                    source,
+                });
+            }
+        };
+        if resp.extensions().get::<NotSent>().is_some() {
+            drop(held);
+            if let Some(reason) = self.unreachable_reason() {
+                return Err(Error::HostUnreachable {
+                    host: inner.conn.host_port(),
+                    reason,
+                });
+            }
+            let rejection = inner.latch.get().cloned().unwrap_or_else(|| {
+                AuthRejection::new(inner.conn.host_port(), 401, url.as_str(), inner.clock.now())
+            });
+            return Err(Error::AuthLatched { rejection });
+        }
         let status = resp.status().as_u16();
+        if status == 401 || status == 403 {
+            // Latch before the slot is released, so no queued request goes out after this one.
+            self.latch_now(status, url.as_str());
+        } else {
+            inner
+                .proven
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        drop(probe);
         let content_type = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -604,6 +843,52 @@ impl PeopleSoftClient {
             body,
         })
     }
+}
+
+/// A response that was never sent (see [`NotSent`]); 401 is never retried.
+fn not_sent() -> reqwest::Response {
+    let mut r = http::Response::new(String::new());
+    *r.status_mut() = http::StatusCode::UNAUTHORIZED;
+    r.extensions_mut().insert(NotSent);
+    reqwest::Response::from(r)
+}
+
+/// One line naming a connection-level failure (no HTTP conversation was possible), or
+/// `None` for other transport errors (timeouts, a dropped body).
+pub(crate) fn connection_problem(e: &sync_core::http::TransportError) -> Option<String> {
+    let mut chain = String::new();
+    let mut refused = false;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e.source);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        chain.push_str(&err.to_string().to_ascii_lowercase());
+        chain.push(' ');
+        cur = err.source();
+    }
+    if chain.contains("dns error")
+        || chain.contains("failed to lookup address")
+        || chain.contains("name or service not known")
+        || chain.contains("no such host")
+        || chain.contains("nodename nor servname")
+    {
+        return Some("cannot resolve the host name (DNS)".into());
+    }
+    if refused || chain.contains("connection refused") {
+        return Some("connection refused (nothing listens on that port)".into());
+    }
+    if chain.contains("certificate")
+        || chain.contains("tls")
+        || chain.contains("handshake")
+        || chain.contains("invalid peer")
+    {
+        return Some("TLS handshake failed (certificate or protocol)".into());
+    }
+    if e.is_connect() {
+        return Some("could not connect".into());
+    }
+    None
 }
 
 fn parse_json(url: &str, body: &str) -> Result<serde_json::Value> {

@@ -77,6 +77,35 @@ pub enum Error {
         body: String,
     },
 
+    /// Not sent: these credentials were rejected earlier (by this process, or by an earlier
+    /// run, as recorded by the caller), and every further attempt could lock the OPRID.
+    #[error("not sending to PeopleSoft: {rejection}; no further request is made with these credentials, because repeated failed logins lock the PeopleSoft account (OPRID). Fix the credentials (or the user's permission lists), then clear the latch with `reset-auth`")]
+    AuthLatched {
+        /// The first rejection.
+        rejection: crate::latch::AuthRejection,
+    },
+
+    /// Not sent: a connection-level failure (DNS, refused connection, TLS) to this host
+    /// happened earlier in this cycle, so the remaining requests to it wait for the next one.
+    #[error("not sending to PeopleSoft host {host}: {reason} earlier in this cycle; the remaining windows wait for the next cycle")]
+    HostUnreachable {
+        /// host:port.
+        host: String,
+        /// The one-line reason (e.g. `cannot resolve host name`).
+        reason: String,
+    },
+
+    /// The request timed out. A synchronous ExecuteQuery keeps running on PeopleSoft after
+    /// the client gave up, so it is not retried at once: the window fails and is retried on
+    /// the next cycle.
+    #[error("request to {url} hit the timeout after {timeout:?} (setting `request_timeout`); the query may still be running on PeopleSoft, so it is not retried now: the window is retried on the next cycle (raise `request_timeout` or narrow `max_window` if this repeats)")]
+    Timeout {
+        /// The request URL.
+        url: String,
+        /// The configured request timeout.
+        timeout: std::time::Duration,
+    },
+
     /// An access token could not be obtained from the OAuth token endpoint (no request was
     /// sent to PeopleSoft).
     #[error("could not obtain an OAuth access token: {message}")]
@@ -181,6 +210,8 @@ impl Error {
     /// How the sync engine should react to this error.
     ///
     /// - 401/403 → [`FailureKind::StopStream`] (never retried: lockout risk).
+    /// - a latched client, a blackout skip, a host found unreachable earlier in the cycle →
+    ///   [`FailureKind::Deferred`]: nothing was sent, the window is not an attempt.
     /// - transport errors, 5xx, 429, gateway HTML pages, cut-off bodies, blackout skips →
     ///   [`FailureKind::Transient`].
     /// - token endpoint outages (connect errors, timeouts, 5xx, 429) → transient.
@@ -189,7 +220,10 @@ impl Error {
     pub fn failure_kind(&self) -> FailureKind {
         match self {
             Error::AuthRejected { .. } => FailureKind::StopStream,
-            Error::Transport { .. } | Error::Blackout { .. } | Error::HtmlPage { .. } => {
+            Error::AuthLatched { .. } | Error::Blackout { .. } | Error::HostUnreachable { .. } => {
+                FailureKind::Deferred
+            }
+            Error::Transport { .. } | Error::HtmlPage { .. } | Error::Timeout { .. } => {
                 FailureKind::Transient
             }
             Error::Http { status, .. } if *status >= 500 || *status == 429 || *status == 408 => {
@@ -211,7 +245,16 @@ impl Error {
         } else {
             format!("{context}: {self}")
         };
-        ConnectorError::new(kind, message).with_source(self)
+        let until = match &self {
+            Error::Blackout { until, .. } => Some(*until),
+            _ => None,
+        };
+        let e = ConnectorError::new(kind, message);
+        let e = match until {
+            Some(t) => e.deferred_until(t),
+            None => e,
+        };
+        e.with_source(self)
     }
 }
 

@@ -7,7 +7,8 @@
 //! PeopleSoft is self-hosted and shared with the business, so this crate is careful by
 //! default: one request at a time per host, a pause between requests, timeouts, bounded
 //! retries, optional blackout windows, and **no retry at all on 401/403** (repeated failed
-//! logins can lock the PeopleSoft account).
+//! logins can lock the PeopleSoft account): the first rejection latches the client and every
+//! clone of it ([`AuthLatch`]), so no stream sends those credentials again.
 //!
 //! ## How data is read
 //!
@@ -102,6 +103,7 @@ mod auth;
 mod client;
 mod config;
 mod error;
+mod latch;
 mod protection;
 pub mod qas;
 pub mod records;
@@ -111,11 +113,12 @@ pub mod writeback;
 
 pub use auth::{ClientAuthMethod, Credentials, OAuth2ClientCredentials};
 pub use client::{
-    PeopleSoftClient, PeopleSoftClientBuilder, PingCheck, PingReport, ServiceOperation,
-    ServiceResponse,
+    LatchCallback, PeopleSoftClient, PeopleSoftClientBuilder, PingCheck, PingReport,
+    ServiceOperation, ServiceResponse,
 };
 pub use config::{Connection, ConnectionBuilder, NodeName, QueryName, Scheme, Timeouts};
 pub use error::{truncate_body, ConfigError, Error, Result, RAW_BODY_LIMIT};
+pub use latch::{random_key, AuthLatch, AuthRejection, CredentialFingerprint};
 pub use protection::{BlackoutAction, BlackoutWindow, LoadProtection};
 pub use qas::{ExecuteQuery, PromptInfo, QueryOwner, QueryResult, DEFAULT_MAX_ROWS};
 pub use source::{flag_current_rows, PeopleSoftSource};

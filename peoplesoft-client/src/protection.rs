@@ -103,8 +103,9 @@ pub enum BlackoutAction {
     /// Wait (with tokio time) until the window ends, then send.
     #[default]
     Wait,
-    /// Do not send: fail with [`Error::Blackout`](crate::Error::Blackout), a transient
-    /// error, so the engine retries the window on the next cycle.
+    /// Do not send: fail with [`Error::Blackout`](crate::Error::Blackout), a
+    /// [`Deferred`](sync_core::FailureKind::Deferred) error: the engine skips the stream's
+    /// cycle without recording a failure or an attempt, and tries again next cycle.
     Skip,
 }
 

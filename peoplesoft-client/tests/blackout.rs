@@ -37,7 +37,7 @@ fn client_at(server: &MockServer, p: LoadProtection, clock: Arc<ManualClock>) ->
 }
 
 #[tokio::test]
-async fn skip_action_sends_nothing_during_the_window_and_is_transient() {
+async fn skip_action_sends_nothing_during_the_window_and_is_deferred() {
     let server = MockServer::start().await;
     Mock::given(any())
         .respond_with(json_body("empty.json"))
@@ -55,7 +55,10 @@ async fn skip_action_sends_nothing_during_the_window_and_is_transient() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(e.failure_kind(), FailureKind::Transient);
+    // Not an attempt: the engine neither records a failure nor counts an attempt.
+    assert_eq!(e.failure_kind(), FailureKind::Deferred);
+    let c_err = e.into_connector_error("stream `vendors`");
+    assert_eq!(c_err.until(), Some(utc("2026-01-15T04:00:00Z")));
     // After the window the request goes out (the mock expects exactly one).
     clock.set(utc("2026-01-15T04:00:00Z"));
     c.execute_query(&q).await.unwrap();

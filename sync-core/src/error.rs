@@ -19,6 +19,12 @@ pub enum FailureKind {
     /// Stop the whole stream now and do not touch the remote again this cycle. Used for
     /// 401/403 from PeopleSoft, where every further request could lock the account.
     StopStream,
+    /// Not attempted: the source declined to send anything now (a blackout window with the
+    /// `skip` action, credentials latched after a rejection, a host found unreachable
+    /// earlier in the cycle). The stream's remaining windows wait for the next cycle; no
+    /// failure and no attempt is recorded, and the reason (with
+    /// [`ConnectorError::until`] when known) is reported and kept for `status`.
+    Deferred,
 }
 
 /// An error reported by a [`Source`](crate::Source) or a [`Sink`](crate::Sink).
@@ -29,6 +35,7 @@ pub enum FailureKind {
 pub struct ConnectorError {
     kind: FailureKind,
     message: String,
+    until: Option<chrono::DateTime<chrono::Utc>>,
     #[source]
     source: Option<BoxError>,
 }
@@ -39,8 +46,25 @@ impl ConnectorError {
         Self {
             kind,
             message: message.into(),
+            until: None,
             source: None,
         }
+    }
+
+    /// A [`FailureKind::Deferred`] error: nothing was attempted.
+    pub fn deferred(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Deferred, message)
+    }
+
+    /// Notes when the reason for deferring ends (for example a blackout window's end).
+    pub fn deferred_until(mut self, until: chrono::DateTime<chrono::Utc>) -> Self {
+        self.until = Some(until);
+        self
+    }
+
+    /// When the reason for deferring ends, if known.
+    pub fn until(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.until
     }
 
     /// A transient error.

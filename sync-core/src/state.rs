@@ -45,6 +45,19 @@ impl FailedWindow {
     }
 }
 
+/// A cycle in which a stream's windows were deferred without being attempted (for example a
+/// blackout window with the `skip` action). Not a failure: no attempt is counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// Why (the source's message).
+    pub reason: String,
+    /// When the reason ends, when known (a blackout window's end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// When the windows were skipped.
+    pub at: DateTime<Utc>,
+}
+
 /// The state of one stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamState {
@@ -69,6 +82,9 @@ pub struct StreamState {
     /// Target rows deleted (or marked deleted) by reconciliation so far.
     #[serde(default)]
     pub rows_deleted: u64,
+    /// The last cycle's windows were deferred, not attempted (cleared by the next commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Skipped>,
 }
 
 /// What is known about a source's row cap below the cap it asks for (see
@@ -134,6 +150,7 @@ impl StreamState {
         }
         self.failed = rest;
         self.last_commit_at = Some(at);
+        self.skipped = None;
     }
 
     /// Records a failed attempt of `window`.

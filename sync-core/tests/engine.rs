@@ -393,6 +393,46 @@ async fn stop_stream_error_halts_the_stream_after_one_request() {
 }
 
 #[tokio::test]
+async fn a_deferred_window_stops_the_stream_without_counting_an_attempt() {
+    let rig = Rig::new();
+    rig.clock.set(minutes(300));
+    rig.source.upsert(1, 1, minutes(10), minutes(0));
+    let p = rig.pipeline(rig.stream(rig.policy()).max_attempts(2));
+    // One failed attempt first, so a queued window exists.
+    *rig.source.faults.lock().unwrap() = vec![ConnectorError::transient("busy")];
+    p.run_cycle().await.unwrap();
+    let before = p.status().await.unwrap().remove(0);
+    assert_eq!(before.failed.len(), 1);
+    // Then more cycles than max_attempts, each deferred at its first read.
+    let until = minutes(600);
+    for _ in 0..4 {
+        rig.source.reads.lock().unwrap().clear();
+        *rig.source.faults.lock().unwrap() =
+            vec![ConnectorError::deferred("in blackout `payroll`").deferred_until(until)];
+        let r = p.run_cycle().await.unwrap();
+        assert!(r.is_clean(), "{r:?}");
+        assert_eq!(r.streams[0].windows_failed, 0);
+        assert_eq!(
+            r.streams[0].skipped.as_deref(),
+            Some("in blackout `payroll`")
+        );
+        assert_eq!(rig.source.reads.lock().unwrap().len(), 1, "stream stopped");
+    }
+    let st = p.status().await.unwrap().remove(0);
+    assert_eq!(st.failed, before.failed, "attempts unchanged");
+    assert!(st.stuck.is_empty());
+    assert_eq!(st.skipped.as_ref().unwrap().until, Some(until));
+    let audited = rig.audit.all().len();
+    // After the blackout everything loads and the note is cleared.
+    let r = p.run_cycle().await.unwrap();
+    assert!(r.is_clean() && r.streams[0].skipped.is_none(), "{r:?}");
+    let st = p.status().await.unwrap().remove(0);
+    assert!(st.failed.is_empty() && st.skipped.is_none(), "{st:?}");
+    assert!(rig.audit.all().len() > audited);
+    assert_eq!(rig.sink.len("rows"), 1);
+}
+
+#[tokio::test]
 async fn graceful_stop_abandons_the_window_without_checkpointing() {
     let rig = Rig::new();
     rig.clock.set(minutes(100));

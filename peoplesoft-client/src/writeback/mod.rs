@@ -544,9 +544,11 @@ impl PeopleSoftSink {
     fn error_step(key: &BTreeMap<String, String>, e: Error) -> Step {
         match e {
             e @ Error::AuthRejected { .. } => Step::Stop(FailureKind::StopStream, e.to_string()),
-            e @ (Error::Token { .. } | Error::Blackout { .. } | Error::Config(_)) => {
-                Step::Stop(e.failure_kind(), e.to_string())
-            }
+            e @ (Error::Token { .. }
+            | Error::Blackout { .. }
+            | Error::Config(_)
+            | Error::AuthLatched { .. }
+            | Error::HostUnreachable { .. }) => Step::Stop(e.failure_kind(), e.to_string()),
             e => Step::Transient(key.clone(), e.to_string()),
         }
     }

@@ -390,6 +390,11 @@ pub struct StreamReport {
     /// Target rows deleted (or marked deleted) by this cycle's reconciliation.
     #[serde(default)]
     pub rows_deleted: u64,
+    /// The stream's remaining windows were deferred without being attempted (blackout with
+    /// `skip`, latched credentials, host unreachable earlier in the cycle): the reason. Not a
+    /// failure: nothing is recorded against the windows.
+    #[serde(default)]
+    pub skipped: Option<String>,
 }
 
 impl StreamReport {
@@ -442,6 +447,8 @@ pub struct StreamStatus {
     /// Target rows deleted (or marked deleted) by reconciliation so far.
     #[serde(default)]
     pub rows_deleted: u64,
+    /// The last cycle deferred the stream's windows (e.g. a blackout with `skip`), and why.
+    pub skipped: Option<crate::state::Skipped>,
 }
 
 /// Which windows a cycle works on.
@@ -875,6 +882,7 @@ impl Pipeline {
                     null_cursor_rows: st.null_cursor_rows,
                     last_reconciled_at: st.last_reconciled_at,
                     rows_deleted: st.rows_deleted,
+                    skipped: st.skipped,
                 }
             })
             .collect())
@@ -1218,7 +1226,10 @@ impl StreamRun<'_> {
                 }
                 End::Failed(error) => {
                     settle_probes(&mut probes, p.window, None);
-                    if error.kind() == FailureKind::StopStream {
+                    if matches!(
+                        error.kind(),
+                        FailureKind::StopStream | FailureKind::Deferred
+                    ) {
                         self.halt.store(true, Ordering::SeqCst);
                     }
                     if self.pipeline.options.stop_stream_on_failure {
@@ -1742,6 +1753,9 @@ impl StreamRun<'_> {
         let p = self.pipeline;
         let cfg = self.cfg;
         let message = error.full_message();
+        if error.kind() == FailureKind::Deferred {
+            return self.deferred(st, report, planned, error).await;
+        }
         report.windows_failed += 1;
         report.rows_written += receipt.rows_written;
         if error.kind() == FailureKind::StopStream {
@@ -1781,6 +1795,39 @@ impl StreamRun<'_> {
             Some(message),
         );
         self.append_audit(&entry, report).await;
+    }
+
+    /// A window the source declined to attempt: no failure, no attempt, no audit entry; the
+    /// stream stops for this cycle and the reason is reported and kept for `status`.
+    async fn deferred(
+        &self,
+        st: &mut StreamState,
+        report: &mut StreamReport,
+        planned: Planned,
+        error: ConnectorError,
+    ) {
+        // Rows a source read before deferring are not checkpointed: the window is planned
+        // again (a gap, a queued failed window, or the next lookback).
+        let p = self.pipeline;
+        let message = error.message().to_string();
+        tracing::info!(stream = %self.cfg.name, window = %planned.window, "window deferred, not attempted: {message}");
+        if report.skipped.is_none() {
+            report.skipped = Some(message.clone());
+        }
+        let mut next = st.clone();
+        next.skipped = Some(crate::state::Skipped {
+            reason: message,
+            until: error.until(),
+            at: p.clock.now(),
+        });
+        if next != *st {
+            match p.store.save_stream(&p.name, &self.cfg.name, &next).await {
+                Ok(()) => *st = next,
+                Err(e) => {
+                    report.error = Some(format!("skipped cycle not recorded in state: {e}"));
+                }
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -26,19 +26,57 @@ impl Default for LimiterConfig {
 
 /// Caps concurrent requests and spaces request starts.
 ///
-/// `acquire` waits for a free slot, then until `min_gap` has passed since the previous start.
-/// Uses tokio time, so a paused clock drives it in tests.
+/// `acquire` waits for a free slot, then until `min_gap` has passed since the previous
+/// request started **and** since it was answered (see [`LimiterPermit::answered`]; dropping
+/// the permit counts as answered). The server cannot have seen a request later than its
+/// answer, so counting the gap from the answer keeps it on the wire as the server sees it,
+/// whatever the time spent opening a connection or scheduling tasks on either side. With
+/// one slot per host (the default) that is always the case; with more, a request still
+/// waiting for its answer when the gap has passed lets the next one start `min_gap` after
+/// its own start. Uses tokio time, so a paused clock drives it in tests.
 #[derive(Debug)]
 pub struct RequestLimiter {
     config: LimiterConfig,
     slots: Arc<Semaphore>,
-    next_start: Mutex<Option<Instant>>,
+    /// Serialises starters, so the gap is computed by one waiter at a time.
+    starting: Mutex<()>,
+    last: Arc<StdMutex<LastStart>>,
 }
 
-/// Held while a request is in flight; dropping it frees the slot.
+/// The latest request start, and when it was answered.
+#[derive(Debug, Default)]
+struct LastStart {
+    seq: u64,
+    started: Option<Instant>,
+    answered: Option<Instant>,
+}
+
+/// Held while a request is in flight; dropping it frees the slot (and marks the request
+/// answered if [`answered`](Self::answered) was not called).
 #[derive(Debug)]
 pub struct LimiterPermit {
     _slot: OwnedSemaphorePermit,
+    seq: u64,
+    last: Option<Arc<StdMutex<LastStart>>>,
+}
+
+impl LimiterPermit {
+    /// Notes that the request's answer (or its failure) arrived: the next request's gap
+    /// counts from now at the latest. Call it as soon as the response head is in.
+    pub fn answered(&self) {
+        if let Some(last) = &self.last {
+            let mut l = last.lock().unwrap_or_else(|e| e.into_inner());
+            if l.seq == self.seq && l.answered.is_none() {
+                l.answered = Some(Instant::now());
+            }
+        }
+    }
+}
+
+impl Drop for LimiterPermit {
+    fn drop(&mut self) {
+        self.answered();
+    }
 }
 
 impl RequestLimiter {
@@ -51,7 +89,8 @@ impl RequestLimiter {
                 ..config
             },
             slots: Arc::new(Semaphore::new(max)),
-            next_start: Mutex::new(None),
+            starting: Mutex::new(()),
+            last: Arc::new(StdMutex::new(LastStart::default())),
         }
     }
 
@@ -68,14 +107,39 @@ impl RequestLimiter {
             .acquire_owned()
             .await
             .expect("limiter semaphore is never closed");
-        if !self.config.min_gap.is_zero() {
-            let mut next = self.next_start.lock().await;
-            if let Some(at) = *next {
-                tokio::time::sleep_until(at).await;
-            }
-            *next = Some(Instant::now() + self.config.min_gap);
+        let gap = self.config.min_gap;
+        if gap.is_zero() {
+            return LimiterPermit {
+                _slot: slot,
+                seq: 0,
+                last: None,
+            };
         }
-        LimiterPermit { _slot: slot }
+        let _turn = self.starting.lock().await;
+        loop {
+            let earliest = {
+                let l = self.last.lock().unwrap_or_else(|e| e.into_inner());
+                match (l.started, l.answered) {
+                    (Some(s), Some(a)) => Some((s + gap).max(a + gap)),
+                    (Some(s), None) => Some(s + gap),
+                    _ => None,
+                }
+            };
+            match earliest {
+                // The previous request may be answered while we wait: look again.
+                Some(at) if at > Instant::now() => tokio::time::sleep_until(at).await,
+                _ => break,
+            }
+        }
+        let mut l = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        l.seq += 1;
+        l.started = Some(Instant::now());
+        l.answered = None;
+        LimiterPermit {
+            _slot: slot,
+            seq: l.seq,
+            last: Some(self.last.clone()),
+        }
     }
 }
 
@@ -161,6 +225,23 @@ mod tests {
         for pair in s.windows(2) {
             assert!(pair[1] - pair[0] >= Duration::from_millis(100));
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gap_counts_from_the_previous_answer() {
+        let limiter = RequestLimiter::new(LimiterConfig {
+            max_concurrent: 1,
+            min_gap: Duration::from_millis(100),
+        });
+        let t0 = Instant::now();
+        let p = limiter.acquire().await;
+        // The request takes 30 ms to be answered (a slow connect, say).
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        p.answered();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        drop(p);
+        let _q = limiter.acquire().await;
+        assert_eq!(t0.elapsed(), Duration::from_millis(130));
     }
 
     #[test]

@@ -27,5 +27,5 @@ pub use oauth::{
     parse_expires_in, redact_secret, ClientAuthMethod, ClientCredentials, ClientCredentialsFetcher,
     OAuthError,
 };
-pub use retry::{parse_retry_after, Idempotency, RetryPolicy, TransportError};
+pub use retry::{parse_retry_after, Idempotency, RetryPolicy, TransportError, MAX_RETRY_AFTER};
 pub use token::{AccessToken, RefreshPolicy, TokenCache, TokenError, TokenFetcher};

@@ -16,6 +16,12 @@ pub enum Idempotency {
     Idempotent,
     /// Must not run twice.
     NonIdempotent,
+    /// Safe to repeat, but expensive for the server, which keeps working on it after the
+    /// client gave up (a synchronous PeopleSoft `ExecuteQuery`): retried like
+    /// [`Idempotent`](Self::Idempotent) on 5xx, 429 and connect errors, but **not** after a
+    /// timeout, because an immediate retry would start a second copy of a query that is
+    /// still running.
+    IdempotentNoTimeoutRetry,
 }
 
 /// The one retry policy both clients use.
@@ -87,7 +93,7 @@ impl RetryPolicy {
     pub fn retry_status(status: StatusCode, idempotency: Idempotency) -> bool {
         match status.as_u16() {
             429 | 503 => true,
-            408 | 500 | 502 | 504 => idempotency == Idempotency::Idempotent,
+            408 | 500 | 502 | 504 => idempotency != Idempotency::NonIdempotent,
             _ => false,
         }
     }
@@ -98,8 +104,10 @@ impl RetryPolicy {
             // Nothing reached the server.
             return true;
         }
-        idempotency == Idempotency::Idempotent
-            && (err.is_timeout() || err.is_request() || err.is_body())
+        if err.is_timeout() {
+            return idempotency == Idempotency::Idempotent;
+        }
+        idempotency != Idempotency::NonIdempotent && (err.is_request() || err.is_body())
     }
 
     /// The computed delay before retry number `retry` (0-based), without `Retry-After`.
@@ -148,7 +156,10 @@ impl RetryPolicy {
             };
             let delay = retry_after.unwrap_or_else(|| self.backoff(retries));
             let elapsed = started.elapsed();
-            if !retry || retries >= self.max_retries || elapsed + delay > self.total_budget {
+            if !retry
+                || retries >= self.max_retries
+                || elapsed.saturating_add(delay) > self.total_budget
+            {
                 return outcome.map_err(|source| TransportError {
                     retries,
                     elapsed,
@@ -166,21 +177,60 @@ impl RetryPolicy {
     }
 }
 
-/// Parses a `Retry-After` value: delay seconds (`120`) or an HTTP-date
-/// (`Wed, 21 Oct 2015 07:28:00 GMT`), relative to `now`. A date in the past gives zero.
+/// The longest delay [`parse_retry_after`] returns: a server asking for more is capped here
+/// (and the retry loop gives up at once when the delay would pass its `total_budget`).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses a `Retry-After` value: delay seconds (`120`, also fractional `1.5`) or an HTTP-date
+/// (`Wed, 21 Oct 2015 07:28:00 GMT`, RFC 850 and asctime forms too), relative to `now`. A
+/// date in the past gives zero; anything longer than [`MAX_RETRY_AFTER`] is capped to it.
+///
+/// Total: never panics or overflows, whatever the value (huge numbers, negative numbers,
+/// `NaN`, garbage); a value it cannot read gives `None`, so the computed backoff applies.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if value.is_empty() {
+        return None;
     }
-    if let Ok(secs) = value.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs));
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only: any length is a (possibly huge) number of seconds.
+        return Some(match value.parse::<u64>() {
+            Ok(secs) => Duration::from_secs(secs).min(MAX_RETRY_AFTER),
+            Err(_) => MAX_RETRY_AFTER,
+        });
+    }
+    if value
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'e' || b == b'E' || b == b'+')
+    {
+        let secs = value.parse::<f64>().ok()?;
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
         }
+        return Some(if secs >= MAX_RETRY_AFTER.as_secs_f64() {
+            MAX_RETRY_AFTER
+        } else {
+            Duration::from_secs_f64(secs)
+        });
     }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let when: SystemTime = when.with_timezone(&chrono::Utc).into();
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    let when = chrono::DateTime::parse_from_rfc2822(value)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .or_else(|_| {
+            // RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`).
+            let v = value.trim_end_matches(" GMT");
+            chrono::NaiveDateTime::parse_from_str(v, "%A, %d-%b-%y %H:%M:%S")
+                .or_else(|_| chrono::NaiveDateTime::parse_from_str(v, "%a %b %e %H:%M:%S %Y"))
+                .map(|t| t.and_utc())
+        })
+        .ok()?;
+    let now: chrono::DateTime<chrono::Utc> = now.into();
+    let delta = when.signed_duration_since(now);
+    Some(
+        delta
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 #[cfg(test)]
@@ -205,6 +255,114 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn retry_after_is_total() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_400);
+        let cases: &[(&str, Option<Duration>)] = &[
+            ("0", Some(Duration::ZERO)),
+            ("1.5", Some(Duration::from_millis(1500))),
+            (".25", Some(Duration::from_millis(250))),
+            ("18446744073709551615", Some(MAX_RETRY_AFTER)),
+            ("99999999999999999999999999999999", Some(MAX_RETRY_AFTER)),
+            ("1e300", Some(MAX_RETRY_AFTER)),
+            ("1e999", None),
+            ("-5", None),
+            ("NaN", None),
+            ("inf", None),
+            ("", None),
+            ("  ", None),
+            ("1.2.3", None),
+            (
+                "Wednesday, 21-Oct-15 07:28:00 GMT",
+                Some(Duration::from_secs(80)),
+            ),
+            ("Wed Oct 21 07:28:00 2015", Some(Duration::from_secs(80))),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", Some(MAX_RETRY_AFTER)),
+        ];
+        for (v, want) in cases {
+            assert_eq!(parse_retry_after(v, now), *want, "{v:?}");
+        }
+        // Extreme clocks do not overflow either.
+        for t in [SystemTime::UNIX_EPOCH, now + Duration::from_secs(1 << 40)] {
+            let _ = parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", t);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn retry_after_never_panics(v in "\\PC{0,40}", secs in proptest::num::u64::ANY) {
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(secs % (1 << 40));
+            if let Some(d) = parse_retry_after(&v, now) {
+                proptest::prop_assert!(d <= MAX_RETRY_AFTER);
+            }
+            let _ = parse_retry_after(&secs.to_string(), now);
+            let _ = parse_retry_after(&format!("{}.{}", secs, secs), now);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn huge_retry_after_gives_up_within_the_budget() {
+        let (hits, f) = scripted(vec![(503, Some("18446744073709551615")), (200, None)]);
+        let policy = RetryPolicy {
+            jitter: false,
+            ..RetryPolicy::default()
+        };
+        let started = Instant::now();
+        let resp = policy.send(Idempotency::Idempotent, f).await.unwrap();
+        assert_eq!(resp.status(), 503);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // With an unlimited budget the wait is the capped day, not an overflow.
+        let (hits, f) = scripted(vec![(503, Some("99999999999999999999999")), (200, None)]);
+        let unlimited = RetryPolicy {
+            total_budget: Duration::MAX,
+            ..policy
+        };
+        let started = Instant::now();
+        let resp = unlimited.send(Idempotency::Idempotent, f).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert_eq!(started.elapsed(), MAX_RETRY_AFTER);
+    }
+
+    #[tokio::test]
+    async fn timeouts_of_expensive_reads_are_not_retried() {
+        // A server that accepts the connection and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let policy = RetryPolicy {
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(1),
+            jitter: false,
+            ..RetryPolicy::default()
+        };
+        for (idem, want_calls) in [
+            (Idempotency::IdempotentNoTimeoutRetry, 1),
+            (Idempotency::Idempotent, 4),
+        ] {
+            let calls = AtomicU32::new(0);
+            let err = policy
+                .send(idem, || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    client.get(format!("http://{addr}/")).send()
+                })
+                .await
+                .unwrap_err();
+            assert!(err.is_timeout(), "{err}");
+            assert_eq!(calls.load(Ordering::SeqCst), want_calls, "{idem:?}");
+        }
     }
 
     #[test]

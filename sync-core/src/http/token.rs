@@ -40,17 +40,35 @@ pub trait TokenFetcher: Send + Sync {
 ///
 /// A token becomes *stale* `min(ttl × stale_fraction, max_stale_window)` before it expires:
 /// the next caller refreshes it while the others keep using it. It is *expired*
-/// `expiry_margin` before its real expiry: then every caller waits for the one refresh.
-/// The defaults follow the official Databricks SDKs (stale at min(TTL/2, 20 min), hard
-/// refresh 40 s before expiry).
+/// `min(expiry_margin, ttl / 4)` before its real expiry: then every caller waits for the one
+/// refresh. Both points scale with the token's lifetime, so a short-lived token (say 20 s,
+/// shorter than the 40 s margin) is still used for most of its life instead of being
+/// fetched again before every call. The defaults follow the official Databricks SDKs (stale at
+/// min(TTL/2, 20 min), hard refresh 40 s before expiry) for ordinary lifetimes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RefreshPolicy {
     /// Fraction of the lifetime before expiry at which the token turns stale.
     pub stale_fraction: f64,
     /// Upper bound of the stale window.
     pub max_stale_window: Duration,
-    /// Safety margin before the real expiry.
+    /// Safety margin before the real expiry, at most a quarter of the lifetime.
     pub expiry_margin: Duration,
+}
+
+impl RefreshPolicy {
+    /// For a token issued with lifetime `ttl`: how long after issue it turns stale (early
+    /// refresh by one caller) and how long after issue it expires for the cache (every caller
+    /// waits for a new one). `stale <= expired`, both scale with `ttl`, and `stale >= ttl / 2`
+    /// whenever `stale_fraction <= 0.5`.
+    pub fn refresh_points(&self, ttl: Duration) -> (Duration, Duration) {
+        let margin = self.expiry_margin.min(ttl / 4);
+        let hard = ttl.saturating_sub(margin);
+        let stale_window = ttl
+            .mul_f64(self.stale_fraction.clamp(0.0, 1.0))
+            .min(self.max_stale_window);
+        let stale = ttl.saturating_sub(stale_window).min(hard);
+        (stale, hard)
+    }
 }
 
 impl Default for RefreshPolicy {
@@ -133,6 +151,10 @@ impl TokenCache {
                     let secret = c.secret.clone();
                     drop(cur);
                     if let Ok(_guard) = self.refresh.try_lock() {
+                        // Another caller may have refreshed between our read and the lock.
+                        if let Some(fresh) = self.fresh_token(Instant::now()).await {
+                            return Ok(fresh);
+                        }
                         match self.fetch_and_store().await {
                             Ok(s) => return Ok(s),
                             Err(e) => {
@@ -160,6 +182,14 @@ impl TokenCache {
         self.fetch_and_store().await
     }
 
+    /// The cached token when it is neither stale nor expired at `now`.
+    async fn fresh_token(&self, now: Instant) -> Option<SecretString> {
+        let cur = self.current.read().await;
+        cur.as_ref()
+            .filter(|c| !is_past(c.stale_at, now))
+            .map(|c| c.secret.clone())
+    }
+
     /// Drops the cached token if it is still `rejected` (the server answered 401 to it), so
     /// the next [`token`](Self::token) call fetches a new one. If another caller already
     /// replaced it, nothing happens: one 401 storm causes one refresh.
@@ -182,11 +212,7 @@ impl TokenCache {
             .map_err(|source| TokenError { source })?;
         let (stale_at, expires_at) = match token.expires_in {
             Some(ttl) => {
-                let stale_window = ttl
-                    .mul_f64(self.policy.stale_fraction)
-                    .min(self.policy.max_stale_window);
-                let hard = ttl.saturating_sub(self.policy.expiry_margin);
-                let stale = ttl.saturating_sub(stale_window).min(hard);
+                let (stale, hard) = self.policy.refresh_points(ttl);
                 (Some(fetched_at + stale), Some(fetched_at + hard))
             }
             None => (None, None),
@@ -311,6 +337,62 @@ mod tests {
         cache.invalidate(&t1).await; // stale report about the old token: ignored
         assert_eq!(cache.token().await.unwrap().expose_secret(), "token-2");
         assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// 64 concurrent callers every 1/40 lifetime for ten lifetimes: at most one token request per
+    /// half lifetime (plus the first), whatever the lifetime, and never an expired token.
+    #[tokio::test(start_paused = true)]
+    async fn short_and_long_lifetimes_cost_one_fetch_per_half_lifetime() {
+        for secs in [10u64, 20, 60, 3600] {
+            let ttl = Duration::from_secs(secs);
+            let f = Arc::new(Counting {
+                calls: AtomicU32::new(0),
+                fail_first: 0,
+                ttl,
+                delay: Duration::from_millis(20),
+            });
+            let cache = Arc::new(TokenCache::new(f.clone()));
+            let started = Instant::now();
+            let tick = ttl / 40;
+            for _ in 0..400 {
+                let tasks: Vec<_> = (0..64)
+                    .map(|_| {
+                        let c = cache.clone();
+                        tokio::spawn(async move { c.token().await.unwrap() })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                tokio::time::advance(tick).await;
+            }
+            let elapsed = started.elapsed();
+            let halves = (elapsed.as_secs_f64() / (ttl.as_secs_f64() / 2.0)).ceil() as u32;
+            let calls = f.calls.load(Ordering::SeqCst);
+            assert!(
+                calls <= halves + 1,
+                "lifetime {secs}s: {calls} token requests in {elapsed:?} (at most {} allowed)",
+                halves + 1
+            );
+            // And the cache did refresh: a token is not used past its lifetime.
+            assert!(
+                calls as u64 >= elapsed.as_secs() / secs,
+                "lifetime {secs}s: {calls}"
+            );
+        }
+    }
+
+    #[test]
+    fn refresh_points_scale_with_the_lifetime() {
+        let p = RefreshPolicy::default();
+        let s = Duration::from_secs;
+        assert_eq!(p.refresh_points(s(20)), (s(10), s(15)));
+        assert_eq!(p.refresh_points(s(10)), (s(5), Duration::from_millis(7500)));
+        assert_eq!(p.refresh_points(s(3600)), (s(2400), s(3560)));
+        assert_eq!(
+            p.refresh_points(Duration::ZERO),
+            (Duration::ZERO, Duration::ZERO)
+        );
     }
 
     #[test]

@@ -126,6 +126,8 @@ pub(super) async fn serve_connection(state: Arc<State>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
+        // A request starts when its first bytes arrive (not when its head is complete).
+        let mut arrived = (!buf.is_empty()).then(std::time::Instant::now);
         let head_end = loop {
             if let Some(end) = find_head_end(&buf) {
                 break end;
@@ -140,9 +142,12 @@ pub(super) async fn serve_connection(state: Arc<State>, mut stream: TcpStream) {
             }
             match stream.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => return,
-                Ok(_) => {}
+                Ok(_) => {
+                    arrived.get_or_insert_with(std::time::Instant::now);
+                }
             }
         };
+        let arrived = arrived.unwrap_or_else(std::time::Instant::now);
         let Some((req, close)) = std::str::from_utf8(&buf[..head_end])
             .ok()
             .and_then(parse_head)
@@ -188,7 +193,7 @@ pub(super) async fn serve_connection(state: Arc<State>, mut stream: TcpStream) {
         let in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         state.max_concurrent.fetch_max(in_flight, Ordering::SeqCst);
         let _guard = InFlight(&state);
-        let resp = state.handle(&req).await;
+        let resp = state.handle(&req, arrived).await;
         match resp.delivery {
             Delivery::Hang(d) => {
                 tokio::time::sleep(d).await;

@@ -129,6 +129,10 @@ pub struct ServerConfig {
     pub latency: Duration,
     /// Worker threads of the server's own runtime (default 2).
     pub worker_threads: usize,
+    /// How a request for another node name is answered: `false` (default) an `IBResponse`
+    /// error document with HTTP 200, `true` the gateway's HTML 404 page (what a real
+    /// PeopleSoft web server answers for a node the Integration Broker does not know).
+    pub unknown_node_404: bool,
 }
 
 impl Default for ServerConfig {
@@ -156,6 +160,7 @@ impl Default for ServerConfig {
             query_prompts: BTreeMap::new(),
             latency: Duration::ZERO,
             worker_threads: 2,
+            unknown_node_404: false,
         }
     }
 }
@@ -354,9 +359,19 @@ pub struct Stats {
     pub unauthorized: u64,
     /// Requests that got an injected fault.
     pub faults_injected: u64,
+    /// When each request's head had arrived, in arrival order (to measure the gaps between
+    /// request starts as the server sees them).
+    pub arrivals: Vec<std::time::Instant>,
 }
 
 impl Stats {
+    /// The gaps between consecutive request arrivals.
+    pub fn arrival_gaps(&self) -> Vec<Duration> {
+        let mut a = self.arrivals.clone();
+        a.sort();
+        a.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
     /// Requests for one query.
     pub fn requests_for(&self, query: &str) -> u64 {
         self.per_query.get(query).copied().unwrap_or(0)
@@ -374,6 +389,7 @@ struct Log {
     windows: Vec<WindowRequest>,
     unauthorized: u64,
     faults_injected: u64,
+    arrivals: Vec<std::time::Instant>,
 }
 
 struct State {
@@ -386,6 +402,8 @@ struct State {
     max_concurrent: AtomicUsize,
     transaction: AtomicU64,
     log: Mutex<Log>,
+    /// A password set after start ([`PeopleSoftServer::set_password`]).
+    password: Mutex<Option<String>>,
 }
 
 /// The running QAS stand-in. Dropping it stops the server.
@@ -446,6 +464,7 @@ impl PeopleSoftServer {
             max_concurrent: AtomicUsize::new(0),
             transaction: AtomicU64::new(0),
             log: Mutex::new(Log::default()),
+            password: Mutex::new(None),
         });
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let st = Arc::clone(&state);
@@ -607,7 +626,13 @@ impl PeopleSoftServer {
             windows: log.windows.clone(),
             unauthorized: log.unauthorized,
             faults_injected: log.faults_injected,
+            arrivals: log.arrivals.clone(),
         }
+    }
+
+    /// Changes the accepted password from now on (the operator rotated it).
+    pub fn set_password(&self, password: impl Into<String>) {
+        *lock(&self.state.password) = Some(password.into());
     }
 
     /// Resets every counter and the window log.
@@ -695,8 +720,9 @@ enum Op {
 }
 
 impl State {
-    async fn handle(&self, req: &Request) -> Response {
+    async fn handle(&self, req: &Request, arrived: std::time::Instant) -> Response {
         self.total.fetch_add(1, Ordering::SeqCst);
+        lock(&self.log).arrivals.push(arrived);
         let latency = self.latency_us.load(Ordering::SeqCst);
         if latency > 0 {
             tokio::time::sleep(Duration::from_micros(latency)).await;
@@ -938,8 +964,11 @@ impl State {
             let Ok(text) = String::from_utf8(raw) else {
                 return false;
             };
+            let password = lock(&self.password)
+                .clone()
+                .unwrap_or_else(|| self.config.password.clone());
             text.split_once(':')
-                .is_some_and(|(u, p)| u == self.config.oprid && p == self.config.password)
+                .is_some_and(|(u, p)| u == self.config.oprid && p == password)
         } else if scheme.eq_ignore_ascii_case("bearer") {
             self.config
                 .bearer_token
@@ -959,6 +988,14 @@ impl State {
         params: &Params,
         entry: Option<&mut WindowRequest>,
     ) -> Response {
+        if node != self.config.node && self.config.unknown_node_404 {
+            return html(
+                404,
+                "Error 404--Not Found",
+                "From RFC 2068 Hypertext Transfer Protocol -- HTTP/1.1: 10.4.5 404 Not Found. \
+                 The server has not found anything matching the Request-URI.",
+            );
+        }
         if node != self.config.node {
             return ib_error(
                 200,
