@@ -51,7 +51,11 @@ async fn a_query_profile_cap_below_maxrows_is_detected_and_every_row_loads() {
     );
     let sink = sqlite(dir.path());
     let state = dir.path().join("state");
-    let p = pipeline(&site, sink.clone(), &state, |d| d.max_rows(500));
+    // Caps this small are below the default plausibility floor (100): lower it for the test.
+    let p = pipeline(&site, sink.clone(), &state, |mut d| {
+        d.profile_cap_floor = 10;
+        d.max_rows(500)
+    });
     let r = p.run_cycle().await.unwrap();
     assert!(r.is_clean(), "{r:#?}");
     sink.with_connection(|db| assert_all_match(db, &site.dataset));

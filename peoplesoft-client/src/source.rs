@@ -149,6 +149,7 @@ impl Source for PeopleSoftSource {
     fn capabilities(&self) -> SourceCapabilities {
         SourceCapabilities::silent_cap(u64::from(self.def.requested_rows()))
             .declared_cap(self.def.profile_max_rows.map(u64::from))
+            .silent_cap_floor(u64::from(self.def.profile_cap_floor))
             .granularity(self.def.cursor_granularity())
             .min_lookback(self.def.min_lookback())
             .key_paging(!self.def.key_prompts.is_empty())

@@ -747,6 +747,7 @@ fn classify(
             Verdict::Complete
         }
     } else if n > 0
+        && n >= caps.silent_cap_floor
         && n >= know.largest_page
         && caps.requested_row_cap.is_none_or(|r| know.largest_page < r)
     {
