@@ -169,6 +169,15 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// Every value given after `--stream`.
+fn stream_args(args: &[String]) -> Vec<String> {
+    args.iter()
+        .enumerate()
+        .filter(|(i, _)| *i > 0 && args[i - 1] == "--stream")
+        .map(|(_, s)| s.clone())
+        .collect()
+}
+
 fn print_progress(p: &Progress) {
     match p {
         Progress::WindowCommitted {
@@ -419,12 +428,7 @@ async fn backfill(b: &Built, args: &[String]) -> CmdResult {
     if from >= to {
         return Err("--from must be before --to".into());
     }
-    let streams: Vec<String> = args
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i > 0 && args[i - 1] == "--stream")
-        .map(|(_, s)| s.clone())
-        .collect();
+    let streams = stream_args(args);
     report(b.pipeline.backfill(&streams, Window::new(from, to)).await)
 }
 
@@ -449,12 +453,7 @@ async fn verify(b: &Built, args: &[String], requeue: bool) -> CmdResult {
                 .map_err(|_| format!("--sample `{n}` is not a number"))
         })
         .transpose()?;
-    let streams: Vec<String> = args
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i > 0 && args[i - 1] == "--stream")
-        .map(|(_, s)| s.clone())
-        .collect();
+    let streams = stream_args(args);
     let opts = VerifyOptions::new()
         .requeue(requeue)
         .apply_deletes(requeue)

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
@@ -317,20 +316,9 @@ async fn null_cursor_rows_are_counted_by_verify_and_shown_in_status() {
 
 /// The `sync` example (the installed program) with a configuration file.
 fn sync(cfg: &Path, args: &[&str]) -> std::process::Output {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("sync");
-    Command::new(bin)
-        .arg("--config")
-        .arg(cfg)
+    sync_command(cfg)
         .args(args)
         .env("MLC_CAPTURE_TEST_PASSWORD", DEFAULT_PASSWORD)
-        .env("RUST_LOG", "error")
         .output()
         .unwrap()
 }
