@@ -34,6 +34,7 @@ fn schema() -> TableSchema {
         primary_key: vec!["id".into()],
         cursor_column: Some("updated_at".into()),
         write_mode: WriteMode::Upsert,
+        effective_dating: None,
     }
 }
 
@@ -56,6 +57,7 @@ fn batch(rows: Vec<Row>) -> Batch {
         window: Window::new(t(0), t(2)),
         run_id: "run-1".into(),
         stream: "vendors".into(),
+        as_of: None,
     }
 }
 

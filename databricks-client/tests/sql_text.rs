@@ -45,6 +45,7 @@ fn schema() -> TableSchema {
         primary_key: vec!["id".into()],
         cursor_column: Some("ts".into()),
         write_mode: WriteMode::Upsert,
+        effective_dating: None,
     }
 }
 
@@ -248,6 +249,7 @@ fn merge_never_receives_duplicate_keys() {
         primary_key: vec!["k".into()],
         cursor_column: None,
         write_mode: WriteMode::Upsert,
+        effective_dating: None,
     };
     let rows = vec![
         vec![Value::Decimal("1.5".parse().unwrap())],

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -360,6 +360,10 @@ pub struct StreamReport {
     /// Rows set aside as ambiguous duplicates (same key and cursor, different values).
     #[serde(default)]
     pub ambiguous_duplicates: u64,
+    /// Effective-dated streams: the site-local date as of which this cycle's daily sweep
+    /// recomputed every current flag (`None`: no sweep ran this cycle, as one already ran today).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_swept_on: Option<NaiveDate>,
 }
 
 impl StreamReport {
@@ -626,6 +630,18 @@ impl PipelineBuilder {
             schema
                 .key_indexes()
                 .map_err(|e| Error::Config(format!("stream `{}`: {e}", s.name)))?;
+            if let Some(ed) = &schema.effective_dating {
+                ed.validate(&schema)
+                    .map_err(|e| Error::Config(format!("stream `{}`: {e}", s.name)))?;
+                // Per-window flags alone go stale: a newer row read in a later window would
+                // leave the older row current too. Refuse rather than load wrong flags.
+                if !self.sink.maintains_current_flags() {
+                    return Err(Error::Config(format!(
+                        "stream `{}` writes the effective-dated table `{}`, but the sink does not maintain current flags (`Sink::maintains_current_flags`), so `{}` would go stale across windows. Use a sink that does (SqliteSink, DatabricksSink), or remove `effective_dating` from the mapping to load the flags as the source computed them",
+                        s.name, schema.name, ed.current_column
+                    )));
+                }
+            }
             if let Some(c) = &schema.cursor_column {
                 if schema.index_of(c).is_none() {
                     return Err(Error::Config(format!(
@@ -756,6 +772,8 @@ struct StreamRun<'a> {
     key_indexes: Vec<usize>,
     cursor_index: Option<usize>,
     hash_key: bool,
+    /// Effective-dated tables: the as-of date of this cycle's current flags.
+    as_of: Option<NaiveDate>,
     halt: AtomicBool,
     caps: SourceCapabilities,
     knowledge: Mutex<RowCapKnowledge>,
@@ -970,6 +988,30 @@ impl Pipeline {
             .as_deref()
             .and_then(|c| schema.index_of(c));
         let hash_key = cfg.mapper.schema().primary_key.is_empty();
+        let as_of = schema
+            .effective_dating
+            .as_ref()
+            .map(|ed| ed.as_of(cycle_start));
+
+        let mut prepared = false;
+        if let Some(as_of) = as_of {
+            if st.current_swept_on != Some(as_of) {
+                if let Err(e) = self.sink.prepare(&schema).await {
+                    report.error = Some(format!(
+                        "stream `{}`: preparing table `{}` failed: {}",
+                        cfg.name,
+                        schema.name,
+                        e.full_message()
+                    ));
+                    tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+                    report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
+                    return report;
+                }
+                prepared = true;
+                self.sweep_current(cfg, &schema, as_of, &mut st, &mut report)
+                    .await;
+            }
+        }
 
         let (planned, stuck) = plan_windows(&st, cfg, cycle_start, plan);
         for s in &stuck {
@@ -993,16 +1035,18 @@ impl Pipeline {
             return report;
         }
 
-        if let Err(e) = self.sink.prepare(&schema).await {
-            report.error = Some(format!(
-                "stream `{}`: preparing table `{}` failed: {}",
-                cfg.name,
-                schema.name,
-                e.full_message()
-            ));
-            tracing::error!("{}", report.error.as_deref().unwrap_or_default());
-            report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
-            return report;
+        if !prepared {
+            if let Err(e) = self.sink.prepare(&schema).await {
+                report.error = Some(format!(
+                    "stream `{}`: preparing table `{}` failed: {}",
+                    cfg.name,
+                    schema.name,
+                    e.full_message()
+                ));
+                tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+                report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
+                return report;
+            }
         }
 
         let run = StreamRun {
@@ -1015,6 +1059,7 @@ impl Pipeline {
             key_indexes,
             cursor_index,
             hash_key,
+            as_of,
             halt: AtomicBool::new(false),
             caps: cfg.source.capabilities(),
             knowledge: Mutex::new(st.row_cap),
@@ -1031,6 +1076,54 @@ impl Pipeline {
         }
         report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
         report
+    }
+
+    /// The daily activation sweep of an effective-dated stream: recomputes every current flag
+    /// as of `as_of` (so future-dated rows become current on their date) and records the date
+    /// in the stream's state, so it runs once per site-local day, across restarts too. A failed
+    /// sweep is reported and tried again next cycle; the windows still run.
+    async fn sweep_current(
+        &self,
+        cfg: &StreamConfig,
+        schema: &TableSchema,
+        as_of: NaiveDate,
+        st: &mut StreamState,
+        report: &mut StreamReport,
+    ) {
+        match self.sink.refresh_current(schema, as_of).await {
+            Ok(receipt) => {
+                tracing::info!(
+                    stream = %cfg.name,
+                    %as_of,
+                    statements = ?receipt.statement_ids,
+                    "current flags recomputed for the whole table (daily sweep)"
+                );
+                let mut next = st.clone();
+                next.current_swept_on = Some(as_of);
+                match self.store.save_stream(&self.name, &cfg.name, &next).await {
+                    Ok(()) => {
+                        *st = next;
+                        report.current_swept_on = Some(as_of);
+                    }
+                    // Harmless: the sweep is idempotent and simply runs again next cycle.
+                    Err(e) => {
+                        report.error = Some(format!(
+                            "stream `{}`: current-flag sweep not recorded in state: {e}",
+                            cfg.name
+                        ));
+                    }
+                }
+            }
+            Err(e) => {
+                report.error = Some(format!(
+                    "stream `{}`: recomputing the current flags of table `{}` as of {as_of} failed (retried next cycle): {}",
+                    cfg.name,
+                    schema.name,
+                    e.full_message()
+                ));
+                tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+            }
+        }
     }
 
     fn emit(&self, p: Progress) {
@@ -1566,6 +1659,7 @@ impl StreamRun<'_> {
                         window: o.planned.window,
                         run_id: self.run_id.clone(),
                         stream: cfg.name.clone(),
+                        as_of: self.as_of,
                     };
                     match p.sink.write(&self.schema, &batch).await {
                         Ok(r) => o.receipt.absorb(r),

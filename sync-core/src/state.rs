@@ -63,6 +63,10 @@ pub struct StreamState {
     /// Rows seen with a NULL cursor (unreachable by cursor windows), as last counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub null_cursor_rows: Option<NullCursorCount>,
+    /// For effective-dated streams: the site-local date of the last successful sweep that
+    /// recomputed every current flag (the engine sweeps once per local day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_swept_on: Option<chrono::NaiveDate>,
 }
 
 /// What is known about a source's row cap below the cap it asks for (see
