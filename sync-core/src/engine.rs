@@ -24,6 +24,15 @@
 //!    batches queued per stream. Reading the next page overlaps with writing the previous batch.
 //! 10. **Graceful stop** through [`StopHandle`]: the in-flight window is abandoned without
 //!     advancing the checkpoint.
+//!
+//! **Effective-dated streams** ([`TableSchema::effective_dating`]): every batch carries the
+//! cycle's as-of date ([`Batch::as_of`], the cycle start's date in the declared zone) so the
+//! sink re-flags the current row of each entity it touches, and once per local day, before the
+//! windows, the engine has the sink recompute the whole table ([`Sink::refresh_current`]) so
+//! future-dated rows become current on their date. The date of that sweep is kept in
+//! [`StreamState::current_swept_on`]; a failed sweep is reported and retried next cycle. A sink
+//! that does not [maintain current flags](Sink::maintains_current_flags) is refused by
+//! [`PipelineBuilder::build`] for such streams.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
