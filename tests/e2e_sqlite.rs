@@ -11,7 +11,7 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use common::*;
 use ml_connector_testkit::dataset::{
-    SharedDataset, TABLE_CUSTOMERS, TABLE_JOB, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS,
+    SharedDataset, TABLE_CUSTOMERS, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS,
 };
 use ml_connector_testkit::peoplesoft::{Fault, FaultRule};
 use sync_core::audit::{AuditLog, JsonlAuditLog, Outcome};
@@ -207,31 +207,6 @@ async fn peoplesoft_counts_are_exact_even_when_pages_are_truncated() {
     assert_eq!(source.count(window).await.unwrap(), Some(want));
 }
 
-type Entity = (String, i64);
-
-/// The (EFFDT, EFFSEQ) of each employee record's current JOB row in the source, as of `as_of`.
-fn current_in_source(
-    dataset: &SharedDataset,
-    as_of: chrono::NaiveDate,
-) -> BTreeMap<Entity, (String, i64)> {
-    let d = dataset.read();
-    let mut best: BTreeMap<Entity, (String, i64)> = BTreeMap::new();
-    for r in d.table(TABLE_JOB).unwrap().rows() {
-        let emplid = r.text("EMPLID").unwrap();
-        let rcd = r.get("EMPL_RCD").and_then(|v| v.as_i64()).unwrap();
-        let effdt = r.text("EFFDT").unwrap();
-        let effseq = r.get("EFFSEQ").and_then(|v| v.as_i64()).unwrap();
-        if effdt.parse::<chrono::NaiveDate>().unwrap() > as_of {
-            continue;
-        }
-        let e = best.entry((emplid, rcd)).or_insert((effdt.clone(), effseq));
-        if (effdt.as_str(), effseq) > (e.0.as_str(), e.1) {
-            *e = (effdt, effseq);
-        }
-    }
-    best
-}
-
 /// Asserts `ps_job.is_current` is exactly the source's current row per (EMPLID, EMPL_RCD) as
 /// of `as_of`: one current row per employee record, none for records without a row yet.
 fn assert_current_flags(
@@ -267,13 +242,6 @@ fn assert_current_flags(
     }
 }
 
-fn site_today(clock: &dyn Clock) -> chrono::NaiveDate {
-    clock
-        .now()
-        .with_timezone(&ml_connector_testkit::sitetime::SITE_TIME_ZONE)
-        .date_naive()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_keeps_one_current_row_per_employee_across_windows_and_activates_future_rows() {
     let dir = tempfile::tempdir().unwrap();
@@ -289,38 +257,7 @@ async fn job_keeps_one_current_row_per_employee_across_windows_and_activates_fut
     // A later cycle brings a newer JOB row (a transfer effective today) for an employee whose
     // current row was loaded earlier.
     let now = site.clock.now();
-    let (emplid, rcd) = current_in_source(&site.dataset, today)
-        .into_keys()
-        .next()
-        .unwrap();
-    {
-        let mut d = site.dataset.write();
-        let t = d.table_mut(TABLE_JOB).unwrap();
-        let base = t
-            .rows()
-            .iter()
-            .find(|r| r.text("EMPLID").as_deref() == Some(emplid.as_str()))
-            .unwrap()
-            .clone();
-        let spec = t.spec_arc();
-        let mut values = base.values().to_vec();
-        let set = |values: &mut Vec<serde_json::Value>, f: &str, v: serde_json::Value| {
-            values[spec.field_index(f).unwrap()] = v;
-        };
-        set(
-            &mut values,
-            "EFFDT",
-            serde_json::json!(today.format("%Y-%m-%d").to_string()),
-        );
-        set(&mut values, "EFFSEQ", serde_json::json!(7));
-        set(&mut values, "DEPTID", serde_json::json!("XFR-NEW"));
-        set(&mut values, "ACTION", serde_json::json!("XFR"));
-        t.insert([ml_connector_testkit::dataset::Row::new(
-            spec.clone(),
-            values,
-            now + Duration::minutes(5),
-        )]);
-    }
+    let (emplid, rcd) = insert_newer_job_row(&site, today, now + Duration::minutes(5));
     site.clock.advance(Duration::minutes(30));
     let r = p.run_cycle().await.unwrap();
     assert!(r.is_clean(), "{r:#?}");
@@ -338,17 +275,7 @@ async fn job_keeps_one_current_row_per_employee_across_windows_and_activates_fut
 
     // Future-dated rows (raises entered in advance) become current on their date in the
     // site's zone, through the daily sweep: no window reads them again.
-    let first_future = {
-        let d = site.dataset.read();
-        d.table(TABLE_JOB)
-            .unwrap()
-            .rows()
-            .iter()
-            .filter_map(|r| r.text("EFFDT")?.parse::<chrono::NaiveDate>().ok())
-            .filter(|d| *d > today)
-            .min()
-            .expect("the sample site has future-dated JOB rows")
-    };
+    let first_future = first_future_effdt(&site.dataset, today);
     site.clock.set(ml_connector_testkit::sitetime::local_to_utc(
         first_future.and_hms_opt(0, 30, 0).unwrap(),
     ));
