@@ -83,7 +83,7 @@ pub struct Mapping {
     pub source_time_zone: Option<String>,
     /// Effective dating of the target table (target column names); its as-of dates follow
     /// `source_time_zone` unless it names its own `time_zone`. See
-    /// [`EffectiveDated`](crate::EffectiveDated).
+    /// [`EffectiveDated`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_dating: Option<EffectiveDated>,
 }

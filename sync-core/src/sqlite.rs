@@ -388,7 +388,7 @@ fn current_flags_sql(schema: &TableSchema, ed: &EffectiveDated, entities: usize)
     sql
 }
 
-fn effective_dating<'s>(schema: &'s TableSchema) -> Result<&'s EffectiveDated, ConnectorError> {
+fn effective_dating(schema: &TableSchema) -> Result<&EffectiveDated, ConnectorError> {
     schema.effective_dating.as_ref().ok_or_else(|| {
         ConnectorError::permanent(format!(
             "SQLite table `{}` is not effective-dated: there are no current flags to recompute",
