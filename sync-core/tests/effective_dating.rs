@@ -11,7 +11,10 @@ use sync_core::audit::{MemoryAuditLog, MemoryRejectStore};
 use sync_core::engine::{Pipeline, StreamConfig, WindowPolicy};
 use sync_core::memory::{MemorySink, MemorySource};
 use sync_core::state::{CheckpointStore, MemoryCheckpointStore};
-use sync_core::{ManualClock, Mapping, Record, Sink, SqliteSink, Window};
+use sync_core::{
+    Batch, ConnectorError, ManualClock, Mapper, Mapping, Receipt, Record, Row, Sink, SqliteSink,
+    TableSchema, Value, Window,
+};
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
@@ -274,4 +277,140 @@ fn effective_dating_that_does_not_fit_the_columns_fails_compile() {
         e.contains("current column `deptid` must be a BOOLEAN"),
         "{e}"
     );
+}
+
+/// A SQLite sink whose next `refresh_current` fails (a warehouse hiccup during the sweep).
+struct FlakySweep {
+    inner: SqliteSink,
+    fail_next: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Sink for FlakySweep {
+    async fn prepare(&self, schema: &TableSchema) -> Result<(), ConnectorError> {
+        self.inner.prepare(schema).await
+    }
+
+    async fn write(&self, schema: &TableSchema, batch: &Batch) -> Result<Receipt, ConnectorError> {
+        self.inner.write(schema, batch).await
+    }
+
+    fn maintains_current_flags(&self) -> bool {
+        true
+    }
+
+    async fn refresh_current(
+        &self,
+        schema: &TableSchema,
+        as_of: chrono::NaiveDate,
+    ) -> Result<Receipt, ConnectorError> {
+        if self
+            .fail_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(ConnectorError::transient("warehouse unavailable"));
+        }
+        self.inner.refresh_current(schema, as_of).await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_sweep_is_reported_and_retried_next_cycle_while_windows_still_load() {
+    let rig = Rig::new(at(2026, 3, 5, 18, 0));
+    let sink = Arc::new(FlakySweep {
+        inner: SqliteSink::in_memory().unwrap(),
+        fail_next: std::sync::atomic::AtomicBool::new(true),
+    });
+    rig.push(job("E1", "2026-01-01", 0, at(2026, 1, 10, 8, 0), true));
+    let build = || {
+        let mut windows = WindowPolicy::starting_at(at(2026, 1, 1, 0, 0));
+        windows.settle_lag = Duration::zero();
+        windows.lookback = Duration::zero();
+        windows.max_window = Duration::days(30);
+        Pipeline::builder("p", sink.clone())
+            .stream(StreamConfig::new(
+                "employees",
+                Arc::new(rig.source.clone()),
+                Arc::new(mapping().compile().unwrap()),
+                windows,
+            ))
+            .checkpoints(Arc::new(rig.store.clone()))
+            .audit(Arc::new(MemoryAuditLog::new()))
+            .rejects(Arc::new(MemoryRejectStore::new()))
+            .clock(rig.clock.clone())
+            .build()
+            .unwrap()
+    };
+    let r = build().run_cycle().await.unwrap();
+    let s = &r.streams[0];
+    assert!(
+        s.error
+            .as_deref()
+            .unwrap()
+            .contains("warehouse unavailable"),
+        "{s:?}"
+    );
+    assert_eq!(s.current_swept_on, None);
+    assert!(s.windows_committed > 0, "windows still load: {s:?}");
+    let state = rig.store.load("p").await.unwrap();
+    assert_eq!(state.streams["employees"].current_swept_on, None);
+
+    let r = build().run_cycle().await.unwrap();
+    assert!(r.is_clean(), "{r:?}");
+    assert_eq!(
+        r.streams[0].current_swept_on,
+        Some("2026-03-05".parse().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn a_batch_with_more_entities_than_one_update_holds_is_reflagged_in_chunks() {
+    let sink = SqliteSink::in_memory().unwrap();
+    let schema = mapping().compile().unwrap().schema().with_lineage();
+    sink.prepare(&schema).await.unwrap();
+    let n = 25_000;
+    let row = |i: usize, effdt: &str, current: bool| -> Row {
+        let mut r = vec![
+            Value::String(format!("E{i:06}")),
+            Value::Date(effdt.parse().unwrap()),
+            Value::Int(0),
+            Value::Null,
+            Value::Timestamp(at(2026, 1, 10, 8, 0)),
+            Value::Bool(current),
+        ];
+        r.extend([
+            Value::String("run".into()),
+            Value::Timestamp(at(2026, 1, 10, 8, 0)),
+            Value::String("test".into()),
+        ]);
+        r
+    };
+    let batch = |rows: Vec<Row>| Batch {
+        rows,
+        window: Window::new(at(2026, 1, 1, 0, 0), at(2026, 2, 1, 0, 0)),
+        run_id: "run".into(),
+        stream: "employees".into(),
+        as_of: Some("2026-03-01".parse().unwrap()),
+    };
+    sink.write(
+        &schema,
+        &batch((0..n).map(|i| row(i, "2026-01-01", true)).collect()),
+    )
+    .await
+    .unwrap();
+    sink.write(
+        &schema,
+        &batch((0..n).map(|i| row(i, "2026-02-01", true)).collect()),
+    )
+    .await
+    .unwrap();
+    let (rows, current, old_current): (i64, i64, i64) = sink.with_connection(|c| {
+        c.query_row(
+            "SELECT COUNT(*), SUM(is_current), SUM(CASE WHEN effdt = '2026-01-01' THEN is_current ELSE 0 END) FROM job",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    });
+    assert_eq!((rows, current, old_current), (2 * n as i64, n as i64, 0));
 }
