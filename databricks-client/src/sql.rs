@@ -632,8 +632,9 @@ pub fn merge_statements(
 ///   THEN UPDATE SET tgt.`is_current` = src.`_ml_current`
 /// ```
 ///
-/// (one line in reality; a multi-column entity key filters with
-/// `` (`emplid`, `empl_rcd`) IN (('E1', 0), …) ``). The current row of an entity is the
+/// (one line in reality; a multi-column entity key filters each column by its own list,
+/// `` `emplid` IN ('E1', …) AND `empl_rcd` IN (0, …) ``, which may also recompute a few
+/// untouched entities: harmless). The current row of an entity is the
 /// greatest effective date on or before `as_of`, then the greatest sequence, then the smallest
 /// remaining key; rows dated after `as_of` rank in their own partition and are never current.
 /// The source reads the target itself, one row per primary key, so the MERGE never sees
@@ -699,7 +700,7 @@ pub fn current_flags_statements(
             order.push(quote_ident(&k.name));
         }
     }
-    let mut head = format!(
+    let head = format!(
         "MERGE INTO {table} AS tgt USING (SELECT {key_list}, (`_ml_rank` = 1 AND {date} <= {as_of}) AS `_ml_current` FROM (SELECT {key_list}, ROW_NUMBER() OVER (PARTITION BY {entity_list}, {date} <= {as_of} ORDER BY {}) AS `_ml_rank` FROM {table}",
         order.join(", ")
     );
@@ -718,18 +719,46 @@ pub fn current_flags_statements(
     let Some(rows) = rows else {
         return Ok(vec![format!("{head}{tail}")]);
     };
-    // The distinct entity keys of the batch, as literals.
+    // Per entity-key column, the distinct values of the batch, as literals: one `IN` list per
+    // column, joined by AND. With several columns that selects every combination of the
+    // values, a superset of the batch's entities: harmless, since the filter is on entity-key
+    // columns only (each entity is in or out as a whole) and recomputing an untouched entity
+    // changes nothing. Plain `IN` lists avoid tuple comparisons, whose struct typing differs
+    // between engines.
     let idx: Vec<usize> = ed
         .entity_key
         .iter()
         .filter_map(|k| schema.index_of(k))
         .collect();
-    let mut seen = HashSet::new();
-    let mut tuples = Vec::new();
+    let names: Vec<String> = idx
+        .iter()
+        .map(|&i| quote_ident(&schema.columns[i].name))
+        .collect();
+    let fixed = head.len()
+        + tail.len()
+        + " WHERE ".len()
+        + names
+            .iter()
+            .map(|n| n.len() + " IN ()".len())
+            .sum::<usize>()
+        + " AND ".len() * (names.len() - 1);
+    let render = |lists: &[Vec<String>]| {
+        let conds: Vec<String> = names
+            .iter()
+            .zip(lists)
+            .map(|(n, l)| format!("{n} IN ({})", l.join(", ")))
+            .collect();
+        format!("{head} WHERE {}{tail}", conds.join(" AND "))
+    };
+    let mut out = Vec::new();
+    let mut seen_entities = HashSet::new();
+    let mut lists: Vec<Vec<String>> = vec![Vec::new(); idx.len()];
+    let mut seen: Vec<HashSet<String>> = vec![HashSet::new(); idx.len()];
+    let mut size = fixed;
     for (r, row) in rows.iter().enumerate() {
         let mut canon = String::new();
-        let mut lit = String::new();
-        for (j, &i) in idx.iter().enumerate() {
+        let mut lits = Vec::with_capacity(idx.len());
+        for &i in &idx {
             let v = row.get(i).ok_or_else(|| SqlError::BadRow {
                 table: table.full_name(),
                 row: r,
@@ -741,29 +770,44 @@ pub fn current_flags_statements(
             })?;
             v.write_canonical(&mut canon);
             canon.push('\u{1f}');
-            if j > 0 {
-                lit.push_str(", ");
-            }
-            push_literal(&mut lit, v, Some(schema.columns[i].column_type));
+            lits.push(literal(v, Some(schema.columns[i].column_type)));
         }
-        if seen.insert(canon) {
-            tuples.push(if idx.len() == 1 {
-                lit
-            } else {
-                format!("({lit})")
+        if !seen_entities.insert(canon) {
+            continue;
+        }
+        let grows = |seen: &[HashSet<String>]| -> usize {
+            lits.iter()
+                .zip(seen)
+                .filter(|(l, s)| !s.contains(*l))
+                .map(|(l, _)| l.len() + 2)
+                .sum()
+        };
+        let alone = fixed + lits.iter().map(|l| l.len() + 2).sum::<usize>();
+        if alone > limit {
+            return Err(SqlError::RowTooLarge {
+                table: table.full_name(),
+                row: r,
+                bytes: alone,
+                limit,
             });
         }
+        if size + grows(&seen) > limit {
+            out.push(render(&lists));
+            lists.iter_mut().for_each(Vec::clear);
+            seen.iter_mut().for_each(HashSet::clear);
+            size = fixed;
+        }
+        size += grows(&seen);
+        for (j, l) in lits.into_iter().enumerate() {
+            if seen[j].insert(l.clone()) {
+                lists[j].push(l);
+            }
+        }
     }
-    if tuples.is_empty() {
-        return Ok(Vec::new());
+    if !lists[0].is_empty() {
+        out.push(render(&lists));
     }
-    if idx.len() == 1 {
-        let _ = write!(head, " WHERE {entity_list} IN (");
-    } else {
-        let _ = write!(head, " WHERE ({entity_list}) IN (");
-    }
-    tail.insert(0, ')');
-    pack(table, &head, &tail, tuples, limit)
+    Ok(out)
 }
 
 /// INSERT statements appending `rows`, each at most `limit` bytes:

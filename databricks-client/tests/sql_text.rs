@@ -206,7 +206,7 @@ fn current_flags_text_for_the_entities_of_a_batch() {
         "MERGE INTO `main`.`hr`.`job` AS tgt USING (SELECT `emplid`, `empl_rcd`, `effdt`, `effseq`, \
          (`_ml_rank` = 1 AND `effdt` <= DATE'2026-03-01') AS `_ml_current` FROM (SELECT `emplid`, `empl_rcd`, `effdt`, `effseq`, \
          ROW_NUMBER() OVER (PARTITION BY `emplid`, `empl_rcd`, `effdt` <= DATE'2026-03-01' ORDER BY `effdt` DESC, `effseq` DESC) AS `_ml_rank` \
-         FROM `main`.`hr`.`job` WHERE (`emplid`, `empl_rcd`) IN (('E\\'1', 0), ('E2', 1))) AS ranked) AS src \
+         FROM `main`.`hr`.`job` WHERE `emplid` IN ('E\\'1', 'E2') AND `empl_rcd` IN (0, 1)) AS ranked) AS src \
          ON tgt.`emplid` <=> src.`emplid` AND tgt.`empl_rcd` <=> src.`empl_rcd` AND tgt.`effdt` <=> src.`effdt` AND tgt.`effseq` <=> src.`effseq` \
          WHEN MATCHED AND NOT (tgt.`is_current` <=> src.`_ml_current`) THEN UPDATE SET tgt.`is_current` = src.`_ml_current`"
     );
@@ -263,8 +263,12 @@ fn current_flags_split_under_the_byte_limit_and_need_effective_dating() {
         assert!(st.len() <= limit);
         parses(st);
     }
-    let listed: usize = many.iter().map(|s| s.matches("', 0)").count()).sum();
+    let listed: usize = many.iter().map(|s| s.matches("'E0").count()).sum();
     assert_eq!(listed, 200);
+    // One entity too large for the limit is an error, not a silent skip.
+    let e = sql::current_flags_statements(&job_table(), &job_schema(), as_of(), Some(&rows), 100)
+        .unwrap_err();
+    assert!(matches!(e, SqlError::RowTooLarge { .. }), "{e}");
 
     let e = sql::current_flags_statements(&table(), &schema(), as_of(), None, BIG).unwrap_err();
     assert!(e.to_string().contains("not effective-dated"), "{e}");

@@ -2287,7 +2287,7 @@ mod tests {
         // The statement DatabricksSink sends: A and B only (C keeps its stale flag).
         let recompute = "MERGE INTO `main`.`s`.`job` AS tgt USING (SELECT `e`, `r`, `d`, `q`, (`_ml_rank` = 1 AND `d` <= DATE'2026-03-01') AS `_ml_current` \
              FROM (SELECT `e`, `r`, `d`, `q`, ROW_NUMBER() OVER (PARTITION BY `e`, `r`, `d` <= DATE'2026-03-01' ORDER BY `d` DESC, `q` DESC) AS `_ml_rank` \
-             FROM `main`.`s`.`job` WHERE (`e`, `r`) IN (('A', 0), ('B', 0))) AS ranked) AS src \
+             FROM `main`.`s`.`job` WHERE `e` IN ('A', 'B') AND `r` IN (0)) AS ranked) AS src \
              ON tgt.`e` <=> src.`e` AND tgt.`r` <=> src.`r` AND tgt.`d` <=> src.`d` AND tgt.`q` <=> src.`q` \
              WHEN MATCHED AND NOT (tgt.`cur` <=> src.`_ml_current`) THEN UPDATE SET tgt.`cur` = src.`_ml_current`";
         let out = cat.execute(recompute, &s).unwrap();
