@@ -276,6 +276,18 @@ impl Sink for TimedSink {
     ) -> Result<Option<u64>, ConnectorError> {
         self.inner.count(schema, window).await
     }
+
+    fn maintains_current_flags(&self) -> bool {
+        self.inner.maintains_current_flags()
+    }
+
+    async fn refresh_current(
+        &self,
+        schema: &TableSchema,
+        as_of: chrono::NaiveDate,
+    ) -> Result<Receipt, ConnectorError> {
+        self.inner.refresh_current(schema, as_of).await
+    }
 }
 
 /// `engine` mode's sink: confirms every batch, keeps nothing.

@@ -519,6 +519,7 @@ fn reverse_pipeline(site: &Site, sink: PeopleSoftSink) -> Result<Pipeline, BoxEr
         primary_key: vec!["setid".into(), "vendor_id".into()],
         cursor_column: Some("modified_at".into()),
         write_mode: Default::default(),
+        effective_dating: None,
     };
     let mapping = Mapping::identity(&schema);
     let source = DatabricksSource::new(

@@ -84,6 +84,7 @@ pub fn fit_to_query(
     def.mapping.cursor_column = Some(snake(&spec.cursor));
     def.query = QueryName::new(spec.query.clone()).expect("sample query names are valid");
     def.prompt_format = PromptFormat::NativeDateTime;
+    def.sync_mapping_effective_dating();
     def.time_zone(time_zone).expect("valid zone")
 }
 

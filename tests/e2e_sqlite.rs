@@ -4,13 +4,14 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use common::*;
 use ml_connector_testkit::dataset::{
-    TABLE_CUSTOMERS, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS,
+    SharedDataset, TABLE_CUSTOMERS, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS,
 };
 use ml_connector_testkit::peoplesoft::{Fault, FaultRule};
 use sync_core::audit::{AuditLog, JsonlAuditLog, Outcome};
@@ -204,4 +205,83 @@ async fn peoplesoft_counts_are_exact_even_when_pages_are_truncated() {
         .len() as u64;
     assert!(want > 50);
     assert_eq!(source.count(window).await.unwrap(), Some(want));
+}
+
+/// Asserts `ps_job.is_current` is exactly the source's current row per (EMPLID, EMPL_RCD) as
+/// of `as_of`: one current row per employee record, none for records without a row yet.
+fn assert_current_flags(
+    db: &rusqlite::Connection,
+    dataset: &SharedDataset,
+    as_of: chrono::NaiveDate,
+) {
+    let want = current_in_source(dataset, as_of);
+    let mut stmt = db
+        .prepare("SELECT emplid, empl_rcd, effdt, effseq, is_current FROM ps_job")
+        .unwrap();
+    let rows: Vec<(String, i64, String, i64, Option<i64>)> = stmt
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!rows.is_empty());
+    let mut current: BTreeMap<Entity, usize> = BTreeMap::new();
+    for (emplid, rcd, effdt, effseq, flag) in rows {
+        let entity = (emplid, rcd);
+        let expect = want.get(&entity) == Some(&(effdt.clone(), effseq));
+        assert_eq!(
+            flag,
+            Some(i64::from(expect)),
+            "{entity:?} {effdt}/{effseq} as of {as_of}"
+        );
+        *current.entry(entity).or_default() += usize::from(expect);
+    }
+    for (entity, n) in &current {
+        assert_eq!(*n, usize::from(want.contains_key(entity)), "{entity:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_keeps_one_current_row_per_employee_across_windows_and_activates_future_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = site(1.0);
+    let sink = sqlite(dir.path());
+    let p = pipeline(&site, sink.clone(), &dir.path().join("state"), |d| d);
+    let r = p.run_cycle().await.unwrap();
+    assert!(r.is_clean(), "{r:#?}");
+    // JOB rows are entered in any order across many windows; the flags are right anyway.
+    let today = site_today(site.clock.as_ref());
+    sink.with_connection(|db| assert_current_flags(db, &site.dataset, today));
+
+    // A later cycle brings a newer JOB row (a transfer effective today) for an employee whose
+    // current row was loaded earlier.
+    let now = site.clock.now();
+    let (emplid, rcd) = insert_newer_job_row(&site, today, now + Duration::minutes(5));
+    site.clock.advance(Duration::minutes(30));
+    let r = p.run_cycle().await.unwrap();
+    assert!(r.is_clean(), "{r:#?}");
+    sink.with_connection(|db| {
+        assert_current_flags(db, &site.dataset, today);
+        let (n, dept): (i64, String) = db
+            .query_row(
+                "SELECT COUNT(*), MAX(deptid) FROM ps_job WHERE emplid = ?1 AND empl_rcd = ?2 AND is_current = 1",
+                rusqlite::params![emplid, rcd],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((n, dept.as_str()), (1, "XFR-NEW"));
+    });
+
+    // Future-dated rows (raises entered in advance) become current on their date in the
+    // site's zone, through the daily sweep: no window reads them again.
+    let first_future = first_future_effdt(&site.dataset, today);
+    site.clock.set(ml_connector_testkit::sitetime::local_to_utc(
+        first_future.and_hms_opt(0, 30, 0).unwrap(),
+    ));
+    let r = p.run_cycle().await.unwrap();
+    assert!(r.is_clean(), "{r:#?}");
+    let job = r.streams.iter().find(|s| s.stream == "employees").unwrap();
+    assert_eq!(job.current_swept_on, Some(first_future));
+    sink.with_connection(|db| assert_current_flags(db, &site.dataset, first_future));
 }

@@ -218,6 +218,7 @@ async fn forward_and_reverse_pipelines_share_one_latch() {
         primary_key: vec!["setid".into(), "vendor_id".into()],
         cursor_column: None,
         write_mode: Default::default(),
+        effective_dating: None,
     };
     let batch = Batch {
         rows: vec![vec![
@@ -230,6 +231,7 @@ async fn forward_and_reverse_pipelines_share_one_latch() {
             "2026-01-02T00:00:00Z".parse().unwrap(),
         ),
         run_id: "run-1".into(),
+        as_of: None,
         stream: "vendors_writeback".into(),
     };
     let e = sink.write(&schema, &batch).await.unwrap_err();

@@ -264,6 +264,7 @@ fn reverse_schema() -> TableSchema {
         primary_key: vec!["setid".into(), "vendor_id".into()],
         cursor_column: Some("modified_at".into()),
         write_mode: Default::default(),
+        effective_dating: None,
     }
 }
 

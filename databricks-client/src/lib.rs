@@ -86,6 +86,7 @@
 //!     primary_key: vec!["vendor_id".into()],
 //!     cursor_column: Some("updated_at".into()),
 //!     write_mode: WriteMode::Upsert,
+//!     effective_dating: None,
 //! };
 //! sink.prepare(&schema).await?;
 //! let now = chrono::Utc::now();
@@ -98,6 +99,7 @@
 //!     window: Window::new(now - chrono::Duration::hours(1), now),
 //!     run_id: "run-1".into(),
 //!     stream: "vendors".into(),
+//!     as_of: None,
 //! };
 //! let receipt = sink.write(&schema, &batch).await?;
 //! println!("statements {:?}", receipt.statement_ids);

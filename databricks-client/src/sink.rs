@@ -21,6 +21,11 @@ use crate::statement::{Parameter, Statement};
 ///   [`WriteMode::Append`] (not idempotent: retried only when the server certainly did not
 ///   run it). Batches are split to stay under the configured statement size.
 /// - Lineage columns are ordinary columns of the schema it is given.
+/// - Effective-dated tables ([`TableSchema::effective_dating`]): after the rows of a batch with
+///   [`Batch::as_of`], one more idempotent MERGE re-flags the current row of every entity in
+///   the batch ([`sql::current_flags_statements`]; split only if the key list would pass the
+///   statement size limit); [`refresh_current`](Sink::refresh_current) runs it for the whole
+///   table. Its statement id is part of the receipt.
 #[derive(Debug, Clone)]
 pub struct DatabricksSink {
     client: DatabricksClient,
@@ -116,10 +121,53 @@ impl DatabricksSink {
                 updated = Some(updated.unwrap_or(0) + u);
             }
         }
+        if let (Some(_), Some(as_of)) = (&schema.effective_dating, batch.as_of) {
+            let statements =
+                sql::current_flags_statements(&table, schema, as_of, Some(&batch.rows), limit)?;
+            receipt
+                .statement_ids
+                .extend(self.run_current_flags(&table, statements).await?);
+        }
         receipt.rows_written = batch.rows.len() as u64;
         receipt.inserted = inserted;
         receipt.updated = updated;
         Ok(receipt)
+    }
+
+    /// Recomputes every current flag of an effective-dated table as of `as_of` (the logic
+    /// behind [`Sink::refresh_current`]); returns the statement ids.
+    pub async fn refresh_current_flags(
+        &self,
+        schema: &TableSchema,
+        as_of: chrono::NaiveDate,
+    ) -> Result<Vec<String>> {
+        let table = self.table_name(schema)?;
+        let limit = self.client.config().options().max_statement_bytes;
+        let statements = sql::current_flags_statements(&table, schema, as_of, None, limit)?;
+        self.run_current_flags(&table, statements).await
+    }
+
+    async fn run_current_flags(
+        &self,
+        table: &TableName,
+        statements: Vec<String>,
+    ) -> Result<Vec<String>> {
+        let mut ids = Vec::with_capacity(statements.len());
+        for text in statements {
+            // A recompute from the table's own rows: idempotent, so retried like a MERGE.
+            let result = self
+                .client
+                .execute(&Statement::new(text).idempotent(true))
+                .await?;
+            tracing::debug!(
+                table = %table.full_name(),
+                statement_id = result.statement_id(),
+                counts = ?result.dml_counts(),
+                "current flags recomputed"
+            );
+            ids.push(result.statement_id().to_string());
+        }
+        Ok(ids)
     }
 
     /// Counts target rows with the cursor in `window` (the logic behind [`Sink::count`]).
@@ -211,6 +259,21 @@ impl Sink for DatabricksSink {
         window: Window,
     ) -> Result<Option<u64>, ConnectorError> {
         Ok(Some(self.count_rows(schema, window).await?))
+    }
+
+    fn maintains_current_flags(&self) -> bool {
+        true
+    }
+
+    async fn refresh_current(
+        &self,
+        schema: &TableSchema,
+        as_of: chrono::NaiveDate,
+    ) -> Result<Receipt, ConnectorError> {
+        Ok(Receipt {
+            statement_ids: self.refresh_current_flags(schema, as_of).await?,
+            ..Receipt::default()
+        })
     }
 
     async fn row_hashes(

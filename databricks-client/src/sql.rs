@@ -694,6 +694,200 @@ pub fn select_row_hashes(
     Ok(sql)
 }
 
+/// Statements recomputing the current flag of an [effective-dated](sync_core::EffectiveDated)
+/// table as of `as_of`: for the entities of `rows` (deduplicated, packed so each statement stays
+/// under `limit` bytes; usually one statement per batch), or for the whole table when `rows`
+/// is `None` (the daily sweep). Each statement is
+///
+/// ```text
+/// MERGE INTO `c`.`s`.`job` AS tgt USING (SELECT `emplid`, `effdt`, `effseq`,
+///   (`_ml_rank` = 1 AND `effdt` <= DATE'2026-03-01') AS `_ml_current`
+///   FROM (SELECT `emplid`, `effdt`, `effseq`, ROW_NUMBER() OVER (PARTITION BY `emplid`,
+///     `effdt` <= DATE'2026-03-01' ORDER BY `effdt` DESC, `effseq` DESC) AS `_ml_rank`
+///     FROM `c`.`s`.`job` WHERE `emplid` IN ('E1', 'E2')) AS ranked) AS src
+/// ON tgt.`emplid` <=> src.`emplid` AND tgt.`effdt` <=> src.`effdt` AND tgt.`effseq` <=> src.`effseq`
+/// WHEN MATCHED AND NOT (tgt.`is_current` <=> src.`_ml_current`)
+///   THEN UPDATE SET tgt.`is_current` = src.`_ml_current`
+/// ```
+///
+/// (one line in reality; a multi-column entity key filters each column by its own list,
+/// `` `emplid` IN ('E1', …) AND `empl_rcd` IN (0, …) ``, which may also recompute a few
+/// untouched entities: harmless). The current row of an entity is the
+/// greatest effective date on or before `as_of`, then the greatest sequence, then the smallest
+/// remaining key; rows dated after `as_of` rank in their own partition and are never current.
+/// The source reads the target itself, one row per primary key, so the MERGE never sees
+/// duplicate source keys; it only rewrites flags that change and is idempotent (safe to retry).
+pub fn current_flags_statements(
+    table: &TableName,
+    schema: &TableSchema,
+    as_of: chrono::NaiveDate,
+    rows: Option<&[Row]>,
+    limit: usize,
+) -> Result<Vec<String>, SqlError> {
+    check_columns(table, schema)?;
+    let bad = |reason: String| SqlError::BadSchema {
+        table: table.full_name(),
+        reason,
+    };
+    let ed = schema
+        .effective_dating
+        .as_ref()
+        .ok_or_else(|| bad("the table is not effective-dated".into()))?;
+    ed.validate(schema).map_err(bad)?;
+    let name_of = |c: &str| -> Result<&ColumnDef, SqlError> {
+        schema
+            .index_of(c)
+            .map(|i| &schema.columns[i])
+            .ok_or_else(|| bad(format!("`{c}` is not a column")))
+    };
+    let keys: Vec<&ColumnDef> = schema
+        .primary_key
+        .iter()
+        .map(|k| name_of(k))
+        .collect::<Result<_, _>>()?;
+    let entity: Vec<&ColumnDef> = ed
+        .entity_key
+        .iter()
+        .map(|k| name_of(k))
+        .collect::<Result<_, _>>()?;
+    let date = quote_ident(&name_of(&ed.date_column)?.name);
+    let current = quote_ident(&name_of(&ed.current_column)?.name);
+    let as_of = format!("DATE'{}'", as_of.format("%Y-%m-%d"));
+    let key_list = keys
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let entity_list = entity
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut order = vec![format!("{date} DESC")];
+    if let Some(seq) = &ed.sequence_column {
+        order.push(format!("{} DESC", quote_ident(&name_of(seq)?.name)));
+    }
+    for k in &keys {
+        let taken = k.name.eq_ignore_ascii_case(&ed.date_column)
+            || ed
+                .sequence_column
+                .as_deref()
+                .is_some_and(|s| k.name.eq_ignore_ascii_case(s))
+            || entity.iter().any(|e| e.name.eq_ignore_ascii_case(&k.name));
+        if !taken {
+            order.push(quote_ident(&k.name));
+        }
+    }
+    let head = format!(
+        "MERGE INTO {table} AS tgt USING (SELECT {key_list}, (`_ml_rank` = 1 AND {date} <= {as_of}) AS `_ml_current` FROM (SELECT {key_list}, ROW_NUMBER() OVER (PARTITION BY {entity_list}, {date} <= {as_of} ORDER BY {}) AS `_ml_rank` FROM {table}",
+        order.join(", ")
+    );
+    let mut tail = String::from(") AS ranked) AS src ON ");
+    for (i, k) in keys.iter().enumerate() {
+        if i > 0 {
+            tail.push_str(" AND ");
+        }
+        let c = quote_ident(&k.name);
+        let _ = write!(tail, "tgt.{c} <=> src.{c}");
+    }
+    let _ = write!(
+        tail,
+        " WHEN MATCHED AND NOT (tgt.{current} <=> src.`_ml_current`) THEN UPDATE SET tgt.{current} = src.`_ml_current`"
+    );
+    let Some(rows) = rows else {
+        return Ok(vec![format!("{head}{tail}")]);
+    };
+    // Per entity-key column, the distinct values of the batch, as literals: one `IN` list per
+    // column, joined by AND. With several columns that selects every combination of the
+    // values, a superset of the batch's entities: harmless, since the filter is on entity-key
+    // columns only (each entity is in or out as a whole) and recomputing an untouched entity
+    // changes nothing. Plain `IN` lists avoid tuple comparisons, whose struct typing differs
+    // between engines.
+    let idx: Vec<usize> = ed
+        .entity_key
+        .iter()
+        .filter_map(|k| schema.index_of(k))
+        .collect();
+    let names: Vec<String> = idx
+        .iter()
+        .map(|&i| quote_ident(&schema.columns[i].name))
+        .collect();
+    let fixed = head.len()
+        + tail.len()
+        + " WHERE ".len()
+        + names
+            .iter()
+            .map(|n| n.len() + " IN ()".len())
+            .sum::<usize>()
+        + " AND ".len() * (names.len() - 1);
+    let render = |lists: &[Vec<String>]| {
+        let conds: Vec<String> = names
+            .iter()
+            .zip(lists)
+            .map(|(n, l)| format!("{n} IN ({})", l.join(", ")))
+            .collect();
+        format!("{head} WHERE {}{tail}", conds.join(" AND "))
+    };
+    let mut out = Vec::new();
+    let mut seen_entities = HashSet::new();
+    let mut lists: Vec<Vec<String>> = vec![Vec::new(); idx.len()];
+    let mut seen: Vec<HashSet<String>> = vec![HashSet::new(); idx.len()];
+    let mut size = fixed;
+    for (r, row) in rows.iter().enumerate() {
+        let mut canon = String::new();
+        let mut lits = Vec::with_capacity(idx.len());
+        for &i in &idx {
+            let v = row.get(i).ok_or_else(|| SqlError::BadRow {
+                table: table.full_name(),
+                row: r,
+                reason: format!(
+                    "it has {} values but the schema has {} columns",
+                    row.len(),
+                    schema.columns.len()
+                ),
+            })?;
+            v.write_canonical(&mut canon);
+            canon.push('\u{1f}');
+            lits.push(literal(v, Some(schema.columns[i].column_type)));
+        }
+        if !seen_entities.insert(canon) {
+            continue;
+        }
+        let grows = |seen: &[HashSet<String>]| -> usize {
+            lits.iter()
+                .zip(seen)
+                .filter(|(l, s)| !s.contains(*l))
+                .map(|(l, _)| l.len() + 2)
+                .sum()
+        };
+        let alone = fixed + lits.iter().map(|l| l.len() + 2).sum::<usize>();
+        if alone > limit {
+            return Err(SqlError::RowTooLarge {
+                table: table.full_name(),
+                row: r,
+                bytes: alone,
+                limit,
+            });
+        }
+        if size + grows(&seen) > limit {
+            out.push(render(&lists));
+            lists.iter_mut().for_each(Vec::clear);
+            seen.iter_mut().for_each(HashSet::clear);
+            size = fixed;
+        }
+        size += grows(&seen);
+        for (j, l) in lits.into_iter().enumerate() {
+            if seen[j].insert(l.clone()) {
+                lists[j].push(l);
+            }
+        }
+    }
+    if !lists[0].is_empty() {
+        out.push(render(&lists));
+    }
+    Ok(out)
+}
+
 /// INSERT statements appending `rows`, each at most `limit` bytes:
 /// `INSERT INTO `c`.`s`.`t` (`id`, `x`) VALUES (…), (…)`.
 pub fn insert_statements(

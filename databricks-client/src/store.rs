@@ -97,6 +97,7 @@ impl DatabricksCheckpointStore {
             primary_key: vec!["pipeline".into(), "stream".into()],
             cursor_column: None,
             write_mode: WriteMode::Upsert,
+            effective_dating: None,
         }
     }
 
@@ -253,6 +254,7 @@ impl DatabricksAuditLog {
             .to_vec(),
             cursor_column: Some("started_at".into()),
             write_mode: WriteMode::Upsert,
+            effective_dating: None,
         }
     }
 

@@ -8,8 +8,8 @@ use databricks_client::{ClientOptions, DatabricksSink, DatabricksSource, RunNow,
 use futures::TryStreamExt;
 use serde_json::{json, Value as J};
 use sync_core::{
-    Batch, ColumnDef, ColumnType, FailureKind, Receipt, Row, Sink, Source, TableSchema, Value,
-    Window, WriteMode,
+    Batch, ColumnDef, ColumnType, EffectiveDated, FailureKind, Receipt, Row, Sink, Source,
+    TableSchema, Value, Window, WriteMode,
 };
 use wiremock::matchers::{body_partial_json, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -34,6 +34,7 @@ fn schema() -> TableSchema {
         primary_key: vec!["id".into()],
         cursor_column: Some("updated_at".into()),
         write_mode: WriteMode::Upsert,
+        effective_dating: None,
     }
 }
 
@@ -56,6 +57,7 @@ fn batch(rows: Vec<Row>) -> Batch {
         window: Window::new(t(0), t(2)),
         run_id: "run-1".into(),
         stream: "vendors".into(),
+        as_of: None,
     }
 }
 
@@ -194,6 +196,68 @@ async fn write_upserts_with_merge_split_under_the_limit_and_returns_a_receipt() 
         );
         assert!(s.len() <= 800);
     }
+}
+
+#[tokio::test]
+async fn effective_dated_batches_are_followed_by_one_current_flag_merge() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(STATEMENTS))
+        .respond_with(Seq::new(vec![
+            merge_reply("st-rows", 3, 0),
+            merge_reply("st-flags", 0, 1),
+            merge_reply("st-sweep", 0, 2),
+        ]))
+        .mount(&server)
+        .await;
+    mount_catch_all(&server).await;
+    let sink = sink_with(&server, options()).await;
+    assert!(sink.maintains_current_flags());
+    let mut s = schema();
+    s.columns
+        .push(ColumnDef::new("effdt", ColumnType::Date).not_null());
+    s.columns
+        .push(ColumnDef::new("is_current", ColumnType::Boolean));
+    s.primary_key = vec!["id".into(), "effdt".into()];
+    s.effective_dating = Some(EffectiveDated::new(["id"], "effdt", "is_current"));
+    let dated = |id: i64, effdt: &str| {
+        let mut r = row(id);
+        r.push(Value::Date(effdt.parse().unwrap()));
+        r.push(Value::Bool(true));
+        r
+    };
+    let mut b = batch(vec![
+        dated(1, "2026-01-01"),
+        dated(1, "2026-02-01"),
+        dated(2, "2026-01-01"),
+    ]);
+    b.as_of = Some("2026-03-01".parse().unwrap());
+    let receipt = sink.write(&s, &b).await.unwrap();
+    assert_eq!(receipt.statement_ids, vec!["st-rows", "st-flags"]);
+    assert_eq!(receipt.rows_written, 3);
+    assert_eq!(receipt.inserted, Some(3));
+
+    let swept = sink
+        .refresh_current(&s, "2026-03-02".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(swept.statement_ids, vec!["st-sweep"]);
+
+    let texts = statement_texts(&server).await;
+    assert_eq!(texts.len(), 3);
+    assert!(texts[0]
+        .starts_with("MERGE INTO `main`.`erp`.`vendors` AS tgt USING (SELECT * FROM VALUES"));
+    assert!(
+        texts[1].contains("ROW_NUMBER() OVER (PARTITION BY `id`, `effdt` <= DATE'2026-03-01' ORDER BY `effdt` DESC)")
+            && texts[1].contains("WHERE `id` IN (1, 2)) AS ranked"),
+        "{}",
+        texts[1]
+    );
+    assert!(
+        texts[2].contains("DATE'2026-03-02'") && !texts[2].contains(" IN ("),
+        "{}",
+        texts[2]
+    );
 }
 
 #[tokio::test]

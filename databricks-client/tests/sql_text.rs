@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use sqlparser::ast::{Expr, SelectItem, SetExpr, Statement as Ast};
 use sqlparser::dialect::DatabricksDialect;
 use sqlparser::parser::Parser;
-use sync_core::{ColumnDef, ColumnType, Row, TableSchema, Value, WriteMode};
+use sync_core::{ColumnDef, ColumnType, EffectiveDated, Row, TableSchema, Value, WriteMode};
 
 sqlparser::derive_dialect!(
     DeltaDialect,
@@ -45,6 +45,7 @@ fn schema() -> TableSchema {
         primary_key: vec!["id".into()],
         cursor_column: Some("ts".into()),
         write_mode: WriteMode::Upsert,
+        effective_dating: None,
     }
 }
 
@@ -142,6 +143,135 @@ fn merge_with_composite_key() {
         stmts[0]
     );
     parses(&stmts[0]);
+}
+
+fn job_table() -> TableName {
+    TableName::new("main", "hr", "job").unwrap()
+}
+
+/// JOB: entity (emplid, empl_rcd), dated by effdt/effseq, flagged in is_current.
+fn job_schema() -> TableSchema {
+    TableSchema {
+        name: "job".into(),
+        columns: vec![
+            ColumnDef::new("emplid", ColumnType::String).not_null(),
+            ColumnDef::new("empl_rcd", ColumnType::Int).not_null(),
+            ColumnDef::new("effdt", ColumnType::Date).not_null(),
+            ColumnDef::new("effseq", ColumnType::Int).not_null(),
+            ColumnDef::new("deptid", ColumnType::String),
+            ColumnDef::new("is_current", ColumnType::Boolean),
+        ],
+        primary_key: vec![
+            "emplid".into(),
+            "empl_rcd".into(),
+            "effdt".into(),
+            "effseq".into(),
+        ],
+        cursor_column: None,
+        write_mode: WriteMode::Upsert,
+        effective_dating: Some(
+            EffectiveDated::new(["emplid", "empl_rcd"], "effdt", "is_current").sequence("effseq"),
+        ),
+    }
+}
+
+fn job_row(emplid: &str, rcd: i32, effdt: &str) -> Row {
+    vec![
+        Value::String(emplid.into()),
+        Value::Int(rcd),
+        Value::Date(effdt.parse().unwrap()),
+        Value::Int(0),
+        Value::Null,
+        Value::Bool(true),
+    ]
+}
+
+fn as_of() -> chrono::NaiveDate {
+    "2026-03-01".parse().unwrap()
+}
+
+#[test]
+fn current_flags_text_for_the_entities_of_a_batch() {
+    let rows = [
+        job_row("E'1", 0, "2026-01-01"),
+        job_row("E'1", 0, "2026-02-01"), // same entity: listed once
+        job_row("E2", 1, "2026-01-01"),
+    ];
+    let stmts =
+        sql::current_flags_statements(&job_table(), &job_schema(), as_of(), Some(&rows), BIG)
+            .unwrap();
+    assert_eq!(stmts.len(), 1);
+    assert_eq!(
+        stmts[0],
+        "MERGE INTO `main`.`hr`.`job` AS tgt USING (SELECT `emplid`, `empl_rcd`, `effdt`, `effseq`, \
+         (`_ml_rank` = 1 AND `effdt` <= DATE'2026-03-01') AS `_ml_current` FROM (SELECT `emplid`, `empl_rcd`, `effdt`, `effseq`, \
+         ROW_NUMBER() OVER (PARTITION BY `emplid`, `empl_rcd`, `effdt` <= DATE'2026-03-01' ORDER BY `effdt` DESC, `effseq` DESC) AS `_ml_rank` \
+         FROM `main`.`hr`.`job` WHERE `emplid` IN ('E\\'1', 'E2') AND `empl_rcd` IN (0, 1)) AS ranked) AS src \
+         ON tgt.`emplid` <=> src.`emplid` AND tgt.`empl_rcd` <=> src.`empl_rcd` AND tgt.`effdt` <=> src.`effdt` AND tgt.`effseq` <=> src.`effseq` \
+         WHEN MATCHED AND NOT (tgt.`is_current` <=> src.`_ml_current`) THEN UPDATE SET tgt.`is_current` = src.`_ml_current`"
+    );
+    assert!(!stmts[0].contains("''"));
+    let ast = parses(&stmts[0]);
+    assert!(matches!(ast[0], Ast::Merge { .. }), "{:?}", ast[0]);
+}
+
+#[test]
+fn current_flags_text_for_the_whole_table_and_single_column_entities() {
+    let stmts =
+        sql::current_flags_statements(&job_table(), &job_schema(), as_of(), None, BIG).unwrap();
+    assert_eq!(stmts.len(), 1);
+    assert!(
+        stmts[0].contains("AS `_ml_rank` FROM `main`.`hr`.`job`) AS ranked) AS src ON"),
+        "{}",
+        stmts[0]
+    );
+    parses(&stmts[0]);
+
+    // One entity column, no sequence: a plain IN list, ties broken by the rest of the key.
+    let mut s = job_schema();
+    s.effective_dating = Some(EffectiveDated::new(["emplid"], "effdt", "is_current"));
+    let rows = [
+        job_row("E1", 0, "2026-01-01"),
+        job_row("E2", 0, "2026-01-01"),
+    ];
+    let stmts = sql::current_flags_statements(&job_table(), &s, as_of(), Some(&rows), BIG).unwrap();
+    assert!(
+        stmts[0].contains(
+            "PARTITION BY `emplid`, `effdt` <= DATE'2026-03-01' ORDER BY `effdt` DESC, `empl_rcd`, `effseq`) AS `_ml_rank` \
+             FROM `main`.`hr`.`job` WHERE `emplid` IN ('E1', 'E2')) AS ranked"
+        ),
+        "{}",
+        stmts[0]
+    );
+    parses(&stmts[0]);
+}
+
+#[test]
+fn current_flags_split_under_the_byte_limit_and_need_effective_dating() {
+    let rows: Vec<Row> = (0..200)
+        .map(|i| job_row(&format!("E{i:05}"), 0, "2026-01-01"))
+        .collect();
+    let one = sql::current_flags_statements(&job_table(), &job_schema(), as_of(), Some(&rows), BIG)
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    let limit = one[0].len() / 3;
+    let many =
+        sql::current_flags_statements(&job_table(), &job_schema(), as_of(), Some(&rows), limit)
+            .unwrap();
+    assert!(many.len() >= 3, "{}", many.len());
+    for st in &many {
+        assert!(st.len() <= limit);
+        parses(st);
+    }
+    let listed: usize = many.iter().map(|s| s.matches("'E0").count()).sum();
+    assert_eq!(listed, 200);
+    // One entity too large for the limit is an error, not a silent skip.
+    let e = sql::current_flags_statements(&job_table(), &job_schema(), as_of(), Some(&rows), 100)
+        .unwrap_err();
+    assert!(matches!(e, SqlError::RowTooLarge { .. }), "{e}");
+
+    let e = sql::current_flags_statements(&table(), &schema(), as_of(), None, BIG).unwrap_err();
+    assert!(e.to_string().contains("not effective-dated"), "{e}");
 }
 
 #[test]
@@ -248,6 +378,7 @@ fn merge_never_receives_duplicate_keys() {
         primary_key: vec!["k".into()],
         cursor_column: None,
         write_mode: WriteMode::Upsert,
+        effective_dating: None,
     };
     let rows = vec![
         vec![Value::Decimal("1.5".parse().unwrap())],

@@ -255,7 +255,8 @@ fn parse_effseq(v: Option<&Value>) -> Option<i64> {
 
 /// Adds the current-row flag to every row and, for
 /// [`EffectiveDatedRows::CurrentAndFuture`], drops history rows. Computed within this set of
-/// rows only (see [`EffectiveDating`]).
+/// rows only: a first approximation that the sink's recompute over the whole target, per
+/// batch and in the daily sweep, makes right across windows (see [`EffectiveDating`]).
 pub fn flag_current_rows(
     mut rows: Vec<Record>,
     ed: &EffectiveDating,

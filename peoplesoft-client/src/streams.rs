@@ -31,7 +31,7 @@ use chrono::{DateTime, Duration, NaiveDateTime, Offset, TimeZone, Timelike, Utc}
 use chrono_tz::Tz;
 use serde_json::json;
 use sync_core::mapping::{ColumnMapping, Mapping};
-use sync_core::Window;
+use sync_core::{EffectiveDated, Window};
 
 use crate::config::QueryName;
 use crate::error::ConfigError;
@@ -98,7 +98,8 @@ pub enum EffectiveDatedRows {
     #[default]
     FullHistory,
     /// Only the current row per key **and** future-dated rows (flagged not current), so a
-    /// future change is not lost.
+    /// future change is not lost. Rows loaded earlier stay in the target; the sink re-flags
+    /// them (not current once a newer row arrives).
     CurrentAndFuture,
 }
 
@@ -107,11 +108,17 @@ pub enum EffectiveDatedRows {
 /// The current row per key is the one with the greatest EFFDT on or before the as-of date
 /// (today in the source time zone), then the greatest EFFSEQ on that date.
 ///
-/// **Limitation:** the flag is computed within one page (one window's result). A key whose
-/// newer row falls in a later window is flagged from the rows that window returned; rows of
-/// older windows are not re-flagged. For an exact "current" view, derive it in Databricks
-/// from the full history (`ROW_NUMBER() OVER (PARTITION BY key ORDER BY effdt DESC, effseq DESC)`
-/// over rows with `effdt <= current_date()`), or read all history in one window.
+/// Two steps keep the flag right:
+/// 1. [`PeopleSoftSource`](crate::PeopleSoftSource) flags the rows of each page
+///    ([`flag_current_rows`](crate::flag_current_rows)): a first approximation, computed
+///    within one window's result only.
+/// 2. The definition also declares the dating on its mapping
+///    (`mapping.effective_dating`, a [`sync_core::EffectiveDated`] over the target columns,
+///    kept in step by [`StreamDefinition::sync_mapping_effective_dating`]). The sink then
+///    recomputes the flag for every key a batch touches, rows loaded by earlier windows
+///    included, and the engine sweeps the whole table once per day in the source time zone,
+///    so a future-dated row becomes current on its date. A newer EFFDT read in a later window
+///    therefore leaves exactly one current row per key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EffectiveDating {
     /// The key without EFFDT/EFFSEQ, e.g. `EMPLID`, `EMPL_RCD`.
@@ -451,7 +458,7 @@ impl StreamDefinition {
     /// Employees' job history: `MLC_JOB` over JOB (effective-dated, full history with an
     /// `IS_CURRENT` flag), cursor LASTUPDDTTM.
     pub fn employees() -> Self {
-        let mut d = define(
+        let d = define(
             "employees",
             "MLC_JOB",
             "ps_job",
@@ -484,8 +491,7 @@ impl StreamDefinition {
                 ("IS_CURRENT", "BOOLEAN", true),
             ],
         );
-        d.effective_dating = Some(EffectiveDating::new(&["EMPLID", "EMPL_RCD"]));
-        d
+        d.effective_dating(Some(EffectiveDating::new(&["EMPLID", "EMPL_RCD"])))
     }
 
     /// Paychecks: `MLC_PAYCHECKS` over PAY_CHECK, cursor CHECK_DT (date prompts). No
@@ -614,10 +620,42 @@ impl StreamDefinition {
         self
     }
 
-    /// Sets or removes effective dating.
+    /// Sets or removes effective dating, on the source and on the mapping
+    /// ([`sync_mapping_effective_dating`](Self::sync_mapping_effective_dating)).
     pub fn effective_dating(mut self, e: Option<EffectiveDating>) -> Self {
         self.effective_dating = e;
+        self.sync_mapping_effective_dating();
         self
+    }
+
+    /// Declares [`effective_dating`](Self::effective_dating) on the mapping as a
+    /// [`sync_core::EffectiveDated`] over the target columns (each field translated to the
+    /// column mapped from it, ASCII case-insensitively and ignoring a record-alias prefix;
+    /// an unmapped field keeps its lower-case name, so compiling the mapping names it), or
+    /// removes it. Call it after changing the columns or the effective-dating fields by hand.
+    pub fn sync_mapping_effective_dating(&mut self) {
+        let mapping = &self.mapping;
+        let column = |field: &str| {
+            mapping
+                .columns
+                .iter()
+                .find(|c| {
+                    let source = c.source.rsplit('.').next().unwrap_or(&c.source);
+                    source.eq_ignore_ascii_case(field)
+                })
+                .map_or_else(|| snake(field), |c| c.column.clone())
+        };
+        self.mapping.effective_dating = self.effective_dating.as_ref().map(|ed| {
+            let mut target = EffectiveDated::new(
+                ed.key_fields.iter().map(|k| column(k)),
+                column(&ed.effdt_field),
+                column(&ed.current_flag_field),
+            );
+            if let Some(seq) = &ed.effseq_field {
+                target = target.sequence(column(seq));
+            }
+            target
+        });
     }
 
     /// Sets the target table name.
@@ -859,6 +897,28 @@ mod tests {
 
     fn w(a: DateTime<Utc>, b: DateTime<Utc>) -> Window {
         Window::new(a, b)
+    }
+
+    #[test]
+    fn employees_declare_effective_dating_on_the_mapping_in_the_site_zone() {
+        let d = StreamDefinition::employees()
+            .time_zone("America/Chicago")
+            .unwrap();
+        d.mapping.compile().unwrap();
+        let ed = d.mapping.schema().effective_dating.expect("declared");
+        assert_eq!(ed.entity_key, ["emplid", "empl_rcd"]);
+        assert_eq!(ed.date_column, "effdt");
+        assert_eq!(ed.sequence_column.as_deref(), Some("effseq"));
+        assert_eq!(ed.current_column, "is_current");
+        assert_eq!(ed.time_zone, Some(chrono_tz::America::Chicago));
+        // Removing it from the source removes it from the mapping too.
+        let plain = StreamDefinition::employees().effective_dating(None);
+        assert!(plain.mapping.effective_dating.is_none());
+        // Other domains are not effective-dated.
+        assert!(StreamDefinition::vendors()
+            .mapping
+            .effective_dating
+            .is_none());
     }
 
     #[test]

@@ -63,6 +63,7 @@ fn schema() -> TableSchema {
         primary_key: vec!["setid".into(), "vendor_id".into()],
         cursor_column: None,
         write_mode: Default::default(),
+        effective_dating: None,
     }
 }
 
@@ -88,6 +89,7 @@ fn batch(rows: Vec<Row>) -> Batch {
         ),
         run_id: "run-1".into(),
         stream: STREAM.into(),
+        as_of: None,
     }
 }
 

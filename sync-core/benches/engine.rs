@@ -114,6 +114,7 @@ fn bench_cycle(bencher: divan::Bencher<'_, '_>, source: Arc<dyn Source>, sink: A
         primary_key: vec!["id".into()],
         cursor_column: Some("updated".into()),
         write_mode: Default::default(),
+        effective_dating: None,
     };
     bencher.counter(ItemsCount::new(ROWS)).bench_local(|| {
         let policy = WindowPolicy {

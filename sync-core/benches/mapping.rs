@@ -214,6 +214,7 @@ mod sqlite_sink {
             window: Window::new(t - chrono::Duration::hours(1), t),
             run_id: "run-bench".into(),
             stream: "jrnl_ln".into(),
+            as_of: None,
         }
     }
 

@@ -83,7 +83,7 @@ pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use error::{BoxError, ConnectorError, Error, FailureKind, Result};
 pub use mapper::{FieldError, Mapper};
 pub use mapping::{FieldMeta, Mapping, MappingError, MappingMapper};
-pub use schema::{ColumnDef, TableSchema, WriteMode};
+pub use schema::{ColumnDef, EffectiveDated, TableSchema, WriteMode};
 pub use sink::{Batch, DeletePolicy, KeyedHash, Receipt, Sink};
 pub use source::{Page, PageStream, Source, SourceCapabilities};
 #[cfg(feature = "sqlite")]

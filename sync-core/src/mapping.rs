@@ -57,7 +57,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::convert::{convert, convert_str, ConvertError, SourceTimeZone};
 use crate::mapper::{FieldError, Mapper};
-use crate::schema::{ColumnDef, TableSchema, WriteMode};
+use crate::schema::{ColumnDef, EffectiveDated, TableSchema, WriteMode};
 use crate::value::{ColumnType, Record, Row, Value};
 
 /// A declarative mapping from source records to one target table.
@@ -81,6 +81,11 @@ pub struct Mapping {
     /// `America/Chicago`); they are stored as UTC. Default: `UTC`.
     #[serde(default)]
     pub source_time_zone: Option<String>,
+    /// Effective dating of the target table (target column names); its as-of dates follow
+    /// `source_time_zone` unless it names its own `time_zone`. See
+    /// [`EffectiveDated`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_dating: Option<EffectiveDated>,
 }
 
 /// How one target column is filled.
@@ -145,6 +150,16 @@ impl Mapping {
             primary_key: self.primary_key.clone(),
             cursor_column: self.cursor_column.clone(),
             write_mode: self.write_mode,
+            effective_dating: self.effective_dating.clone().map(|mut ed| {
+                if ed.time_zone.is_none() {
+                    // An invalid zone name fails `compile`; here it falls back to UTC.
+                    ed.time_zone = self
+                        .source_time_zone
+                        .as_deref()
+                        .and_then(|z| z.trim().parse().ok());
+                }
+                ed
+            }),
         }
     }
 
@@ -169,6 +184,7 @@ impl Mapping {
             cursor_column: schema.cursor_column.clone(),
             write_mode: schema.write_mode,
             source_time_zone: None,
+            effective_dating: schema.effective_dating.clone(),
         }
     }
 
@@ -266,6 +282,14 @@ pub enum MappingError {
         /// The name given.
         name: String,
     },
+    /// `effective_dating` does not fit the mapped columns.
+    #[error("mapping for table `{table}`: {reason}")]
+    EffectiveDating {
+        /// The table.
+        table: String,
+        /// What is wrong (names the column).
+        reason: String,
+    },
     /// A source field type [`Mapping::from_field_metadata`] cannot map.
     #[error("field `{field}` has type `{field_type}`, which cannot be mapped (expected Character, Long Character, Number, Signed Number, Date, Time or Datetime)")]
     UnsupportedFieldType {
@@ -299,8 +323,9 @@ impl Mapping {
     /// Rejects (naming the column or setting): an empty table name or column list, empty
     /// column or source names, duplicate column names (ASCII case-insensitive), the engine's
     /// reserved lineage column names, `DECIMAL` scales above 28, primary-key and cursor columns
-    /// that are not mapped, a cursor column that is not `DATE` or `TIMESTAMP`, and a
-    /// `source_time_zone` that is not an IANA zone name.
+    /// that are not mapped, a cursor column that is not `DATE` or `TIMESTAMP`, a
+    /// `source_time_zone` that is not an IANA zone name, and `effective_dating` that does not
+    /// fit the columns ([`EffectiveDated::validate`]).
     pub fn compile(&self) -> Result<MappingMapper, MappingError> {
         let table = || self.table.clone();
         if self.table.trim().is_empty() {
@@ -379,6 +404,13 @@ impl Mapping {
                 })?
             }
         };
+        if let Some(ed) = &self.effective_dating {
+            ed.validate(&self.schema())
+                .map_err(|reason| MappingError::EffectiveDating {
+                    table: table(),
+                    reason,
+                })?;
+        }
         let columns = self
             .columns
             .iter()
@@ -470,6 +502,7 @@ impl Mapping {
             cursor_column: None,
             write_mode: WriteMode::Upsert,
             source_time_zone: None,
+            effective_dating: None,
         })
     }
 }

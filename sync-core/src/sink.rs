@@ -1,6 +1,7 @@
 //! The [`Sink`] trait: writes batches of typed rows idempotently.
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConnectorError;
@@ -43,6 +44,11 @@ pub struct Batch {
     pub run_id: String,
     /// The stream name.
     pub stream: String,
+    /// For an [effective-dated](crate::EffectiveDated) table: the as-of date (today in the
+    /// site's zone) at which the sink recomputes the current flag of every entity in the batch,
+    /// in the same transaction or right after the rows (see
+    /// [`Sink::maintains_current_flags`]). `None`: the flags are written as they come.
+    pub as_of: Option<NaiveDate>,
 }
 
 /// What the sink confirms after a batch is durably written.
@@ -85,6 +91,13 @@ fn add_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 ///   writing the same batch twice leaves the table as writing it once.
 /// - `Ok(receipt)` means the rows are durably committed; the engine advances the checkpoint
 ///   only after that.
+///
+/// Effective-dated tables ([`TableSchema::effective_dating`]) need more: a sink that
+/// [maintains current flags](Sink::maintains_current_flags) recomputes the current flag of the
+/// entities of each batch that carries [`Batch::as_of`], and of the whole table in
+/// [`refresh_current`](Sink::refresh_current). The engine refuses to build a pipeline that
+/// writes an effective-dated table into a sink that does not, rather than let the flags go
+/// stale across windows.
 ///
 /// The trait is object-safe: pipelines hold `Arc<dyn Sink>`.
 #[async_trait]
@@ -131,6 +144,31 @@ pub trait Sink: Send + Sync {
         let _ = (schema, keys, policy, deleted_at);
         Err(ConnectorError::permanent(format!(
             "table `{}`: this destination cannot apply deletes; set `deletes = \"ignore\"` for the stream",
+            schema.name
+        )))
+    }
+
+    /// True when this sink keeps the current flag of
+    /// [effective-dated](crate::EffectiveDated) tables right: [`write`](Sink::write) recomputes
+    /// it for every entity of a batch with [`Batch::as_of`] set (rows already in the table
+    /// included), and [`refresh_current`](Sink::refresh_current) for the whole table. Default
+    /// `false`: the engine then rejects effective-dated streams for this sink.
+    fn maintains_current_flags(&self) -> bool {
+        false
+    }
+
+    /// Recomputes the current flag of every entity of the effective-dated table `schema` as of
+    /// `as_of` (the engine's daily sweep, which makes future-dated rows current on their date).
+    /// Must be idempotent. The default fails: sinks that return `true` from
+    /// [`maintains_current_flags`](Sink::maintains_current_flags) override it.
+    async fn refresh_current(
+        &self,
+        schema: &TableSchema,
+        as_of: NaiveDate,
+    ) -> Result<Receipt, ConnectorError> {
+        let _ = as_of;
+        Err(ConnectorError::permanent(format!(
+            "this sink does not maintain the current flags of effective-dated table `{}`",
             schema.name
         )))
     }

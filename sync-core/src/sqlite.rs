@@ -40,6 +40,16 @@
 //! transaction is committed and survives a crash of the process; a power loss or OS crash can
 //! lose the most recent transactions. Use [`SqliteSink::with_full_sync`] when that matters.
 //!
+//! # Effective-dated tables
+//!
+//! For a table with [`TableSchema::effective_dating`] and a batch with [`Batch::as_of`],
+//! `write` recomputes the current flag of every entity in the batch **in the same
+//! transaction**, with one `UPDATE … FROM (SELECT … ROW_NUMBER() OVER (PARTITION BY entity …))`
+//! per up to 10 000 entities: rows written by earlier windows are re-flagged too, so a newer
+//! effective date read in a later window leaves exactly one current row per entity.
+//! [`Sink::refresh_current`] runs the same statement over the whole table (the engine's daily
+//! sweep, which makes future-dated rows current on their date).
+//!
 //! SQLite calls block, so every call runs on Tokio's blocking pool
 //! ([`tokio::task::spawn_blocking`]); the connection sits behind a mutex, so writes through one
 //! sink are serialised.
@@ -59,6 +69,7 @@
 //!     primary_key: vec!["vendor_id".into()],
 //!     cursor_column: None,
 //!     write_mode: WriteMode::Upsert,
+//!     effective_dating: None,
 //! };
 //! sink.prepare(&schema).await.unwrap();
 //! let n: i64 = sink.with_connection(|c| c.query_row("SELECT COUNT(*) FROM vendors", [], |r| r.get(0))).unwrap();
@@ -77,7 +88,7 @@ use rusqlite::types::Null;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use crate::error::ConnectorError;
-use crate::schema::{TableSchema, WriteMode, LINEAGE_DELETED_AT, ROW_HASH_COLUMN};
+use crate::schema::{EffectiveDated, TableSchema, WriteMode, LINEAGE_DELETED_AT, ROW_HASH_COLUMN};
 use crate::sink::{Batch, DeletePolicy, KeyedHash, Receipt, Sink};
 use crate::value::{ColumnType, Value};
 use crate::window::Window;
@@ -318,6 +329,127 @@ fn insert_sql(schema: &TableSchema) -> String {
     sql
 }
 
+/// Most entities one current-flag `UPDATE` names (its bound parameters stay well below
+/// SQLite's limit of 32 766).
+const MAX_ENTITIES_PER_UPDATE: usize = 10_000;
+
+/// The `UPDATE` recomputing the current flag of an effective-dated table. `?1` is the as-of
+/// date; with `entities > 0` it covers only the entities bound as `?2…` (entity-key tuples,
+/// in `ed.entity_key` order), otherwise every row.
+fn current_flags_sql(schema: &TableSchema, ed: &EffectiveDated, entities: usize) -> String {
+    let q = quote_identifier;
+    let table = q(&schema.name);
+    let date = q(&ed.date_column);
+    let current = q(&ed.current_column);
+    let entity: Vec<String> = ed.entity_key.iter().map(|k| q(k)).collect();
+    let mut order = vec![format!("{date} DESC")];
+    if let Some(seq) = &ed.sequence_column {
+        order.push(format!("{} DESC", q(seq)));
+    }
+    // Ties on (date, sequence) are broken by the rest of the key, the same way every time.
+    for k in &schema.primary_key {
+        let taken = k.eq_ignore_ascii_case(&ed.date_column)
+            || ed
+                .sequence_column
+                .as_deref()
+                .is_some_and(|s| k.eq_ignore_ascii_case(s))
+            || ed.entity_key.iter().any(|e| e.eq_ignore_ascii_case(k));
+        if !taken {
+            order.push(q(k));
+        }
+    }
+    let mut sql = format!(
+        "UPDATE {table} SET {current} = r.\"cur\" FROM (SELECT rowid AS \"rid\", ({date} <= ?1 AND ROW_NUMBER() OVER (PARTITION BY {}, {date} <= ?1 ORDER BY {}) = 1) AS \"cur\" FROM {table}",
+        entity.join(", "),
+        order.join(", ")
+    );
+    if entities > 0 {
+        let _ = write!(sql, " WHERE ({}) IN (VALUES ", entity.join(", "));
+        let width = entity.len();
+        for e in 0..entities {
+            if e > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for k in 0..width {
+                if k > 0 {
+                    sql.push_str(", ");
+                }
+                let _ = write!(sql, "?{}", 2 + e * width + k);
+            }
+            sql.push(')');
+        }
+        sql.push(')');
+    }
+    let _ = write!(
+        sql,
+        ") AS r WHERE {table}.rowid = r.\"rid\" AND {table}.{current} IS NOT r.\"cur\""
+    );
+    sql
+}
+
+fn effective_dating(schema: &TableSchema) -> Result<&EffectiveDated, ConnectorError> {
+    schema.effective_dating.as_ref().ok_or_else(|| {
+        ConnectorError::permanent(format!(
+            "SQLite table `{}` is not effective-dated: there are no current flags to recompute",
+            schema.name
+        ))
+    })
+}
+
+fn date_text(d: NaiveDate) -> String {
+    let mut s = String::with_capacity(10);
+    push_date(&mut s, d);
+    s
+}
+
+/// The distinct entity-key tuples of `encoded`, as cells.
+fn entity_tuples(schema: &TableSchema, ed: &EffectiveDated, encoded: &EncodedRows) -> Vec<Cell> {
+    let idx: Vec<usize> = ed
+        .entity_key
+        .iter()
+        .filter_map(|k| schema.index_of(k))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for row in encoded.cells.chunks(encoded.width) {
+        let mut canon = String::new();
+        for &i in &idx {
+            match row[i] {
+                Cell::Null => canon.push('n'),
+                Cell::Int(v) => {
+                    let _ = write!(canon, "i{v}");
+                }
+                Cell::Real(v) => {
+                    let _ = write!(canon, "r{}", v.to_bits());
+                }
+                Cell::Text(a, b) => {
+                    let _ = write!(canon, "t{}", &encoded.text[a..b]);
+                }
+            }
+            canon.push('\u{1f}');
+        }
+        if seen.insert(canon) {
+            out.extend(idx.iter().map(|&i| row[i]));
+        }
+    }
+    out
+}
+
+fn bind_cell(
+    stmt: &mut rusqlite::Statement<'_>,
+    at: usize,
+    cell: Cell,
+    text: &str,
+) -> rusqlite::Result<()> {
+    match cell {
+        Cell::Null => stmt.raw_bind_parameter(at, Null),
+        Cell::Int(v) => stmt.raw_bind_parameter(at, v),
+        Cell::Real(v) => stmt.raw_bind_parameter(at, v),
+        Cell::Text(a, b) => stmt.raw_bind_parameter(at, &text[a..b]),
+    }
+}
+
 /// One bound value; text lives in [`EncodedRows::text`].
 #[derive(Debug, Clone, Copy)]
 enum Cell {
@@ -494,6 +626,25 @@ impl Sink for SqliteSink {
         let sql = insert_sql(schema);
         let encoded = encode(schema, batch)?;
         let table = schema.name.clone();
+        // Effective-dated: the entities of the batch and the statement re-flagging them.
+        let refresh = match (&schema.effective_dating, batch.as_of) {
+            (Some(ed), Some(as_of)) => {
+                let tuples = entity_tuples(schema, ed, &encoded);
+                let width = ed.entity_key.len();
+                let statements: Vec<(String, std::ops::Range<usize>)> = (0..tuples.len() / width)
+                    .step_by(MAX_ENTITIES_PER_UPDATE)
+                    .map(|first| {
+                        let n = (tuples.len() / width - first).min(MAX_ENTITIES_PER_UPDATE);
+                        (
+                            current_flags_sql(schema, ed, n),
+                            first * width..(first + n) * width,
+                        )
+                    })
+                    .collect();
+                Some((date_text(as_of), tuples, statements))
+            }
+            _ => None,
+        };
         self.blocking("write", move |conn| {
             let ctx = format!("write to SQLite table `{table}`");
             let err = |e| sql_error(&ctx, e);
@@ -506,14 +657,17 @@ impl Sink for SqliteSink {
                 let mut stmt = tx.prepare_cached(&sql).map_err(err)?;
                 for row in encoded.cells.chunks(encoded.width) {
                     for (i, cell) in row.iter().enumerate() {
-                        let at = i + 1;
-                        match *cell {
-                            Cell::Null => stmt.raw_bind_parameter(at, Null),
-                            Cell::Int(v) => stmt.raw_bind_parameter(at, v),
-                            Cell::Real(v) => stmt.raw_bind_parameter(at, v),
-                            Cell::Text(a, b) => stmt.raw_bind_parameter(at, &encoded.text[a..b]),
-                        }
-                        .map_err(err)?;
+                        bind_cell(&mut stmt, i + 1, *cell, &encoded.text).map_err(err)?;
+                    }
+                    stmt.raw_execute().map_err(err)?;
+                }
+            }
+            if let Some((as_of, tuples, statements)) = &refresh {
+                for (sql, range) in statements {
+                    let mut stmt = tx.prepare(sql).map_err(err)?;
+                    stmt.raw_bind_parameter(1, as_of.as_str()).map_err(err)?;
+                    for (i, cell) in tuples[range.clone()].iter().enumerate() {
+                        bind_cell(&mut stmt, i + 2, *cell, &encoded.text).map_err(err)?;
                     }
                     stmt.raw_execute().map_err(err)?;
                 }
@@ -526,6 +680,41 @@ impl Sink for SqliteSink {
             rows_written: rows,
             inserted: None,
             updated: None,
+        })
+    }
+
+    /// True: see the module docs, "Effective-dated tables".
+    fn maintains_current_flags(&self) -> bool {
+        true
+    }
+
+    async fn refresh_current(
+        &self,
+        schema: &TableSchema,
+        as_of: NaiveDate,
+    ) -> Result<Receipt, ConnectorError> {
+        let sql = current_flags_sql(schema, effective_dating(schema)?, 0);
+        let txn = self.transactions.fetch_add(1, Ordering::Relaxed) + 1;
+        let statement_id = format!("sqlite:{}:{txn}", schema.name);
+        let table = schema.name.clone();
+        let as_of = date_text(as_of);
+        let changed = self
+            .blocking("refresh_current", move |conn| {
+                let ctx = format!("recompute current flags of SQLite table `{table}`");
+                let err = |e| sql_error(&ctx, e);
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(err)?;
+                let n = tx.execute(&sql, [&as_of]).map_err(err)?;
+                tx.commit().map_err(err)?;
+                Ok(n as u64)
+            })
+            .await?;
+        Ok(Receipt {
+            statement_ids: vec![statement_id],
+            rows_written: 0,
+            inserted: None,
+            updated: Some(changed),
         })
     }
 
@@ -682,6 +871,7 @@ impl Sink for SqliteSink {
                 },
                 run_id: String::new(),
                 stream: String::new(),
+                as_of: None,
             },
         )?;
         let stamp = timestamp_text(deleted_at);

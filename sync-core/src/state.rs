@@ -85,6 +85,10 @@ pub struct StreamState {
     /// The last cycle's windows were deferred, not attempted (cleared by the next commit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<Skipped>,
+    /// For effective-dated streams: the site-local date of the last successful sweep that
+    /// recomputed every current flag (the engine sweeps once per local day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_swept_on: Option<chrono::NaiveDate>,
 }
 
 /// What is known about a source's row cap below the cap it asks for (see

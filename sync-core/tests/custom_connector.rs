@@ -130,6 +130,7 @@ async fn a_user_written_source_and_sink_run_through_the_engine() {
         primary_key: vec!["id".into()],
         cursor_column: Some("updated".into()),
         write_mode: Default::default(),
+        effective_dating: None,
     };
     let sink = LineSink::default();
     let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();

@@ -31,6 +31,7 @@ fn schema(name: &str) -> TableSchema {
         primary_key: vec!["id".into()],
         cursor_column: Some("updated".into()),
         write_mode: WriteMode::Upsert,
+        effective_dating: None,
     }
 }
 
@@ -52,6 +53,7 @@ fn batch(rows: Vec<Row>) -> Batch {
         window: Window::new(t(0, 0), t(23, 0)),
         run_id: "run-1".into(),
         stream: "s".into(),
+        as_of: None,
     }
 }
 
@@ -250,6 +252,7 @@ async fn odd_table_and_column_names_are_quoted() {
         primary_key: vec!["select".into()],
         cursor_column: Some("with space".into()),
         write_mode: WriteMode::Upsert,
+        effective_dating: None,
     };
     sink.prepare(&s).await.unwrap();
     let rows = vec![vec![

@@ -9,7 +9,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use ml_connector::sample::sample_streams;
-use ml_connector_testkit::dataset::{Dataset, SharedDataset};
+use ml_connector_testkit::dataset::{Dataset, SharedDataset, TABLE_JOB};
 use ml_connector_testkit::peoplesoft::{
     PeopleSoftServer, ServerConfig, DEFAULT_OPRID, DEFAULT_PASSWORD,
 };
@@ -23,7 +23,7 @@ use sync_core::audit::{JsonlAuditLog, JsonlRejectStore};
 use sync_core::engine::{Pipeline, StreamConfig, WindowPolicy};
 use sync_core::http::RetryPolicy;
 use sync_core::state::FileCheckpointStore;
-use sync_core::{ManualClock, Sink};
+use sync_core::{Clock, ManualClock, Sink};
 
 pub struct Site {
     pub server: PeopleSoftServer,
@@ -335,4 +335,88 @@ pub fn sync_command(cfg: &Path) -> std::process::Command {
     let mut c = std::process::Command::new(bin);
     c.arg("--config").arg(cfg).env("RUST_LOG", "error");
     c
+}
+
+/// (EMPLID, EMPL_RCD): one employee record of JOB.
+pub type Entity = (String, i64);
+
+/// The (EFFDT, EFFSEQ) of each employee record's current JOB row in the source, as of `as_of`.
+pub fn current_in_source(
+    dataset: &SharedDataset,
+    as_of: chrono::NaiveDate,
+) -> BTreeMap<Entity, (String, i64)> {
+    let d = dataset.read();
+    let mut best: BTreeMap<Entity, (String, i64)> = BTreeMap::new();
+    for r in d.table(TABLE_JOB).unwrap().rows() {
+        let emplid = r.text("EMPLID").unwrap();
+        let rcd = r.get("EMPL_RCD").and_then(|v| v.as_i64()).unwrap();
+        let effdt = r.text("EFFDT").unwrap();
+        let effseq = r.get("EFFSEQ").and_then(|v| v.as_i64()).unwrap();
+        if effdt.parse::<chrono::NaiveDate>().unwrap() > as_of {
+            continue;
+        }
+        let e = best.entry((emplid, rcd)).or_insert((effdt.clone(), effseq));
+        if (effdt.as_str(), effseq) > (e.0.as_str(), e.1) {
+            *e = (effdt, effseq);
+        }
+    }
+    best
+}
+
+/// Today in the sample site's zone at `clock`'s time.
+pub fn site_today(clock: &dyn Clock) -> chrono::NaiveDate {
+    clock
+        .now()
+        .with_timezone(&ml_connector_testkit::sitetime::SITE_TIME_ZONE)
+        .date_naive()
+}
+
+/// Adds a JOB row effective `effdt` (EFFSEQ 7, DEPTID `XFR-NEW`) for the first employee record
+/// that has a current row, last updated at `at`; returns that record.
+pub fn insert_newer_job_row(
+    site: &Site,
+    effdt: chrono::NaiveDate,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Entity {
+    let (emplid, rcd) = current_in_source(&site.dataset, effdt)
+        .into_keys()
+        .next()
+        .unwrap();
+    let mut d = site.dataset.write();
+    let t = d.table_mut(TABLE_JOB).unwrap();
+    let base = t
+        .rows()
+        .iter()
+        .find(|r| r.text("EMPLID").as_deref() == Some(emplid.as_str()))
+        .unwrap()
+        .clone();
+    let spec = t.spec_arc();
+    let mut values = base.values().to_vec();
+    let mut set = |f: &str, v: serde_json::Value| values[spec.field_index(f).unwrap()] = v;
+    set(
+        "EFFDT",
+        serde_json::json!(effdt.format("%Y-%m-%d").to_string()),
+    );
+    set("EFFSEQ", serde_json::json!(7));
+    set("DEPTID", serde_json::json!("XFR-NEW"));
+    set("ACTION", serde_json::json!("XFR"));
+    t.insert([ml_connector_testkit::dataset::Row::new(
+        spec.clone(),
+        values,
+        at,
+    )]);
+    (emplid, rcd)
+}
+
+/// The earliest JOB effective date after `today` (the sample site enters raises in advance).
+pub fn first_future_effdt(dataset: &SharedDataset, today: chrono::NaiveDate) -> chrono::NaiveDate {
+    let d = dataset.read();
+    d.table(TABLE_JOB)
+        .unwrap()
+        .rows()
+        .iter()
+        .filter_map(|r| r.text("EFFDT")?.parse::<chrono::NaiveDate>().ok())
+        .filter(|d| *d > today)
+        .min()
+        .expect("the sample site has future-dated JOB rows")
 }

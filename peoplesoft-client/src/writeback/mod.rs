@@ -133,6 +133,7 @@
 //!     primary_key: vec!["setid".into(), "vendor_id".into()],
 //!     cursor_column: None,
 //!     write_mode: Default::default(),
+//!     effective_dating: None,
 //! };
 //! let batch = Batch {
 //!     rows: vec![vec![
@@ -145,6 +146,7 @@
 //!     window: Window::new("2026-01-01T00:00:00Z".parse()?, "2026-01-02T00:00:00Z".parse()?),
 //!     run_id: "run-1".into(),
 //!     stream: "vendor_master".into(),
+//!     as_of: None,
 //! };
 //!
 //! // Through the engine (`Arc<dyn Sink>`) or directly, with the per-record report:

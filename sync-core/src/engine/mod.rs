@@ -24,13 +24,22 @@
 //!    batches queued per stream. Reading the next page overlaps with writing the previous batch.
 //! 10. **Graceful stop** through [`StopHandle`]: the in-flight window is abandoned without
 //!     advancing the checkpoint.
+//!
+//! **Effective-dated streams** ([`TableSchema::effective_dating`]): every batch carries the
+//! cycle's as-of date ([`Batch::as_of`], the cycle start's date in the declared zone) so the
+//! sink re-flags the current row of each entity it touches, and once per local day, before the
+//! windows, the engine has the sink recompute the whole table ([`Sink::refresh_current`]) so
+//! future-dated rows become current on their date. The date of that sweep is kept in
+//! [`StreamState::current_swept_on`]; a failed sweep is reported and retried next cycle. A sink
+//! that does not [maintain current flags](Sink::maintains_current_flags) is refused by
+//! [`PipelineBuilder::build`] for such streams.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -395,6 +404,10 @@ pub struct StreamReport {
     /// failure: nothing is recorded against the windows.
     #[serde(default)]
     pub skipped: Option<String>,
+    /// Effective-dated streams: the site-local date as of which this cycle's daily sweep
+    /// recomputed every current flag (`None`: no sweep ran this cycle, as one already ran today).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_swept_on: Option<NaiveDate>,
 }
 
 impl StreamReport {
@@ -629,6 +642,18 @@ impl PipelineBuilder {
             schema
                 .key_indexes()
                 .map_err(|e| Error::Config(format!("stream `{}`: {e}", s.name)))?;
+            if let Some(ed) = &schema.effective_dating {
+                ed.validate(&schema)
+                    .map_err(|e| Error::Config(format!("stream `{}`: {e}", s.name)))?;
+                // Per-window flags alone go stale: a newer row read in a later window would
+                // leave the older row current too. Refuse rather than load wrong flags.
+                if !self.sink.maintains_current_flags() {
+                    return Err(Error::Config(format!(
+                        "stream `{}` writes the effective-dated table `{}`, but the sink does not maintain current flags (`Sink::maintains_current_flags`), so `{}` would go stale across windows. Use a sink that does (SqliteSink, DatabricksSink), or remove `effective_dating` from the mapping to load the flags as the source computed them",
+                        s.name, schema.name, ed.current_column
+                    )));
+                }
+            }
             if let Some(c) = &schema.cursor_column {
                 if schema.index_of(c).is_none() {
                     return Err(Error::Config(format!(
@@ -771,6 +796,15 @@ fn can_split(cfg: &StreamConfig, caps: &SourceCapabilities, w: &Window) -> bool 
     a.width() >= floor && b.width() >= floor
 }
 
+/// The mapped column whose value the target derives on its own, left out of the row hash:
+/// the current flag of an effective-dated table (the sink recomputes it across windows).
+pub(crate) fn derived_column(schema: &TableSchema) -> Option<usize> {
+    schema
+        .effective_dating
+        .as_ref()
+        .and_then(|ed| schema.index_of(&ed.current_column))
+}
+
 /// Adds a finished window's rows (`None`: it failed) to every open probe containing it, and
 /// closes the probes it finishes. Returns a cap proven by it.
 fn settle_probes(probes: &mut Vec<Probe>, window: Window, rows: Option<u64>) -> Option<u64> {
@@ -801,6 +835,10 @@ struct StreamRun<'a> {
     source_identity: String,
     key_indexes: Vec<usize>,
     cursor_index: Option<usize>,
+    /// Effective-dated tables: the as-of date of this cycle's current flags.
+    as_of: Option<NaiveDate>,
+    /// A mapped column the row hash leaves out (see [`derived_column`]).
+    hash_skip: Option<usize>,
     halt: AtomicBool,
     caps: SourceCapabilities,
     knowledge: Mutex<RowCapKnowledge>,
@@ -954,6 +992,30 @@ impl Pipeline {
             .cursor_column
             .as_deref()
             .and_then(|c| schema.index_of(c));
+        let as_of = schema
+            .effective_dating
+            .as_ref()
+            .map(|ed| ed.as_of(cycle_start));
+
+        let mut prepared = false;
+        if let Some(as_of) = as_of {
+            if st.current_swept_on != Some(as_of) {
+                if let Err(e) = self.sink.prepare(&schema).await {
+                    report.error = Some(format!(
+                        "stream `{}`: preparing table `{}` failed: {}",
+                        cfg.name,
+                        schema.name,
+                        e.full_message()
+                    ));
+                    tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+                    report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
+                    return report;
+                }
+                prepared = true;
+                self.sweep_current(cfg, &schema, as_of, &mut st, &mut report)
+                    .await;
+            }
+        }
 
         let (planned, stuck) = plan_windows(&st, cfg, cycle_start, plan);
         for s in &stuck {
@@ -979,16 +1041,18 @@ impl Pipeline {
             return report;
         }
 
-        if let Err(e) = self.sink.prepare(&schema).await {
-            report.error = Some(format!(
-                "stream `{}`: preparing table `{}` failed: {}",
-                cfg.name,
-                schema.name,
-                e.full_message()
-            ));
-            tracing::error!("{}", report.error.as_deref().unwrap_or_default());
-            report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
-            return report;
+        if !prepared {
+            if let Err(e) = self.sink.prepare(&schema).await {
+                report.error = Some(format!(
+                    "stream `{}`: preparing table `{}` failed: {}",
+                    cfg.name,
+                    schema.name,
+                    e.full_message()
+                ));
+                tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+                report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
+                return report;
+            }
         }
 
         let run = StreamRun {
@@ -1000,6 +1064,8 @@ impl Pipeline {
             source_identity: cfg.source.identity(),
             key_indexes,
             cursor_index,
+            as_of,
+            hash_skip: derived_column(cfg.mapper.schema()),
             halt: AtomicBool::new(false),
             caps: cfg.source.capabilities(),
             knowledge: Mutex::new(st.row_cap),
@@ -1054,6 +1120,54 @@ impl Pipeline {
                 );
                 tracing::error!("{msg}");
                 report.error.get_or_insert(msg);
+            }
+        }
+    }
+
+    /// The daily activation sweep of an effective-dated stream: recomputes every current flag
+    /// as of `as_of` (so future-dated rows become current on their date) and records the date
+    /// in the stream's state, so it runs once per site-local day, across restarts too. A failed
+    /// sweep is reported and tried again next cycle; the windows still run.
+    async fn sweep_current(
+        &self,
+        cfg: &StreamConfig,
+        schema: &TableSchema,
+        as_of: NaiveDate,
+        st: &mut StreamState,
+        report: &mut StreamReport,
+    ) {
+        match self.sink.refresh_current(schema, as_of).await {
+            Ok(receipt) => {
+                tracing::info!(
+                    stream = %cfg.name,
+                    %as_of,
+                    statements = ?receipt.statement_ids,
+                    "current flags recomputed for the whole table (daily sweep)"
+                );
+                let mut next = st.clone();
+                next.current_swept_on = Some(as_of);
+                match self.store.save_stream(&self.name, &cfg.name, &next).await {
+                    Ok(()) => {
+                        *st = next;
+                        report.current_swept_on = Some(as_of);
+                    }
+                    // Harmless: the sweep is idempotent and simply runs again next cycle.
+                    Err(e) => {
+                        report.error = Some(format!(
+                            "stream `{}`: current-flag sweep not recorded in state: {e}",
+                            cfg.name
+                        ));
+                    }
+                }
+            }
+            Err(e) => {
+                report.error = Some(format!(
+                    "stream `{}`: recomputing the current flags of table `{}` as of {as_of} failed (retried next cycle): {}",
+                    cfg.name,
+                    schema.name,
+                    e.full_message()
+                ));
+                tracing::error!("{}", report.error.as_deref().unwrap_or_default());
             }
         }
     }
@@ -1465,7 +1579,7 @@ impl StreamRun<'_> {
     /// Appends the row hash and the lineage columns (deleted-at NULL: the row is live).
     fn complete(&self, mut row: Row) -> Row {
         row.reserve_exact(crate::mapper::ROW_EXTRA_CAPACITY);
-        row.push(Value::String(row_hash(&row)));
+        row.push(Value::String(row_hash_except(&row, self.hash_skip)));
         row.push(Value::String(self.run_id.clone()));
         row.push(Value::Timestamp(self.loaded_at));
         row.push(Value::String(self.source_identity.clone()));
@@ -1563,6 +1677,7 @@ impl StreamRun<'_> {
                         window: o.planned.window,
                         run_id: self.run_id.clone(),
                         stream: cfg.name.clone(),
+                        as_of: self.as_of,
                     };
                     match p.sink.write(&self.schema, &batch).await {
                         Ok(r) => o.receipt.absorb(r),
@@ -2081,8 +2196,17 @@ fn cursor_cmp(a: &Value, b: &Value) -> std::cmp::Ordering {
 /// A stable 128-bit hash (two FNV-1a lanes) of a row's canonical form, as 32 hex digits.
 /// Stable across runs, platforms and Rust versions, unlike `std`'s hasher.
 pub fn row_hash(row: &[Value]) -> String {
+    row_hash_except(row, None)
+}
+
+/// [`row_hash`] without the column at `skip`: a value the target derives on its own (the
+/// current flag of an effective-dated table) must not make a row look changed.
+pub(crate) fn row_hash_except(row: &[Value], skip: Option<usize>) -> String {
     let mut text = String::with_capacity(row.len() * 16);
-    for v in row {
+    for (i, v) in row.iter().enumerate() {
+        if Some(i) == skip {
+            continue;
+        }
         v.write_canonical(&mut text);
     }
     let mut a: u64 = 0xcbf2_9ce4_8422_2325;

@@ -17,7 +17,9 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::{can_split, classify, row_hash, Pipeline, StreamConfig, Verdict};
+use super::{
+    can_split, classify, derived_column, row_hash_except, Pipeline, StreamConfig, Verdict,
+};
 use crate::audit::{AuditEntry, Outcome};
 use crate::error::{ConnectorError, Error, Result};
 use crate::sink::{DeletePolicy, KeyedHash, Receipt};
@@ -223,6 +225,7 @@ impl Pipeline {
         };
         let own = cfg.mapper.schema();
         let mapped_width = own.columns.len();
+        let skip = derived_column(own);
         let schema = own.with_lineage();
         let key_idx = schema
             .key_indexes()
@@ -294,7 +297,7 @@ impl Pipeline {
                         if i < mapped_width {
                             row[i].clone()
                         } else {
-                            Value::String(row_hash(&row))
+                            Value::String(row_hash_except(&row, skip))
                         }
                     })
                     .collect();
@@ -308,7 +311,7 @@ impl Pipeline {
                         canon.clone(),
                         SourceRow {
                             canon,
-                            hash: row_hash(&row[..mapped_width]),
+                            hash: row_hash_except(&row[..mapped_width], skip),
                         },
                     );
                 }

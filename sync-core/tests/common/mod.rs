@@ -37,6 +37,7 @@ impl IdMapper {
                 primary_key: vec!["id".into()],
                 cursor_column: Some("updated".into()),
                 write_mode: WriteMode::Upsert,
+                effective_dating: None,
             },
         }
     }

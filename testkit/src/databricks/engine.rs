@@ -853,57 +853,15 @@ impl Catalog {
                     }
                     keyed.push((k, i));
                 }
-                let mut err = None;
-                keyed.sort_by(|(a, _), (b, _)| {
-                    for (j, o) in exprs.iter().enumerate() {
-                        let desc = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
-                        let nulls_first = o.options.nulls_first.unwrap_or(!desc);
-                        let ord = match (a[j].is_null(), b[j].is_null()) {
-                            (true, true) => Ordering::Equal,
-                            (true, false) => {
-                                if nulls_first {
-                                    Ordering::Less
-                                } else {
-                                    Ordering::Greater
-                                }
-                            }
-                            (false, true) => {
-                                if nulls_first {
-                                    Ordering::Greater
-                                } else {
-                                    Ordering::Less
-                                }
-                            }
-                            (false, false) => {
-                                let o = match compare(&a[j], &b[j]) {
-                                    Ok(o) => o.unwrap_or(Ordering::Equal),
-                                    Err(e) => {
-                                        err = Some(e);
-                                        Ordering::Equal
-                                    }
-                                };
-                                if desc {
-                                    o.reverse()
-                                } else {
-                                    o
-                                }
-                            }
-                        };
-                        if ord != Ordering::Equal {
-                            return ord;
-                        }
-                    }
-                    Ordering::Equal
-                });
-                if let Some(e) = err {
-                    return Err(e);
-                }
+                sort_keyed(&mut keyed, exprs)?;
                 selected = keyed.into_iter().map(|(_, i)| i).collect();
             }
             // Output columns.
             enum Proj<'e> {
                 Col(usize),
                 Expr(&'e Expr),
+                /// A window function's values, by position in `selected`.
+                Window(Vec<StandInValue>),
             }
             let mut projs: Vec<Proj<'_>> = Vec::new();
             for item in &select.projection {
@@ -925,6 +883,23 @@ impl Catalog {
                             SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
                             _ => None,
                         };
+                        if let Expr::Function(f) = e {
+                            if f.over.is_some() {
+                                let values = row_numbers(
+                                    f,
+                                    &selected,
+                                    &|i| scope_of(&rel.rows[i]),
+                                    s.params,
+                                )?;
+                                out_cols.push(ColumnSpec {
+                                    name: alias.unwrap_or_else(|| e.to_string()),
+                                    sql_type: SqlType::Int,
+                                    nullable: false,
+                                });
+                                projs.push(Proj::Window(values));
+                                continue;
+                            }
+                        }
                         if let Some(i) = column_ref(e, &rel)? {
                             let mut c = rel.columns[i].clone();
                             if let Some(a) = alias {
@@ -957,13 +932,14 @@ impl Catalog {
                 }
             }
             out_rows = Vec::with_capacity(selected.len());
-            for &i in &selected {
+            for (pos, &i) in selected.iter().enumerate() {
                 let row = &rel.rows[i];
                 let mut out = Vec::with_capacity(projs.len());
                 for p in &projs {
                     out.push(match p {
                         Proj::Col(j) => row[*j].clone(),
                         Proj::Expr(e) => eval(e, &scope_of(row), s.params)?,
+                        Proj::Window(values) => values[pos].clone(),
                     });
                 }
                 out_rows.push(out);
@@ -1562,6 +1538,106 @@ impl Catalog {
     }
 }
 
+/// Sorts `(sort key, payload)` pairs by ORDER BY `exprs` (ASC puts NULLs first, DESC last,
+/// unless `NULLS FIRST/LAST` says otherwise); stable, so ties keep their order.
+fn sort_keyed<T>(
+    keyed: &mut [(Vec<StandInValue>, T)],
+    exprs: &[ast::OrderByExpr],
+) -> Result<(), SqlFailure> {
+    let mut err = None;
+    keyed.sort_by(|(a, _), (b, _)| {
+        for (j, o) in exprs.iter().enumerate() {
+            let desc = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
+            let nulls_first = o.options.nulls_first.unwrap_or(!desc);
+            let ord = match (a[j].is_null(), b[j].is_null()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => {
+                    if nulls_first {
+                        Ordering::Less
+                    } else {
+                        Ordering::Greater
+                    }
+                }
+                (false, true) => {
+                    if nulls_first {
+                        Ordering::Greater
+                    } else {
+                        Ordering::Less
+                    }
+                }
+                (false, false) => {
+                    let o = match compare(&a[j], &b[j]) {
+                        Ok(o) => o.unwrap_or(Ordering::Equal),
+                        Err(e) => {
+                            err = Some(e);
+                            Ordering::Equal
+                        }
+                    };
+                    if desc {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                }
+            };
+            if ord != Ordering::Equal {
+                return ord;
+            }
+        }
+        Ordering::Equal
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// `ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)` over the selected rows (the only window
+/// function the stand-in knows), by position in `selected`.
+fn row_numbers<'s>(
+    f: &ast::Function,
+    selected: &[usize],
+    scope_of: &dyn Fn(usize) -> Scope<'s>,
+    params: &HashMap<String, StandInValue>,
+) -> Result<Vec<StandInValue>, SqlFailure> {
+    let name = f.name.to_string().to_ascii_lowercase();
+    let no_args = match &f.args {
+        FunctionArguments::None => true,
+        FunctionArguments::List(l) => l.args.is_empty(),
+        FunctionArguments::Subquery(_) => false,
+    };
+    if name != "row_number" || !no_args {
+        return Err(SqlFailure::unsupported(format!("the window function {f}")));
+    }
+    let Some(ast::WindowType::WindowSpec(spec)) = &f.over else {
+        return Err(SqlFailure::unsupported("named windows"));
+    };
+    if spec.window_frame.is_some() {
+        return Err(SqlFailure::unsupported("window frames"));
+    }
+    let mut partitions: HashMap<Vec<KeyPart>, Vec<(Vec<StandInValue>, usize)>> = HashMap::new();
+    for (pos, &i) in selected.iter().enumerate() {
+        let scope = scope_of(i);
+        let mut part = Vec::with_capacity(spec.partition_by.len());
+        for e in &spec.partition_by {
+            part.push(key_part(&eval(e, &scope, params)?));
+        }
+        let mut order = Vec::with_capacity(spec.order_by.len());
+        for o in &spec.order_by {
+            order.push(eval(&o.expr, &scope, params)?);
+        }
+        partitions.entry(part).or_default().push((order, pos));
+    }
+    let mut out = vec![StandInValue::Null; selected.len()];
+    for mut rows in partitions.into_values() {
+        sort_keyed(&mut rows, &spec.order_by)?;
+        for (n, (_, pos)) in rows.into_iter().enumerate() {
+            out[pos] = StandInValue::Int(n as i32 + 1);
+        }
+    }
+    Ok(out)
+}
+
 fn build_index(rows: &[Vec<StandInValue>], cols: &[usize]) -> HashMap<Vec<KeyPart>, Vec<usize>> {
     let mut map: HashMap<Vec<KeyPart>, Vec<usize>> = HashMap::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
@@ -1996,6 +2072,60 @@ fn eval(
             target: ast::InTarget::List(list),
             negated,
             ..
+        } if matches!(expr.as_ref(), Expr::Tuple(_)) => {
+            // `(a, b) IN ((1, 2), (3, 4))`: equal when every element is; NULL when some
+            // element compares as unknown and no tuple matches.
+            let Expr::Tuple(items) = expr.as_ref() else {
+                unreachable!("guarded")
+            };
+            let left = items
+                .iter()
+                .map(|e| eval(e, scope, params))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut any_null = false;
+            for item in list {
+                let Expr::Tuple(right) = item else {
+                    return Err(SqlFailure::new(
+                        "DATATYPE_MISMATCH.DATA_DIFF_TYPES",
+                        "42K09",
+                        format!("Cannot compare a tuple with {item}."),
+                    ));
+                };
+                if right.len() != left.len() {
+                    return Err(SqlFailure::new(
+                        "DATATYPE_MISMATCH.DATA_DIFF_TYPES",
+                        "42K09",
+                        "The IN tuples have different numbers of elements.",
+                    ));
+                }
+                let mut all = Some(true);
+                for (l, r) in left.iter().zip(right) {
+                    match compare(l, &eval(r, scope, params)?)? {
+                        Some(Ordering::Equal) => {}
+                        None => all = all.and(None),
+                        Some(_) => {
+                            all = Some(false);
+                            break;
+                        }
+                    }
+                }
+                match all {
+                    Some(true) => return Ok(V::Boolean(!*negated)),
+                    None => any_null = true,
+                    Some(false) => {}
+                }
+            }
+            if any_null {
+                V::Null
+            } else {
+                V::Boolean(*negated)
+            }
+        }
+        Expr::In {
+            expr,
+            target: ast::InTarget::List(list),
+            negated,
+            ..
         } => {
             let v = eval(expr, scope, params)?;
             if v.is_null() {
@@ -2122,6 +2252,75 @@ mod tests {
             merge_duplicates: MergeDuplicates::FailAlways,
             now_ms: 0,
         }
+    }
+
+    #[test]
+    fn row_number_over_partitions_tuple_in_and_a_self_merge_recompute_flags() {
+        let mut cat = Catalog::default();
+        cat.ensure_catalog("main");
+        let p = HashMap::new();
+        let s = session(&p);
+        cat.execute("CREATE SCHEMA IF NOT EXISTS `main`.`s`", &s)
+            .unwrap();
+        cat.execute(
+            "CREATE TABLE IF NOT EXISTS `main`.`s`.`job` (`e` STRING NOT NULL, `r` INT NOT NULL, `d` DATE NOT NULL, `q` INT NOT NULL, `cur` BOOLEAN) USING DELTA",
+            &s,
+        )
+        .unwrap();
+        cat.execute(
+            "INSERT INTO `main`.`s`.`job` (`e`, `r`, `d`, `q`, `cur`) VALUES \
+             ('A', 0, DATE'2026-01-01', 0, TRUE), ('A', 0, DATE'2026-02-01', 0, TRUE), \
+             ('A', 0, DATE'2026-02-01', 1, TRUE), ('A', 0, DATE'2026-09-01', 0, FALSE), \
+             ('B', 0, DATE'2026-01-01', 0, TRUE), ('C', 0, DATE'2026-01-01', 0, FALSE)",
+            &s,
+        )
+        .unwrap();
+        let ranks = cat
+            .execute(
+                "SELECT `d`, `q`, ROW_NUMBER() OVER (PARTITION BY `e`, `r` ORDER BY `d` DESC, `q` DESC) AS `n` \
+                 FROM `main`.`s`.`job` WHERE (`e`, `r`) IN (('A', 0), ('Z', 9)) ORDER BY `d`, `q`",
+                &s,
+            )
+            .unwrap();
+        let n: Vec<String> = ranks.rows.iter().map(|r| r[2].to_cell().unwrap()).collect();
+        assert_eq!(n, ["4", "3", "2", "1"]);
+        // The statement DatabricksSink sends: A and B only (C keeps its stale flag).
+        let recompute = "MERGE INTO `main`.`s`.`job` AS tgt USING (SELECT `e`, `r`, `d`, `q`, (`_ml_rank` = 1 AND `d` <= DATE'2026-03-01') AS `_ml_current` \
+             FROM (SELECT `e`, `r`, `d`, `q`, ROW_NUMBER() OVER (PARTITION BY `e`, `r`, `d` <= DATE'2026-03-01' ORDER BY `d` DESC, `q` DESC) AS `_ml_rank` \
+             FROM `main`.`s`.`job` WHERE `e` IN ('A', 'B') AND `r` IN (0)) AS ranked) AS src \
+             ON tgt.`e` <=> src.`e` AND tgt.`r` <=> src.`r` AND tgt.`d` <=> src.`d` AND tgt.`q` <=> src.`q` \
+             WHEN MATCHED AND NOT (tgt.`cur` <=> src.`_ml_current`) THEN UPDATE SET tgt.`cur` = src.`_ml_current`";
+        let out = cat.execute(recompute, &s).unwrap();
+        assert_eq!(out.rows[0][1], StandInValue::BigInt(2), "{:?}", out.rows);
+        let out = cat.execute(recompute, &s).unwrap();
+        assert_eq!(out.rows[0][1], StandInValue::BigInt(0), "idempotent");
+        let flags = cat
+            .execute(
+                "SELECT `e`, `d`, `q`, `cur` FROM `main`.`s`.`job` ORDER BY `e`, `d`, `q`",
+                &s,
+            )
+            .unwrap();
+        let flags: Vec<String> = flags
+            .rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|v| v.to_cell().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                "A 2026-01-01 0 false",
+                "A 2026-02-01 0 false",
+                "A 2026-02-01 1 true",
+                "A 2026-09-01 0 false",
+                "B 2026-01-01 0 true",
+                "C 2026-01-01 0 false",
+            ]
+        );
     }
 
     #[test]
