@@ -229,6 +229,18 @@ impl Source for TimedSource {
     async fn count(&self, window: Window) -> Result<Option<u64>, ConnectorError> {
         self.inner.count(window).await
     }
+
+    fn capabilities(&self) -> sync_core::SourceCapabilities {
+        self.inner.capabilities()
+    }
+
+    async fn read_after(
+        &self,
+        window: Window,
+        last: &sync_core::Record,
+    ) -> Result<Option<sync_core::Page>, ConnectorError> {
+        self.inner.read_after(window, last).await
+    }
 }
 
 /// Measures the time inside each write, after sleeping the injected latency.

@@ -195,6 +195,28 @@ pub fn stream_definition(
     if let Some(n) = &config.file.peoplesoft.max_rows {
         def.max_rows = *n.get_ref() as u32;
     }
+    let cap = &s.capture;
+    if let Some(p) = &cap.from_prompt {
+        def.from_prompt = p.clone();
+    }
+    if let Some(p) = &cap.to_prompt {
+        def.to_prompt = p.clone();
+    }
+    if let Some(f) = cap.prompt_format {
+        def.prompt_format = f;
+    }
+    if let Some(r) = cap.range {
+        def.range = r;
+    }
+    if !cap.fixed_prompts.is_empty() {
+        def.fixed_prompts = cap.fixed_prompts.clone();
+    }
+    if !cap.key_prompts.is_empty() {
+        def.key_prompts = cap.key_prompts.clone();
+    }
+    def.profile_max_rows = cap.profile_max_rows;
+    def.null_cursor_check = cap.null_cursor_check;
+    def.mapping.write_mode = cap.write_mode;
     Ok(def.time_zone(config.time_zone.name())?)
 }
 
@@ -295,7 +317,10 @@ pub async fn build_with(
             StreamConfig::new(s.name.clone(), source, mapper, policy)
                 .batch_size(s.batch_size)
                 .max_attempts(s.max_attempts)
-                .on_reject(s.on_reject),
+                .on_reject(s.on_reject)
+                .on_duplicate(s.capture.on_duplicate)
+                .deletes(s.capture.deletes)
+                .reconcile(s.capture.reconcile.clone()),
         );
         definitions.push(def);
     }

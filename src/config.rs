@@ -83,6 +83,10 @@ pub struct PipelineSection {
     /// Streams run at once (default 2).
     #[serde(default)]
     pub max_concurrent_streams: Option<usize>,
+    /// When `run` reconciles every stream (e.g. `daily 04:00 America/Chicago`); a stream's own
+    /// `reconcile` or `snapshot` overrides it.
+    #[serde(default)]
+    pub reconcile: Option<Spanned<String>>,
 }
 
 /// `[state]`: where checkpoints, audit and rejects live.
@@ -176,6 +180,10 @@ pub struct PeopleSoftSection {
     /// Rows per request before the engine splits a window (maxrows).
     #[serde(default)]
     pub max_rows: Option<Spanned<i64>>,
+    /// The OPRID's query profile "Max Rows Fetched", when known (every stream; a stream may
+    /// override). Unset: the engine detects such a cap.
+    #[serde(default)]
+    pub profile_max_rows: Option<Spanned<i64>>,
     /// Blackout windows (no requests).
     #[serde(default)]
     pub blackout: Vec<BlackoutSection>,
@@ -309,6 +317,105 @@ pub struct StreamSection {
     /// Overrides `defaults.on_reject`.
     #[serde(default)]
     pub on_reject: Option<Spanned<String>>,
+    /// Unique name of the window-start prompt (default `FROM_DTTM`; Query Manager: `BIND1`).
+    #[serde(default)]
+    pub from_prompt: Option<Spanned<String>>,
+    /// Unique name of the window-end prompt (default `TO_DTTM`; Query Manager: `BIND2`).
+    #[serde(default)]
+    pub to_prompt: Option<Spanned<String>>,
+    /// `date`, `datetime` (PeopleSoft native) or `iso`.
+    #[serde(default)]
+    pub prompt_format: Option<Spanned<String>>,
+    /// `half_open` (`>=` and `<`, default) or `between_inclusive` (`BETWEEN`).
+    #[serde(default)]
+    pub range: Option<Spanned<String>>,
+    /// Further prompts with fixed values, in the order given (`{ SETID = "SHARE" }`).
+    #[serde(default)]
+    pub fixed_prompts: Option<Spanned<OrderedPrompts>>,
+    /// Key-paging prompts, one per key field in key order.
+    #[serde(default)]
+    pub key_prompts: Option<Spanned<Vec<String>>>,
+    /// Overrides `peoplesoft.profile_max_rows` for this stream's query.
+    #[serde(default)]
+    pub profile_max_rows: Option<Spanned<i64>>,
+    /// `upsert` (default, needs a key) or `append` (no key: rows keyed by their hash).
+    #[serde(default)]
+    pub write_mode: Option<Spanned<String>>,
+    /// `reject` (default) or `keep_last`: two rows with one key and one cursor but different
+    /// values.
+    #[serde(default)]
+    pub on_duplicate: Option<Spanned<String>>,
+    /// Count rows with a NULL cursor in `verify` (reads the whole query once).
+    #[serde(default)]
+    pub null_cursor_check: bool,
+    /// `soft` (default: `_ml_deleted_at` is set), `hard` or `ignore`: rows deleted in
+    /// PeopleSoft, as reconciliation finds them.
+    #[serde(default)]
+    pub deletes: Option<Spanned<String>>,
+    /// When `run` reconciles this stream (overrides `pipeline.reconcile`).
+    #[serde(default)]
+    pub reconcile: Option<Spanned<String>>,
+    /// For master data (vendors, customers): when `run` takes a full key-set snapshot of the
+    /// stream (every committed window compared by key and hash), e.g. `daily 03:00`.
+    #[serde(default)]
+    pub snapshot: Option<Spanned<String>>,
+}
+
+/// Prompt name = value pairs in the order the file gives them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderedPrompts(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for OrderedPrompts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OrderedPrompts;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of prompt name = \"value\"")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, String>()? {
+                    out.push((k, v));
+                }
+                Ok(OrderedPrompts(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// How one stream captures rows: prompts, caps, key paging, write mode, duplicates. `None`
+/// keeps the domain default (or the library default for custom streams).
+#[derive(Debug, Clone, Default)]
+pub struct CaptureSettings {
+    /// Window-start prompt name.
+    pub from_prompt: Option<String>,
+    /// Window-end prompt name.
+    pub to_prompt: Option<String>,
+    /// Prompt value format.
+    pub prompt_format: Option<peoplesoft_client::PromptFormat>,
+    /// Range semantics.
+    pub range: Option<peoplesoft_client::RangeSemantics>,
+    /// Fixed prompts, in order.
+    pub fixed_prompts: Vec<(String, String)>,
+    /// Key-paging prompts.
+    pub key_prompts: Vec<String>,
+    /// The query profile's row limit, if known.
+    pub profile_max_rows: Option<u32>,
+    /// Write mode.
+    pub write_mode: sync_core::WriteMode,
+    /// Ambiguous-duplicate policy.
+    pub on_duplicate: sync_core::engine::DuplicatePolicy,
+    /// Count NULL cursors in `verify`.
+    pub null_cursor_check: bool,
+    /// Delete policy.
+    pub deletes: sync_core::DeletePolicy,
+    /// Reconciliation schedule (stream `snapshot`, stream `reconcile` or `pipeline.reconcile`).
+    pub reconcile: Option<Schedule>,
 }
 
 impl StreamSection {
@@ -360,6 +467,8 @@ pub struct StreamSettings {
     pub max_attempts: u32,
     /// Reject policy.
     pub on_reject: RejectPolicy,
+    /// Prompts, caps, key paging, write mode and duplicates.
+    pub capture: CaptureSettings,
 }
 
 /// A blackout window after parsing.
@@ -1003,6 +1112,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
                 }
             },
         };
+        let capture = capture_settings(&mut c, s, &name, &file.peoplesoft, &file.pipeline);
         streams.push(StreamSettings {
             name,
             domain: s.domain.as_ref().map(|d| d.get_ref().clone()),
@@ -1019,6 +1129,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
             batch_size,
             max_attempts,
             on_reject,
+            capture,
         });
     }
     if !c.problems.is_empty() {
@@ -1035,6 +1146,140 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         streams,
         file,
     })
+}
+
+/// Reads one stream's capture keys (see [`CaptureSettings`]).
+fn capture_settings(
+    c: &mut Checker<'_>,
+    s: &StreamSection,
+    name: &str,
+    ps: &PeopleSoftSection,
+    pipeline: &PipelineSection,
+) -> CaptureSettings {
+    use peoplesoft_client::{PromptFormat, RangeSemantics};
+    use sync_core::engine::DuplicatePolicy;
+    let mut out = CaptureSettings::default();
+    let prompt_name = |c: &mut Checker<'_>, v: &Option<Spanned<String>>, key: &str| {
+        let v = v.as_ref()?;
+        let n = v.get_ref().trim();
+        if n.is_empty() || n.contains(',') || n.contains(char::is_whitespace) {
+            c.problem(v, format!("stream `{name}`: `{key}` must be a prompt's unique name (no spaces or commas), not `{}`", v.get_ref()));
+            return None;
+        }
+        Some(n.to_string())
+    };
+    out.from_prompt = prompt_name(c, &s.from_prompt, "from_prompt");
+    out.to_prompt = prompt_name(c, &s.to_prompt, "to_prompt");
+    if let Some(v) = &s.prompt_format {
+        out.prompt_format = match v.get_ref().as_str() {
+            "date" => Some(PromptFormat::Date),
+            "datetime" => Some(PromptFormat::NativeDateTime),
+            "iso" => Some(PromptFormat::IsoDateTime),
+            other => {
+                c.problem(v, format!("stream `{name}`: `prompt_format` must be `date`, `datetime` or `iso`, not `{other}`"));
+                None
+            }
+        };
+    }
+    if let Some(v) = &s.range {
+        out.range = match v.get_ref().as_str() {
+            "half_open" => Some(RangeSemantics::HalfOpen),
+            "between_inclusive" => Some(RangeSemantics::InclusiveBetween),
+            other => {
+                c.problem(v, format!("stream `{name}`: `range` must be `half_open` or `between_inclusive`, not `{other}`"));
+                None
+            }
+        };
+    }
+    if let Some(v) = &s.fixed_prompts {
+        for (k, val) in &v.get_ref().0 {
+            if k.trim().is_empty() || k.contains(',') || val.contains(',') {
+                c.problem(v, format!("stream `{name}`: fixed prompt `{k} = \"{val}\"`: names must be non-empty and neither names nor values may contain a comma (QAS separates prompts by commas)"));
+            }
+        }
+        out.fixed_prompts = v.get_ref().0.clone();
+    }
+    if let Some(v) = &s.key_prompts {
+        if v.get_ref()
+            .iter()
+            .any(|k| k.trim().is_empty() || k.contains(','))
+        {
+            c.problem(
+                v,
+                format!("stream `{name}`: `key_prompts` must be prompt names without commas"),
+            );
+        }
+        if s.domain.is_none() && !s.key.is_empty() && v.get_ref().len() != s.key.len() {
+            c.problem(v, format!("stream `{name}`: `key_prompts` needs one prompt per `key` field ({} given, {} key fields)", v.get_ref().len(), s.key.len()));
+        }
+        out.key_prompts = v.get_ref().clone();
+    }
+    if let Some(v) = s.profile_max_rows.as_ref().or(ps.profile_max_rows.as_ref()) {
+        match u32::try_from(*v.get_ref()) {
+            Ok(n) if n > 0 => out.profile_max_rows = Some(n),
+            _ => c.problem(v, format!("stream `{name}`: `profile_max_rows` must be a positive row count (the query profile's Max Rows Fetched), not {}", v.get_ref())),
+        }
+    }
+    if let Some(v) = &s.write_mode {
+        out.write_mode = match v.get_ref().as_str() {
+            "upsert" => sync_core::WriteMode::Upsert,
+            "append" => sync_core::WriteMode::Append,
+            other => {
+                c.problem(
+                    v,
+                    format!(
+                        "stream `{name}`: `write_mode` must be `upsert` or `append`, not `{other}`"
+                    ),
+                );
+                sync_core::WriteMode::Upsert
+            }
+        };
+    }
+    if s.domain.is_none()
+        && s.key.is_empty()
+        && out.write_mode != sync_core::WriteMode::Append
+        && s.mapping.is_some()
+    {
+        c.problem(&s.name, format!("stream `{name}` has no `key`: without one every changed row is added again instead of updated. Give `key` (the PeopleSoft key fields, and `primary_key` in the mapping), or set `write_mode = \"append\"` for an immutable event stream"));
+    }
+    if let Some(v) = &s.on_duplicate {
+        out.on_duplicate = match v.get_ref().as_str() {
+            "reject" => DuplicatePolicy::Reject,
+            "keep_last" => DuplicatePolicy::KeepLast,
+            other => {
+                c.problem(v, format!("stream `{name}`: `on_duplicate` must be `reject` or `keep_last`, not `{other}`"));
+                DuplicatePolicy::Reject
+            }
+        };
+    }
+    out.null_cursor_check = s.null_cursor_check;
+    if let Some(v) = &s.deletes {
+        out.deletes = match v.get_ref().as_str() {
+            "soft" => sync_core::DeletePolicy::Soft,
+            "hard" => sync_core::DeletePolicy::Hard,
+            "ignore" => sync_core::DeletePolicy::Ignore,
+            other => {
+                c.problem(v, format!("stream `{name}`: `deletes` must be `soft`, `hard` or `ignore`, not `{other}`"));
+                sync_core::DeletePolicy::Soft
+            }
+        };
+    }
+    let schedule = s
+        .snapshot
+        .as_ref()
+        .map(|v| ("snapshot", v))
+        .or(s.reconcile.as_ref().map(|v| ("reconcile", v)))
+        .or(pipeline
+            .reconcile
+            .as_ref()
+            .map(|v| ("pipeline.reconcile", v)));
+    if let Some((key, v)) = schedule {
+        match v.get_ref().parse::<Schedule>() {
+            Ok(sch) => out.reconcile = Some(sch),
+            Err(e) => c.problem(v, format!("stream `{name}`: `{key}`: {e}")),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1085,6 +1330,44 @@ max_window = "1d"
         assert_eq!(c.streams[1].max_window, Duration::days(1));
         assert_eq!(c.blackouts.len(), 1);
         assert_eq!(c.time_zone, chrono_tz::America::Chicago);
+    }
+
+    #[test]
+    fn capture_and_reconciliation_keys_are_read_in_order_and_checked() {
+        let text = format!(
+            "{GOOD}\n[[streams]]\nname = \"vouchers\"\nquery = \"ZZ_VOUCHERS\"\nkey = [\"VOUCHER_ID\"]\ncursor = \"LASTUPDDTTM\"\nfrom_prompt = \"BIND1\"\nto_prompt = \"BIND2\"\nprompt_format = \"date\"\nrange = \"between_inclusive\"\nfixed_prompts = {{ SETID = \"SHARE\", BU = \"US001\", AAA = \"x\" }}\nkey_prompts = [\"AFTER_VOUCHER\"]\nprofile_max_rows = 1000\non_duplicate = \"keep_last\"\ndeletes = \"hard\"\nsnapshot = \"daily 03:00\"\n[streams.mapping]\ntable = \"ps_vouchers\"\nprimary_key = [\"voucher_id\"]\ncursor_column = \"lastupddttm\"\ncolumns = [ {{ column = \"voucher_id\", source = \"VOUCHER_ID\", type = \"STRING\", nullable = false }}, {{ column = \"lastupddttm\", source = \"LASTUPDDTTM\", type = \"TIMESTAMP\" }} ]\n"
+        );
+        let c = parse(&text).unwrap_or_else(|p| panic!("{p:?}"));
+        let v = &c.streams[2].capture;
+        assert_eq!(v.from_prompt.as_deref(), Some("BIND1"));
+        assert_eq!(v.prompt_format, Some(peoplesoft_client::PromptFormat::Date));
+        assert_eq!(
+            v.range,
+            Some(peoplesoft_client::RangeSemantics::InclusiveBetween)
+        );
+        let names: Vec<&str> = v.fixed_prompts.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(names, ["SETID", "BU", "AAA"], "in file order");
+        assert_eq!(v.key_prompts, ["AFTER_VOUCHER"]);
+        assert_eq!(v.profile_max_rows, Some(1000));
+        assert_eq!(v.on_duplicate, sync_core::engine::DuplicatePolicy::KeepLast);
+        assert_eq!(v.deletes, sync_core::DeletePolicy::Hard);
+        assert!(v.reconcile.is_some());
+
+        let bad = text
+            .replace("prompt_format = \"date\"", "prompt_format = \"dates\"")
+            .replace("deletes = \"hard\"", "deletes = \"purge\"")
+            .replace("key = [\"VOUCHER_ID\"]\n", "");
+        let problems = parse(&bad).unwrap_err();
+        let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        assert!(problems
+            .iter()
+            .any(|p| p.line == line_of("prompt_format") && p.message.contains("`date`")));
+        assert!(problems
+            .iter()
+            .any(|p| p.line == line_of("deletes =") && p.message.contains("purge")));
+        assert!(problems
+            .iter()
+            .any(|p| p.message.contains("no `key`") && p.message.contains("write_mode")));
     }
 
     #[test]

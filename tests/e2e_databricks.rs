@@ -212,3 +212,69 @@ async fn a_token_that_expires_mid_run_is_refreshed_once_and_the_run_completes() 
     );
     assert_all(&standin, &site);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_into_databricks_finds_changes_and_applies_deletes() {
+    use sync_core::engine::VerifyOptions;
+    use sync_core::DeletePolicy;
+    let standin = DatabricksStandIn::start().await;
+    let site = site(0.3);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = sync_core::engine::WindowPolicy {
+        max_window: Duration::days(92),
+        ..sync_core::engine::WindowPolicy::starting_at(
+            ml_connector_testkit::dataset::Dataset::history_start(),
+        )
+    };
+    let p = pipeline_full(
+        &site,
+        sink(&standin),
+        dir.path(),
+        policy,
+        |d| d,
+        |s| {
+            if s.name == "vendors" {
+                s.deletes(DeletePolicy::Hard)
+            } else {
+                s
+            }
+        },
+    );
+    assert!(p.run_cycle().await.unwrap().is_clean());
+    let (gone, fixed) = {
+        let d = site.dataset.read();
+        let v = d.table(TABLE_VENDORS).unwrap().rows();
+        (v[2].key(), v[3].key())
+    };
+    {
+        let mut d = site.dataset.write();
+        let k: Vec<&str> = gone.iter().map(String::as_str).collect();
+        assert!(d.remove_row(TABLE_VENDORS, &k).is_some());
+        let k: Vec<&str> = fixed.iter().map(String::as_str).collect();
+        assert!(d.set_field_in_place(
+            TABLE_VENDORS,
+            &k,
+            "NAME1",
+            serde_json::Value::String("Corrected GmbH".into())
+        ));
+    }
+    let v = p
+        .verify_with(
+            &VerifyOptions::new()
+                .streams(vec!["vendors".into()])
+                .requeue(true)
+                .apply_deletes(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v[0].deletes_applied, 1, "{:#?}", v[0]);
+    assert_eq!(v[0].windows.iter().map(|w| w.changed).sum::<u64>(), 1);
+    site.clock.advance(Duration::minutes(10));
+    assert!(p.run_cycle().await.unwrap().is_clean());
+    assert_all(&standin, &site);
+    let again = p
+        .verify_with(&VerifyOptions::new().streams(vec!["vendors".into()]))
+        .await
+        .unwrap();
+    assert_eq!(again[0].differing().count(), 0, "{again:#?}");
+}

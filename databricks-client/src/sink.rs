@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use sync_core::{
-    Batch, ColumnDef, ColumnType, ConnectorError, Receipt, Sink, TableSchema, Value, Window,
-    WriteMode,
+    Batch, ColumnDef, ColumnType, ConnectorError, DeletePolicy, KeyedHash, Receipt, Sink,
+    TableSchema, Value, Window, WriteMode,
 };
 
 use crate::client::DatabricksClient;
@@ -211,5 +211,91 @@ impl Sink for DatabricksSink {
         window: Window,
     ) -> Result<Option<u64>, ConnectorError> {
         Ok(Some(self.count_rows(schema, window).await?))
+    }
+
+    async fn row_hashes(
+        &self,
+        schema: &TableSchema,
+        window: Option<Window>,
+    ) -> Result<Option<Vec<KeyedHash>>, ConnectorError> {
+        Ok(Some(self.read_row_hashes(schema, window).await?))
+    }
+
+    async fn delete(
+        &self,
+        schema: &TableSchema,
+        keys: &[Vec<Value>],
+        policy: DeletePolicy,
+        deleted_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, ConnectorError> {
+        Ok(self.apply_deletes(schema, keys, policy, deleted_at).await?)
+    }
+}
+
+impl DatabricksSink {
+    /// Keys and row hashes of the live rows, optionally with the cursor in `window` (the logic
+    /// behind [`Sink::row_hashes`]).
+    pub async fn read_row_hashes(
+        &self,
+        schema: &TableSchema,
+        window: Option<Window>,
+    ) -> Result<Vec<KeyedHash>> {
+        let table = self.table_name(schema)?;
+        let keys = schema.primary_key.len();
+        let mut st = match window {
+            Some(w) => {
+                let cursor = cursor_column(schema)?;
+                window_parameters(
+                    Statement::new(sql::select_row_hashes(&table, schema, Some(cursor))?),
+                    cursor,
+                    w,
+                )
+            }
+            None => Statement::new(sql::select_row_hashes(&table, schema, None)?),
+        };
+        st = st.idempotent(true);
+        let rows = self.client.execute(&st).await?.collect_rows().await?;
+        Ok(rows
+            .into_iter()
+            .map(|mut r| {
+                let hash = match r.pop() {
+                    Some(Value::String(s)) => Some(s),
+                    _ => None,
+                };
+                r.truncate(keys);
+                KeyedHash { key: r, hash }
+            })
+            .collect())
+    }
+
+    /// Applies source deletes by policy (the logic behind [`Sink::delete`]): one idempotent
+    /// MERGE per statement-size chunk of keys.
+    pub async fn apply_deletes(
+        &self,
+        schema: &TableSchema,
+        keys: &[Vec<Value>],
+        policy: DeletePolicy,
+        deleted_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64> {
+        let soft_at = match policy {
+            DeletePolicy::Ignore => return Ok(0),
+            DeletePolicy::Soft => Some(deleted_at),
+            DeletePolicy::Hard => None,
+        };
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let table = self.table_name(schema)?;
+        let limit = self.client.config().options().max_statement_bytes;
+        let mut n = 0;
+        for text in sql::delete_statements(&table, schema, keys, soft_at, limit)? {
+            let result = self
+                .client
+                .execute(&Statement::new(text).idempotent(true))
+                .await?;
+            let c = result.dml_counts();
+            n += c.updated.unwrap_or(0) + c.deleted.unwrap_or(0);
+        }
+        Ok(n)
     }
 }

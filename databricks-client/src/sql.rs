@@ -616,6 +616,84 @@ pub fn merge_statements(
     pack(table, &head, &tail, tuples, limit)
 }
 
+/// MERGE statements applying source deletes to the rows with `keys` (key values in the
+/// schema's primary-key order), each at most `limit` bytes. `soft_at`: set
+/// `_ml_deleted_at` to this time where it is still NULL; `None`: delete the rows. Both forms are
+/// idempotent.
+pub fn delete_statements(
+    table: &TableName,
+    schema: &TableSchema,
+    keys: &[Row],
+    soft_at: Option<chrono::DateTime<chrono::Utc>>,
+    limit: usize,
+) -> Result<Vec<String>, SqlError> {
+    let key_idx = schema.key_indexes().map_err(|reason| SqlError::BadSchema {
+        table: table.full_name(),
+        reason,
+    })?;
+    if key_idx.is_empty() {
+        return Err(SqlError::BadSchema {
+            table: table.full_name(),
+            reason: "deletes need a primary key and the schema has none".into(),
+        });
+    }
+    let key_schema = TableSchema {
+        columns: key_idx.iter().map(|&i| schema.columns[i].clone()).collect(),
+        primary_key: schema.primary_key.clone(),
+        ..schema.clone()
+    };
+    let cols = column_list(&key_schema.columns);
+    let head = format!("MERGE INTO {table} AS tgt USING (SELECT * FROM VALUES ");
+    let mut tail = format!(" AS v({cols})) AS src ON ");
+    for (i, c) in key_schema.columns.iter().enumerate() {
+        if i > 0 {
+            tail.push_str(" AND ");
+        }
+        let c = quote_ident(&c.name);
+        let _ = write!(tail, "tgt.{c} <=> src.{c}");
+    }
+    match soft_at {
+        Some(at) => {
+            let d = quote_ident(sync_core::schema::LINEAGE_DELETED_AT);
+            let _ = write!(
+                tail,
+                " WHEN MATCHED AND tgt.{d} IS NULL THEN UPDATE SET tgt.{d} = {}",
+                literal(&Value::Timestamp(at), Some(ColumnType::Timestamp))
+            );
+        }
+        None => tail.push_str(" WHEN MATCHED THEN DELETE"),
+    }
+    let tuples = render_rows(table, &key_schema, keys)?;
+    pack(table, &head, &tail, tuples, limit)
+}
+
+/// `SELECT` of the key columns and the row hash of the live rows (`_ml_deleted_at IS NULL`),
+/// optionally with the cursor in the window (`:window_from`, `:window_to`).
+pub fn select_row_hashes(
+    table: &TableName,
+    schema: &TableSchema,
+    cursor: Option<&ColumnDef>,
+) -> Result<String, SqlError> {
+    let key_idx = schema.key_indexes().map_err(|reason| SqlError::BadSchema {
+        table: table.full_name(),
+        reason,
+    })?;
+    let mut cols: Vec<ColumnDef> = key_idx.iter().map(|&i| schema.columns[i].clone()).collect();
+    cols.push(ColumnDef::new(
+        sync_core::schema::ROW_HASH_COLUMN,
+        ColumnType::String,
+    ));
+    let mut sql = format!(
+        "SELECT {} FROM {table} WHERE {} IS NULL",
+        column_list(&cols),
+        quote_ident(sync_core::schema::LINEAGE_DELETED_AT)
+    );
+    if let Some(c) = cursor {
+        let _ = write!(sql, " AND {}", window_condition(c));
+    }
+    Ok(sql)
+}
+
 /// INSERT statements appending `rows`, each at most `limit` bytes:
 /// `INSERT INTO `c`.`s`.`t` (`id`, `x`) VALUES (…), (…)`.
 pub fn insert_statements(

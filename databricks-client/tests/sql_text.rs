@@ -422,3 +422,39 @@ proptest! {
         parses(&stmts[0]);
     }
 }
+
+#[test]
+fn delete_and_row_hash_statements_text_and_parse() {
+    let at = chrono::Utc.with_ymd_and_hms(2026, 11, 2, 4, 0, 0).unwrap();
+    let keys = vec![vec![Value::BigInt(7)], vec![Value::BigInt(9)]];
+    let soft = sql::delete_statements(&table(), &schema(), &keys, Some(at), BIG).unwrap();
+    assert_eq!(
+        soft,
+        vec![
+            "MERGE INTO `main`.`erp`.`vendors` AS tgt USING (SELECT * FROM VALUES (7), (9) AS v(`id`)) AS src ON tgt.`id` <=> src.`id` WHEN MATCHED AND tgt.`_ml_deleted_at` IS NULL THEN UPDATE SET tgt.`_ml_deleted_at` = TIMESTAMP'2026-11-02 04:00:00.000000+00:00'".to_string()
+        ]
+    );
+    parses(&soft[0]);
+    let hard = sql::delete_statements(&table(), &schema(), &keys, None, BIG).unwrap();
+    assert!(hard[0].ends_with("WHEN MATCHED THEN DELETE"), "{}", hard[0]);
+    parses(&hard[0]);
+    // Split under the statement size limit, every piece a whole statement.
+    let many: Vec<Row> = (0..500).map(|i| vec![Value::BigInt(i)]).collect();
+    let pieces = sql::delete_statements(&table(), &schema(), &many, None, 2_000).unwrap();
+    assert!(pieces.len() > 1);
+    for p in &pieces {
+        assert!(p.len() <= 2_000);
+        parses(p);
+    }
+
+    let all = sql::select_row_hashes(&table(), &schema(), None).unwrap();
+    assert_eq!(
+        all,
+        "SELECT `id`, `_ml_row_hash` FROM `main`.`erp`.`vendors` WHERE `_ml_deleted_at` IS NULL"
+    );
+    parses(&all);
+    let cursor = &schema().columns[4];
+    let windowed = sql::select_row_hashes(&table(), &schema(), Some(cursor)).unwrap();
+    assert!(windowed.contains(" AND "), "{windowed}");
+    parses(&windowed);
+}

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use futures::{FutureExt, StreamExt};
 use serde_json::Value;
-use sync_core::{ConnectorError, Page, PageStream, Record, Source, Window};
+use sync_core::{ConnectorError, Page, PageStream, Record, Source, SourceCapabilities, Window};
 
 use crate::client::PeopleSoftClient;
 use crate::error::Error;
@@ -47,24 +47,50 @@ impl PeopleSoftSource {
         &self.client
     }
 
-    /// The request for `window`.
+    /// The request for `window`: the two window prompts, the fixed prompts, and the key
+    /// prompts (empty: from the first key) when the stream pages by key.
     pub fn request_for(&self, window: &Window) -> ExecuteQuery {
         let (from, to) = self.def.prompt_values(window);
+        self.request_with(from, to, None)
+    }
+
+    /// The request for the rows of `window` after `last` in key order.
+    pub fn request_after(&self, window: &Window, last: &Record) -> ExecuteQuery {
+        let (from, to) = self.def.prompt_values(window);
+        self.request_with(from, to, Some(last))
+    }
+
+    fn request_with(&self, from: String, to: String, after: Option<&Record>) -> ExecuteQuery {
         let mut q = ExecuteQuery::new(self.def.query.clone())
             .owner(self.def.owner)
-            .max_rows(self.def.max_rows)
+            .max_rows(self.def.requested_rows())
             .prompt(self.def.from_prompt.clone(), from)
             .prompt(self.def.to_prompt.clone(), to);
         q.prompts.extend(self.def.fixed_prompts.iter().cloned());
+        for (prompt, key) in self.def.key_prompts.iter().zip(&self.def.key_fields) {
+            let value = after
+                .and_then(|r| field(r, key))
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_default();
+            q = q.prompt(prompt.clone(), value);
+        }
         q
     }
 
     async fn read_window(&self, window: Window) -> Result<Page, ConnectorError> {
+        let q = self.request_for(&window);
+        self.read_request(window, q).await
+    }
+
+    async fn read_request(&self, window: Window, q: ExecuteQuery) -> Result<Page, ConnectorError> {
         let context = format!(
             "stream `{}` window {} (query {})",
             self.def.name, window, self.def.query
         );
-        let q = self.request_for(&window);
         let keys = match self.def.alias_prefixes {
             AliasPrefixes::Strip => RowKeys::StripAlias,
             AliasPrefixes::Keep => RowKeys::AsSent,
@@ -78,7 +104,7 @@ impl PeopleSoftSource {
             tracing::info!(
                 stream = %self.def.name,
                 %window,
-                max_rows = self.def.max_rows,
+                max_rows = self.def.requested_rows(),
                 "result reached maxrows; reporting truncation so the window is split"
             );
         }
@@ -118,8 +144,68 @@ impl Source for PeopleSoftSource {
         futures::stream::once(self.read_window(window).boxed()).boxed()
     }
 
+    /// `maxrows` can be cut silently by the query profile; date prompts work in whole days of
+    /// the site's calendar, with the lookback that needs; key prompts page ties.
+    fn capabilities(&self) -> SourceCapabilities {
+        SourceCapabilities::silent_cap(u64::from(self.def.requested_rows()))
+            .declared_cap(self.def.profile_max_rows.map(u64::from))
+            .granularity(self.def.cursor_granularity())
+            .min_lookback(self.def.min_lookback())
+            .key_paging(!self.def.key_prompts.is_empty())
+    }
+
+    async fn read_after(
+        &self,
+        window: Window,
+        last: &Record,
+    ) -> Result<Option<Page>, ConnectorError> {
+        if self.def.key_prompts.is_empty() {
+            return Ok(None);
+        }
+        let q = self.request_after(&window, last);
+        self.read_request(window, q).await.map(Some)
+    }
+
+    /// With [`StreamDefinition::null_cursor_check`]: runs the query with both window prompts
+    /// empty and counts the rows whose cursor is NULL or blank.
+    async fn count_null_cursors(&self) -> Result<Option<u64>, ConnectorError> {
+        if !self.def.null_cursor_check {
+            return Ok(None);
+        }
+        let context = format!(
+            "stream `{}` NULL-cursor count (query {})",
+            self.def.name, self.def.query
+        );
+        let q = self.request_with(String::new(), String::new(), None);
+        let keys = match self.def.alias_prefixes {
+            AliasPrefixes::Strip => RowKeys::StripAlias,
+            AliasPrefixes::Keep => RowKeys::AsSent,
+        };
+        let result = self
+            .client
+            .execute_query_keys(&q, keys)
+            .await
+            .map_err(|e| e.into_connector_error(&context))?;
+        if result.truncated {
+            return Err(ConnectorError::permanent(format!(
+                "{context}: the unbounded query hit maxrows ({}); the NULL-cursor count would be incomplete (raise max_rows)",
+                self.def.requested_rows()
+            )));
+        }
+        let nulls = result
+            .rows
+            .iter()
+            .filter(|r| match field(r, &self.def.cursor_field) {
+                None | Some(Value::Null) => true,
+                Some(Value::String(s)) => s.trim().is_empty(),
+                _ => false,
+            })
+            .count();
+        Ok(Some(nulls as u64))
+    }
+
     /// QAS has no count operation: the window's query is run and its rows counted (a window
-    /// that hits `max_rows` is split in halves and counted per half, down to one second). This
+    /// that hits `maxrows` is split in halves and counted per half, down to one second). This
     /// costs one extract per window, under the same load protection as a sync.
     async fn count(&self, window: Window) -> Result<Option<u64>, ConnectorError> {
         let mut total = 0u64;
@@ -130,7 +216,7 @@ impl Source for PeopleSoftSource {
                 if w.width() <= chrono::Duration::seconds(1) {
                     return Err(ConnectorError::permanent(format!(
                         "stream `{}`: cannot count window {w}: it still hits max_rows ({}) at one second wide",
-                        self.def.name, self.def.max_rows
+                        self.def.name, self.def.requested_rows()
                     )));
                 }
                 let (a, b) = w.halves();

@@ -27,7 +27,7 @@
 //! activity the date records. For a complete picture take periodic full snapshots (one wide
 //! window) and let the engine's upsert reconcile.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
+use chrono::{DateTime, Duration, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 use sync_core::mapping::{ColumnMapping, Mapping};
@@ -40,15 +40,14 @@ use crate::qas::{QueryOwner, DEFAULT_MAX_ROWS};
 /// How a window bound is written as a prompt value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PromptFormat {
-    /// `YYYY-MM-DD` (date prompts). Dates carry no time zone: the window's **UTC** dates are
-    /// used, the same convention sync-core uses for a DATE cursor (midnight UTC), so the rows
-    /// of day D land in exactly the windows that contain D 00:00 UTC.
+    /// `YYYY-MM-DD` (date prompts). PeopleSoft stamps dates in the **site's calendar**, so a
+    /// window's bounds are converted to the source time zone first; the start is rounded
+    /// **down** to its local date and the end up, so every day the window touches is read
+    /// (neighbouring windows overlap by a day; the keyed upsert absorbs the re-read).
     ///
-    /// Two consequences: a window that starts after midnight begins at the next day (the
-    /// start day belongs to the previous window), so give date-cursor streams a look-back of
-    /// at least one day to re-read rows changed later on the same day; and a window narrower
-    /// than a day cannot be split usefully when truncated, so the engine's minimum window
-    /// should be one day for these streams.
+    /// A date cursor cannot tell late rows of the same day apart, so the source asks the
+    /// engine for a lookback of at least one day plus the zone's offset
+    /// ([`StreamDefinition::min_lookback`]), and windows are never split below one day.
     Date,
     /// PeopleSoft's native datetime `YYYY-MM-DD-HH.MM.SS.ffffff` (microseconds), in the source
     /// time zone. The default for datetime cursors.
@@ -188,6 +187,21 @@ pub struct StreamDefinition {
     pub alias_prefixes: AliasPrefixes,
     /// Effective dating, for EFFDT records.
     pub effective_dating: Option<EffectiveDating>,
+    /// The query profile's "Max Rows Fetched" for the OPRID, when the operator knows it.
+    /// PeopleSoft applies it to every request, also below an explicit `maxrows`, without
+    /// saying so. When set, requests ask for at most this many rows and a page of this size is
+    /// treated as truncated; when unset, the engine detects such a cap (see
+    /// `sync_core::SourceCapabilities::silent_row_cap`).
+    pub profile_max_rows: Option<u32>,
+    /// Key-paging prompts, one per key field in [`key_fields`](Self::key_fields) order: the
+    /// query returns rows whose key is greater than the prompts' values (an empty value means
+    /// "from the first key"), **ordered by key**. With them, more rows on one cursor value
+    /// than a page holds are paged by key instead of failing the window.
+    pub key_prompts: Vec<String>,
+    /// Count rows whose cursor is NULL in `verify` by running the query with both window
+    /// prompts empty (the query's criteria must treat an empty prompt as "no bound"; this
+    /// reads the whole result once).
+    pub null_cursor_check: bool,
     /// The mapping to the target table (snake_case columns).
     pub mapping: Mapping,
 }
@@ -247,6 +261,9 @@ fn define(
         cursor_field: cursor.into(),
         alias_prefixes: AliasPrefixes::Strip,
         effective_dating: None,
+        profile_max_rows: None,
+        key_prompts: Vec::new(),
+        null_cursor_check: false,
         mapping: mapping(table, cols, keys, cursor),
     }
 }
@@ -567,6 +584,24 @@ impl StreamDefinition {
         self
     }
 
+    /// Declares the query profile's row limit ([`profile_max_rows`](Self::profile_max_rows)).
+    pub fn profile_max_rows(mut self, n: Option<u32>) -> Self {
+        self.profile_max_rows = n;
+        self
+    }
+
+    /// Sets the key-paging prompts ([`key_prompts`](Self::key_prompts)).
+    pub fn key_prompts<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.key_prompts = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The `maxrows` sent: [`max_rows`](Self::max_rows), or the profile limit when lower.
+    pub fn requested_rows(&self) -> u32 {
+        self.profile_max_rows
+            .map_or(self.max_rows, |p| p.min(self.max_rows))
+    }
+
     /// Sets alias-prefix handling.
     pub fn alias_prefixes(mut self, a: AliasPrefixes) -> Self {
         self.alias_prefixes = a;
@@ -634,6 +669,44 @@ impl StreamDefinition {
         if self.cursor_field.is_empty() {
             return Err(ConfigError::new("cursor_field", "", "must not be empty"));
         }
+        if !self.key_prompts.is_empty() && self.key_prompts.len() != self.key_fields.len() {
+            return Err(ConfigError::new(
+                "key_prompts",
+                self.key_prompts.join(","),
+                format!(
+                    "stream `{}`: give one key prompt per key field ({} key field(s): {})",
+                    self.name,
+                    self.key_fields.len(),
+                    self.key_fields.join(", ")
+                ),
+            ));
+        }
+        if self.profile_max_rows == Some(0) {
+            return Err(ConfigError::new(
+                "profile_max_rows",
+                "0",
+                format!("stream `{}`: must be > 0", self.name),
+            ));
+        }
+        let mut names: Vec<&str> = vec![&self.from_prompt, &self.to_prompt];
+        names.extend(self.fixed_prompts.iter().map(|(n, _)| n.as_str()));
+        names.extend(self.key_prompts.iter().map(String::as_str));
+        for (i, n) in names.iter().enumerate() {
+            if n.trim().is_empty() || n.contains(',') {
+                return Err(ConfigError::new(
+                    "key_prompts",
+                    *n,
+                    "must be a non-empty prompt name without commas",
+                ));
+            }
+            if names[..i].contains(n) {
+                return Err(ConfigError::new(
+                    "prompts",
+                    *n,
+                    format!("stream `{}`: prompt `{n}` is given twice", self.name),
+                ));
+            }
+        }
         for (name, value) in &self.fixed_prompts {
             if name.trim().is_empty() || name.contains(',') || value.contains(',') {
                 return Err(ConfigError::new(
@@ -672,10 +745,19 @@ impl StreamDefinition {
     /// ```
     pub fn prompt_values(&self, window: &Window) -> (String, String) {
         let inclusive = self.range == RangeSemantics::InclusiveBetween;
+        let (lo, hi) = offset_range(&self.source_time_zone, window);
+        // The earliest wall-clock time any instant of the window shows, and the latest: across
+        // a fall-back transition the repeated hour is covered, not skipped.
+        let from_local = window.from.naive_utc() + lo;
+        let to_local = window.to.naive_utc() + hi;
         match self.prompt_format {
             PromptFormat::Date => {
-                let from = ceil_date(window.from);
-                let mut to = ceil_date(window.to);
+                let from = from_local.date();
+                let mut to = if to_local.time() == chrono::NaiveTime::MIN {
+                    to_local.date()
+                } else {
+                    to_local.date().succ_opt().unwrap_or(to_local.date())
+                };
                 if inclusive {
                     to = to.pred_opt().unwrap_or(to);
                 }
@@ -686,8 +768,8 @@ impl StreamDefinition {
             }
             PromptFormat::NativeDateTime | PromptFormat::IsoDateTime => {
                 let unit = self.prompt_format.unit();
-                let from = floor_to(self.local(window.from), unit);
-                let mut to = ceil_to(self.local(window.to), unit);
+                let from = floor_to(from_local, unit);
+                let mut to = ceil_to(to_local, unit);
                 if inclusive {
                     to -= unit;
                 }
@@ -701,19 +783,49 @@ impl StreamDefinition {
         }
     }
 
-    fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
-        t.with_timezone(&self.source_time_zone).naive_local()
+    /// The smallest lookback that keeps every late row reachable: for date prompts one day
+    /// plus the zone's largest offset from UTC (a date in the site's calendar can start that
+    /// long before its UTC midnight); `None` for datetime prompts.
+    pub fn min_lookback(&self) -> Option<Duration> {
+        if self.prompt_format != PromptFormat::Date {
+            return None;
+        }
+        let tz = &self.source_time_zone;
+        let year = Window::new(
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single()?,
+            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).single()?,
+        );
+        let (lo, hi) = offset_range(tz, &year);
+        Some(Duration::days(1) + lo.abs().max(hi.abs()))
+    }
+
+    /// The smallest step a window can be split to usefully: one day for date prompts.
+    pub fn cursor_granularity(&self) -> Option<Duration> {
+        (self.prompt_format == PromptFormat::Date).then(|| Duration::days(1))
     }
 }
 
-/// The first date whose midnight (UTC) is at or after `t`.
-fn ceil_date(t: DateTime<Utc>) -> NaiveDate {
-    let d = t.date_naive();
-    if t.time() == chrono::NaiveTime::MIN {
-        d
-    } else {
-        d.succ_opt().unwrap_or(d)
+/// The smallest and largest UTC offset of `tz` over `window` (ends included). Offsets change
+/// at most twice a year in real zones, so sampling both ends and every 12 hours finds both.
+fn offset_range(tz: &Tz, window: &Window) -> (Duration, Duration) {
+    let offset = |t: DateTime<Utc>| {
+        Duration::seconds(i64::from(
+            tz.offset_from_utc_datetime(&t.naive_utc())
+                .fix()
+                .local_minus_utc(),
+        ))
+    };
+    let (mut lo, mut hi) = (offset(window.from), offset(window.from));
+    let step = std::cmp::max(Duration::hours(12), window.width() / 2000);
+    let mut t = window.from;
+    while t < window.to {
+        let o = offset(t);
+        lo = lo.min(o);
+        hi = hi.max(o);
+        t += step;
     }
+    let o = offset(window.to);
+    (lo.min(o), hi.max(o))
 }
 
 fn floor_to(t: NaiveDateTime, unit: Duration) -> NaiveDateTime {
@@ -783,10 +895,25 @@ mod tests {
             s.prompt_values(&w(day(1), day(3))),
             ("2026-03-01".into(), "2026-03-02".into())
         );
-        // A window that does not start at midnight starts at the next day.
+        // A window that does not start at midnight starts at its own day (rounded down).
         let s = StreamDefinition::vendors();
         let from = day(1) + Duration::hours(6);
-        assert_eq!(s.prompt_values(&w(from, day(3))).0, "2026-03-02");
+        assert_eq!(s.prompt_values(&w(from, day(3))).0, "2026-03-01");
+        // Dates are the site's calendar: 02:00 UTC on the 2nd is still the 1st in Chicago.
+        let s = StreamDefinition::vendors()
+            .time_zone("America/Chicago")
+            .unwrap();
+        let late = day(2) + Duration::hours(2);
+        assert_eq!(
+            s.prompt_values(&w(late, late + Duration::hours(1))),
+            ("2026-03-01".into(), "2026-03-02".into())
+        );
+        assert_eq!(
+            s.min_lookback(),
+            Some(Duration::days(1) + Duration::hours(6))
+        );
+        assert_eq!(s.cursor_granularity(), Some(Duration::days(1)));
+        assert_eq!(StreamDefinition::journal_lines().min_lookback(), None);
     }
 
     #[test]
@@ -807,6 +934,45 @@ mod tests {
         assert_eq!(s.prompt_values(&w(a, b2)).1, "2026-01-15-23.30.00.000002");
         let s = s.prompt_format(PromptFormat::IsoDateTime);
         assert_eq!(s.prompt_values(&w(a, b2)).1, "2026-01-15T23:30:01");
+    }
+
+    #[test]
+    fn a_window_across_the_fall_back_hour_covers_the_repeated_hour() {
+        // 2026-11-01 in Chicago: 01:00-02:00 local happens twice (06:00-07:00 and
+        // 07:00-08:00 UTC). A window from 06:10 to 07:25 UTC touches wall times 01:10 CDT
+        // through 01:25 CST: the earliest wall time any of its instants shows is 01:00 (CST,
+        // just after the transition), so the prompt must start no later than that.
+        let s = StreamDefinition::journal_lines()
+            .time_zone("America/Chicago")
+            .unwrap();
+        let a = Utc.with_ymd_and_hms(2026, 11, 1, 6, 10, 0).unwrap();
+        let b = Utc.with_ymd_and_hms(2026, 11, 1, 7, 25, 0).unwrap();
+        let (f, t) = s.prompt_values(&w(a, b));
+        assert!(f.as_str() <= "2026-11-01-01.00.00.000000", "{f}");
+        assert!(t.as_str() >= "2026-11-01-01.25.00.000000", "{t}");
+        // Away from transitions, bounds are exactly the local times.
+        let a = Utc.with_ymd_and_hms(2026, 7, 1, 6, 10, 0).unwrap();
+        assert_eq!(
+            s.prompt_values(&w(a, a + Duration::hours(1))),
+            (
+                "2026-07-01-01.10.00.000000".to_string(),
+                "2026-07-01-02.10.00.000000".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn key_prompts_must_match_the_key_and_prompts_must_be_distinct() {
+        let s = StreamDefinition::vendors().key_prompts(["AFTER_SETID"]);
+        assert_eq!(s.validate().unwrap_err().field, "key_prompts");
+        let s = StreamDefinition::vendors().key_prompts(["AFTER_SETID", "AFTER_VENDOR"]);
+        s.validate().unwrap();
+        let s = StreamDefinition::vendors().prompts("BIND1", "BIND1");
+        assert!(s.validate().unwrap_err().to_string().contains("twice"));
+        let s = StreamDefinition::vendors()
+            .max_rows(5000)
+            .profile_max_rows(Some(1000));
+        assert_eq!(s.requested_rows(), 1000);
     }
 
     #[test]

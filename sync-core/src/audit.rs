@@ -37,6 +37,10 @@ pub enum Outcome {
     /// committed windows (for example a downstream job was started); its facts are in
     /// `annotations`, the window spans what the cycle committed.
     Hook,
+    /// Not a window attempt: reconciliation compared source and target over the window (the
+    /// stream's checked range); counts of missing, changed and deleted rows are in
+    /// `annotations`.
+    Reconciled,
 }
 
 /// One window attempt.

@@ -84,8 +84,8 @@ pub use error::{BoxError, ConnectorError, Error, FailureKind, Result};
 pub use mapper::{FieldError, Mapper};
 pub use mapping::{FieldMeta, Mapping, MappingError, MappingMapper};
 pub use schema::{ColumnDef, TableSchema, WriteMode};
-pub use sink::{Batch, Receipt, Sink};
-pub use source::{Page, PageStream, Source};
+pub use sink::{Batch, DeletePolicy, KeyedHash, Receipt, Sink};
+pub use source::{Page, PageStream, Source, SourceCapabilities};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteSink;
 pub use value::{ColumnType, Record, Row, Value};

@@ -39,7 +39,7 @@ impl std::fmt::Display for FieldError {
 /// Spare capacity a mapper should leave in each row for the columns the engine appends (row
 /// hash and lineage), so appending them does not reallocate:
 /// `Vec::with_capacity(schema.columns.len() + ROW_EXTRA_CAPACITY)`.
-pub const ROW_EXTRA_CAPACITY: usize = 4;
+pub const ROW_EXTRA_CAPACITY: usize = 5;
 
 /// Turns source records into typed rows for one table.
 ///

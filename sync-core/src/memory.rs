@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 
 use crate::error::ConnectorError;
 use crate::schema::{TableSchema, WriteMode};
-use crate::sink::{Batch, Receipt, Sink};
+use crate::sink::{Batch, DeletePolicy, KeyedHash, Receipt, Sink};
 use crate::source::{Page, PageStream, Source};
-use crate::value::{Record, Row};
+use crate::value::{Record, Row, Value};
 use crate::window::Window;
 
 type CursorRecord = (DateTime<Utc>, Record);
@@ -256,5 +256,75 @@ impl Sink for MemorySink {
                 .filter(|r| r[c].as_cursor().is_some_and(|x| window.contains(x)))
                 .count() as u64
         })))
+    }
+
+    async fn row_hashes(
+        &self,
+        schema: &TableSchema,
+        window: Option<Window>,
+    ) -> Result<Option<Vec<KeyedHash>>, ConnectorError> {
+        let keys = schema.key_indexes().map_err(ConnectorError::permanent)?;
+        let cursor = schema
+            .cursor_column
+            .as_deref()
+            .and_then(|c| schema.index_of(c));
+        let hash = schema.row_hash_index();
+        let deleted = schema.index_of(crate::schema::LINEAGE_DELETED_AT);
+        let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(t) = tables.get(&schema.name) else {
+            return Ok(Some(Vec::new()));
+        };
+        Ok(Some(
+            t.rows
+                .values()
+                .filter(|r| deleted.is_none_or(|d| r[d].is_null()))
+                .filter(|r| match (window, cursor) {
+                    (None, _) => true,
+                    (Some(w), Some(c)) => r[c].as_cursor().is_some_and(|x| w.contains(x)),
+                    (Some(_), None) => false,
+                })
+                .map(|r| KeyedHash {
+                    key: keys.iter().map(|&i| r[i].clone()).collect(),
+                    hash: hash.and_then(|h| match &r[h] {
+                        Value::String(s) => Some(s.clone()),
+                        _ => None,
+                    }),
+                })
+                .collect(),
+        ))
+    }
+
+    async fn delete(
+        &self,
+        schema: &TableSchema,
+        keys: &[Vec<Value>],
+        policy: DeletePolicy,
+        deleted_at: DateTime<Utc>,
+    ) -> Result<u64, ConnectorError> {
+        let deleted = schema.index_of(crate::schema::LINEAGE_DELETED_AT);
+        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(t) = tables.get_mut(&schema.name) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for key in keys {
+            let mut k = String::new();
+            for v in key {
+                v.write_canonical(&mut k);
+            }
+            match policy {
+                DeletePolicy::Ignore => {}
+                DeletePolicy::Hard => n += u64::from(t.rows.remove(&k).is_some()),
+                DeletePolicy::Soft => {
+                    if let (Some(row), Some(d)) = (t.rows.get_mut(&k), deleted) {
+                        if row[d].is_null() {
+                            row[d] = Value::Timestamp(deleted_at);
+                        }
+                        n += 1;
+                    }
+                }
+            }
+        }
+        Ok(n)
     }
 }

@@ -12,6 +12,9 @@ pub const LINEAGE_LOADED_AT: &str = "_ml_loaded_at";
 pub const LINEAGE_SOURCE: &str = "_ml_source";
 /// Name of the key column added to streams without a natural key: a hash of the mapped row.
 pub const ROW_HASH_COLUMN: &str = "_ml_row_hash";
+/// Lineage column: when reconciliation found the row deleted in the source (soft delete);
+/// NULL on live rows, and NULL again when the key reappears.
+pub const LINEAGE_DELETED_AT: &str = "_ml_deleted_at";
 
 /// One column of a target table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,14 +104,19 @@ impl TableSchema {
             .collect()
     }
 
-    /// The schema as written: the mapped columns, then [`ROW_HASH_COLUMN`] when there is no
-    /// natural key, then the three lineage columns.
+    /// The schema as written: the mapped columns, then [`ROW_HASH_COLUMN`] (a stable hash of
+    /// the mapped values, which reconciliation compares with the source), then the lineage
+    /// columns run id, loaded-at, source and [`LINEAGE_DELETED_AT`].
+    ///
+    /// Without a natural key the rows are keyed by their hash and written as upserts, so an
+    /// append-only stream that re-reads rows (the lookback) never stores a row twice.
     pub fn with_lineage(&self) -> TableSchema {
         let mut out = self.clone();
+        out.columns
+            .push(ColumnDef::new(ROW_HASH_COLUMN, ColumnType::String).not_null());
         if out.primary_key.is_empty() {
-            out.columns
-                .push(ColumnDef::new(ROW_HASH_COLUMN, ColumnType::String).not_null());
             out.primary_key = vec![ROW_HASH_COLUMN.to_string()];
+            out.write_mode = WriteMode::Upsert;
         }
         out.columns
             .push(ColumnDef::new(LINEAGE_RUN_ID, ColumnType::String).not_null());
@@ -116,7 +124,14 @@ impl TableSchema {
             .push(ColumnDef::new(LINEAGE_LOADED_AT, ColumnType::Timestamp).not_null());
         out.columns
             .push(ColumnDef::new(LINEAGE_SOURCE, ColumnType::String).not_null());
+        out.columns
+            .push(ColumnDef::new(LINEAGE_DELETED_AT, ColumnType::Timestamp));
         out
+    }
+
+    /// Index of [`ROW_HASH_COLUMN`] in a schema from [`with_lineage`](Self::with_lineage).
+    pub fn row_hash_index(&self) -> Option<usize> {
+        self.index_of(ROW_HASH_COLUMN)
     }
 
     /// True when `name` is one of the columns the engine adds.
@@ -126,6 +141,7 @@ impl TableSchema {
             LINEAGE_LOADED_AT,
             LINEAGE_SOURCE,
             ROW_HASH_COLUMN,
+            LINEAGE_DELETED_AT,
         ]
         .iter()
         .any(|c| c.eq_ignore_ascii_case(name))
@@ -146,7 +162,8 @@ mod tests {
             write_mode: WriteMode::Upsert,
         };
         let l = keyed.with_lineage();
-        assert_eq!(l.columns.len(), 4);
+        assert_eq!(l.columns.len(), 6);
+        assert_eq!(l.columns[1].name, ROW_HASH_COLUMN);
         assert_eq!(l.primary_key, vec!["id".to_string()]);
 
         let unkeyed = TableSchema {
@@ -154,7 +171,7 @@ mod tests {
             ..keyed
         };
         let l = unkeyed.with_lineage();
-        assert_eq!(l.columns.len(), 5);
+        assert_eq!(l.columns.len(), 6);
         assert_eq!(l.primary_key, vec![ROW_HASH_COLUMN.to_string()]);
         assert_eq!(l.key_indexes().unwrap(), vec![1]);
     }

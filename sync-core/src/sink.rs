@@ -5,8 +5,32 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConnectorError;
 use crate::schema::TableSchema;
-use crate::value::Row;
+use crate::value::{Row, Value};
 use crate::window::Window;
+
+/// One live target row as reconciliation sees it: its key values and its
+/// [`ROW_HASH_COLUMN`](crate::schema::ROW_HASH_COLUMN).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyedHash {
+    /// The primary-key values, in key order, typed by the schema.
+    pub key: Vec<Value>,
+    /// The stored row hash (`None` for rows written before the column existed).
+    pub hash: Option<String>,
+}
+
+/// How rows deleted in the source are applied to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeletePolicy {
+    /// Set [`LINEAGE_DELETED_AT`](crate::schema::LINEAGE_DELETED_AT) (default); a later load
+    /// of the key sets it back to NULL.
+    #[default]
+    Soft,
+    /// Delete the rows.
+    Hard,
+    /// Leave the target as it is (deletes are still reported).
+    Ignore,
+}
 
 /// A batch of rows for one table, already deduplicated by key.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,5 +105,33 @@ pub trait Sink: Send + Sync {
     ) -> Result<Option<u64>, ConnectorError> {
         let _ = (schema, window);
         Ok(None)
+    }
+
+    /// Keys and row hashes of the **live** target rows (not soft-deleted) whose cursor is in
+    /// `window` (`None`: every row), for reconciliation. `Ok(None)` means the sink cannot.
+    async fn row_hashes(
+        &self,
+        schema: &TableSchema,
+        window: Option<Window>,
+    ) -> Result<Option<Vec<KeyedHash>>, ConnectorError> {
+        let _ = (schema, window);
+        Ok(None)
+    }
+
+    /// Applies source deletes to the rows with these keys: [`DeletePolicy::Soft`] stamps
+    /// `deleted_at`, [`DeletePolicy::Hard`] removes them. Returns the rows affected. Must be
+    /// idempotent (the engine may retry it).
+    async fn delete(
+        &self,
+        schema: &TableSchema,
+        keys: &[Vec<Value>],
+        policy: DeletePolicy,
+        deleted_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, ConnectorError> {
+        let _ = (schema, keys, policy, deleted_at);
+        Err(ConnectorError::permanent(format!(
+            "table `{}`: this destination cannot apply deletes; set `deletes = \"ignore\"` for the stream",
+            schema.name
+        )))
     }
 }

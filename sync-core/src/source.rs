@@ -17,6 +17,70 @@ pub struct Page {
     pub truncated: bool,
 }
 
+/// What the engine may assume about a source's pages and cursor, beyond [`Page::truncated`].
+///
+/// The default describes a source that announces every truncation, has no key paging and no
+/// coarse cursor: every field is opt-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct SourceCapabilities {
+    /// The row cap the source asks for per page (e.g. PeopleSoft `maxrows`), if any.
+    pub requested_row_cap: Option<u64>,
+    /// True when the remote system may cut a page **below** the requested cap without saying
+    /// so (PeopleSoft query profiles do). The engine then never trusts a short page on its
+    /// own: it learns the cap from the largest page ever returned and probes ambiguous pages by
+    /// splitting their window (see the engine's module docs, "unannounced row caps").
+    pub silent_row_cap: bool,
+    /// A cap the operator declared (e.g. the query profile's "Max Rows Fetched"): pages of this
+    /// many rows or more are treated as truncated, shorter pages as complete, no probing.
+    pub declared_row_cap: Option<u64>,
+    /// The smallest cursor step the source can filter on (one day for date prompts). Windows
+    /// are never split below it, and ties are reported at this width.
+    pub cursor_granularity: Option<chrono::Duration>,
+    /// The smallest lookback that keeps every late row reachable (for example a day plus the
+    /// zone offset for date cursors in a site's local calendar). The engine raises a stream's
+    /// lookback to it, with a warning.
+    pub min_lookback: Option<chrono::Duration>,
+    /// True when [`Source::read_after`] can page through rows of one window by key, so rows
+    /// tied on one cursor value beyond a page are loaded instead of failing the window.
+    pub key_paging: bool,
+}
+
+impl SourceCapabilities {
+    /// A source that may cut pages below `requested` rows without saying so.
+    pub fn silent_cap(requested: u64) -> Self {
+        Self {
+            requested_row_cap: Some(requested),
+            silent_row_cap: true,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the declared cap.
+    pub fn declared_cap(mut self, cap: Option<u64>) -> Self {
+        self.declared_row_cap = cap;
+        self
+    }
+
+    /// Sets the cursor granularity.
+    pub fn granularity(mut self, g: Option<chrono::Duration>) -> Self {
+        self.cursor_granularity = g;
+        self
+    }
+
+    /// Sets the minimum lookback.
+    pub fn min_lookback(mut self, d: Option<chrono::Duration>) -> Self {
+        self.min_lookback = d;
+        self
+    }
+
+    /// Declares key paging support.
+    pub fn key_paging(mut self, yes: bool) -> Self {
+        self.key_paging = yes;
+        self
+    }
+}
+
 /// A stream of pages for one window.
 pub type PageStream<'a> = BoxStream<'a, Result<Page, ConnectorError>>;
 
@@ -40,6 +104,30 @@ pub trait Source: Send + Sync {
     /// cannot count cheaply may read and count; `Ok(None)` means "cannot count".
     async fn count(&self, window: Window) -> Result<Option<u64>, ConnectorError> {
         let _ = window;
+        Ok(None)
+    }
+
+    /// What the engine may assume about this source (see [`SourceCapabilities`]). The
+    /// default: truncation is always announced, no key paging.
+    fn capabilities(&self) -> SourceCapabilities {
+        SourceCapabilities::default()
+    }
+
+    /// The page of `window` that follows `last` (the last record of the previous page) in key
+    /// order, for sources with [`SourceCapabilities::key_paging`]. Called only when a page of a
+    /// window that cannot be split further was truncated. `Ok(None)`: not supported.
+    async fn read_after(
+        &self,
+        window: Window,
+        last: &Record,
+    ) -> Result<Option<Page>, ConnectorError> {
+        let _ = (window, last);
+        Ok(None)
+    }
+
+    /// Counts records whose cursor is NULL (unreachable by cursor windows), if the source can.
+    /// `Ok(None)`: cannot count.
+    async fn count_null_cursors(&self) -> Result<Option<u64>, ConnectorError> {
         Ok(None)
     }
 }

@@ -77,8 +77,8 @@ use rusqlite::types::Null;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use crate::error::ConnectorError;
-use crate::schema::{TableSchema, WriteMode};
-use crate::sink::{Batch, Receipt, Sink};
+use crate::schema::{TableSchema, WriteMode, LINEAGE_DELETED_AT, ROW_HASH_COLUMN};
+use crate::sink::{Batch, DeletePolicy, KeyedHash, Receipt, Sink};
 use crate::value::{ColumnType, Value};
 use crate::window::Window;
 
@@ -327,6 +327,18 @@ enum Cell {
     Text(usize, usize),
 }
 
+impl Cell {
+    /// The cell as an owned SQLite value (`text` is the batch's shared text buffer).
+    fn to_value(&self, text: &str) -> rusqlite::types::Value {
+        match self {
+            Cell::Null => rusqlite::types::Value::Null,
+            Cell::Int(i) => rusqlite::types::Value::Integer(*i),
+            Cell::Real(f) => rusqlite::types::Value::Real(*f),
+            Cell::Text(a, b) => rusqlite::types::Value::Text(text[*a..*b].to_string()),
+        }
+    }
+}
+
 /// A batch rendered to SQLite values: owned (so it can move to the blocking pool) with one
 /// text buffer for all strings instead of an allocation per value.
 struct EncodedRows {
@@ -553,6 +565,206 @@ impl Sink for SqliteSink {
         })
         .await
     }
+
+    async fn row_hashes(
+        &self,
+        schema: &TableSchema,
+        window: Option<Window>,
+    ) -> Result<Option<Vec<KeyedHash>>, ConnectorError> {
+        let key_cols: Vec<(String, ColumnType)> = schema
+            .key_indexes()
+            .map_err(ConnectorError::permanent)?
+            .into_iter()
+            .map(|i| {
+                (
+                    schema.columns[i].name.clone(),
+                    schema.columns[i].column_type,
+                )
+            })
+            .collect();
+        let mut sql = String::from("SELECT ");
+        for (name, _) in &key_cols {
+            push_identifier(&mut sql, name);
+            sql.push_str(", ");
+        }
+        push_identifier(&mut sql, ROW_HASH_COLUMN);
+        sql.push_str(" FROM ");
+        push_identifier(&mut sql, &schema.name);
+        sql.push_str(" WHERE ");
+        push_identifier(&mut sql, LINEAGE_DELETED_AT);
+        sql.push_str(" IS NULL");
+        let mut params: Vec<String> = Vec::new();
+        if let Some(w) = window {
+            let Some((cond, p)) = Self::window_condition(schema, w) else {
+                return Ok(None);
+            };
+            sql.push_str(" AND ");
+            sql.push_str(&cond);
+            params.extend(p);
+        }
+        let table = schema.name.clone();
+        self.blocking("read row hashes", move |conn| {
+            let what = format!("read keys and row hashes of SQLite table `{table}`");
+            let mut stmt = conn.prepare(&sql).map_err(|e| sql_error(&what, e))?;
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(params.iter()))
+                .map_err(|e| sql_error(&what, e))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(|e| sql_error(&what, e))? {
+                let mut key = Vec::with_capacity(key_cols.len());
+                for (i, (name, t)) in key_cols.iter().enumerate() {
+                    let v = r.get_ref(i).map_err(|e| sql_error(&what, e))?;
+                    key.push(decode_cell(v, *t).map_err(|e| {
+                        ConnectorError::permanent(format!("{what}: column `{name}`: {e}"))
+                    })?);
+                }
+                let hash: Option<String> =
+                    r.get(key_cols.len()).map_err(|e| sql_error(&what, e))?;
+                out.push(KeyedHash { key, hash });
+            }
+            Ok(Some(out))
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        schema: &TableSchema,
+        keys: &[Vec<Value>],
+        policy: DeletePolicy,
+        deleted_at: DateTime<Utc>,
+    ) -> Result<u64, ConnectorError> {
+        if policy == DeletePolicy::Ignore || keys.is_empty() {
+            return Ok(0);
+        }
+        let key_cols: Vec<String> = schema.primary_key.clone();
+        let mut sql = match policy {
+            DeletePolicy::Hard => {
+                let mut s = String::from("DELETE FROM ");
+                push_identifier(&mut s, &schema.name);
+                s
+            }
+            _ => {
+                let mut s = String::from("UPDATE ");
+                push_identifier(&mut s, &schema.name);
+                s.push_str(" SET ");
+                push_identifier(&mut s, LINEAGE_DELETED_AT);
+                s.push_str(" = COALESCE(");
+                push_identifier(&mut s, LINEAGE_DELETED_AT);
+                s.push_str(", ?1)");
+                s
+            }
+        };
+        sql.push_str(" WHERE ");
+        let first = if policy == DeletePolicy::Hard { 1 } else { 2 };
+        for (i, k) in key_cols.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(" AND ");
+            }
+            push_identifier(&mut sql, k);
+            let _ = write!(sql, " = ?{}", first + i);
+        }
+        // Keys are encoded exactly as rows are written, so they compare equal.
+        let mut key_schema = schema.clone();
+        key_schema.columns = schema
+            .key_indexes()
+            .map_err(ConnectorError::permanent)?
+            .into_iter()
+            .map(|i| schema.columns[i].clone())
+            .collect();
+        let encoded = encode(
+            &key_schema,
+            &Batch {
+                rows: keys.to_vec(),
+                window: Window {
+                    from: deleted_at,
+                    to: deleted_at,
+                },
+                run_id: String::new(),
+                stream: String::new(),
+            },
+        )?;
+        let stamp = timestamp_text(deleted_at);
+        let table = schema.name.clone();
+        self.blocking("apply deletes", move |conn| {
+            let what = format!("apply deletes to SQLite table `{table}`");
+            let tx = conn.transaction().map_err(|e| sql_error(&what, e))?;
+            let mut n = 0u64;
+            {
+                let mut stmt = tx.prepare(&sql).map_err(|e| sql_error(&what, e))?;
+                for row in encoded.cells.chunks(encoded.width.max(1)) {
+                    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+                    if first == 2 {
+                        values.push(rusqlite::types::Value::Text(stamp.clone()));
+                    }
+                    values.extend(row.iter().map(|c| c.to_value(&encoded.text)));
+                    n += stmt
+                        .execute(rusqlite::params_from_iter(values))
+                        .map_err(|e| sql_error(&what, e))? as u64;
+                }
+            }
+            tx.commit().map_err(|e| sql_error(&what, e))?;
+            Ok(n)
+        })
+        .await
+    }
+}
+
+impl SqliteSink {
+    /// The cursor condition and its two parameters for `window`, or `None` when the table has
+    /// no usable cursor column.
+    fn window_condition(schema: &TableSchema, window: Window) -> Option<(String, [String; 2])> {
+        let cursor = schema.cursor_column.clone()?;
+        let cursor_type = schema
+            .columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(&cursor))
+            .map(|c| c.column_type)?;
+        let params = match cursor_type {
+            ColumnType::Timestamp => [timestamp_text(window.from), timestamp_text(window.to)],
+            ColumnType::Date => [date_from(window.from), date_from(window.to)],
+            _ => return None,
+        };
+        let mut sql = String::new();
+        push_identifier(&mut sql, &cursor);
+        sql.push_str(" >= ?1 AND ");
+        push_identifier(&mut sql, &cursor);
+        sql.push_str(" < ?2");
+        Some((sql, params))
+    }
+}
+
+/// A stored cell as the typed value it was written from.
+fn decode_cell(v: rusqlite::types::ValueRef<'_>, t: ColumnType) -> Result<Value, String> {
+    use rusqlite::types::ValueRef as V;
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|e| e.to_string());
+    Ok(match (v, t) {
+        (V::Null, _) => Value::Null,
+        (V::Integer(i), ColumnType::Int) => {
+            Value::Int(i32::try_from(i).map_err(|e| e.to_string())?)
+        }
+        (V::Integer(i), ColumnType::BigInt) => Value::BigInt(i),
+        (V::Integer(i), ColumnType::Boolean) => Value::Bool(i != 0),
+        (V::Integer(i), ColumnType::String) => Value::String(i.to_string()),
+        (V::Real(f), ColumnType::Double) => Value::Double(f),
+        (V::Text(b), ColumnType::String) => Value::String(text(b)?),
+        (V::Text(b), ColumnType::Decimal { .. }) => Value::Decimal(
+            text(b)?
+                .parse()
+                .map_err(|e: rust_decimal::Error| e.to_string())?,
+        ),
+        (V::Text(b), ColumnType::Date) => Value::Date(
+            chrono::NaiveDate::parse_from_str(&text(b)?, "%Y-%m-%d").map_err(|e| e.to_string())?,
+        ),
+        (V::Text(b), ColumnType::Timestamp) => {
+            let s = text(b)?;
+            let t = chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f")
+                .or_else(|_| chrono::NaiveDateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.fZ"))
+                .map_err(|e| format!("`{s}`: {e}"))?;
+            Value::Timestamp(t.and_utc())
+        }
+        (other, t) => return Err(format!("{other:?} stored in a {t} column")),
+    })
 }
 
 /// Text of the first date whose midnight (UTC) is at or after `t`.

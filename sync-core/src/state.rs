@@ -70,9 +70,62 @@ pub struct StreamState {
     /// When a window of this stream last committed.
     #[serde(default)]
     pub last_commit_at: Option<DateTime<Utc>>,
+    /// What the engine learned about the source's unannounced row cap.
+    #[serde(default, skip_serializing_if = "RowCapKnowledge::is_empty")]
+    pub row_cap: RowCapKnowledge,
+    /// Rows seen with a NULL cursor (unreachable by cursor windows), as last counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_cursor_rows: Option<NullCursorCount>,
+    /// When reconciliation last ran with repairs (scheduled, or `verify --requeue`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reconciled_at: Option<DateTime<Utc>>,
+    /// Target rows deleted (or marked deleted) by reconciliation so far.
+    #[serde(default)]
+    pub rows_deleted: u64,
     /// The last cycle's windows were deferred, not attempted (cleared by the next commit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<Skipped>,
+}
+
+/// What is known about a source's row cap below the cap it asks for (see
+/// [`SourceCapabilities::silent_row_cap`](crate::SourceCapabilities::silent_row_cap)).
+///
+/// Any page of `n` rows proves the cap is at least `n`, so a later page with fewer rows than
+/// [`largest_page`](Self::largest_page) is complete. A page at or above it is ambiguous until a
+/// split shows its halves hold more rows than it did, which proves a cap: [`detected`](Self::detected).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowCapKnowledge {
+    /// The most rows any page of this stream's source has returned.
+    #[serde(default)]
+    pub largest_page: u64,
+    /// A cap proven by a split: pages of this many rows are cut.
+    #[serde(default)]
+    pub detected: Option<u64>,
+}
+
+impl RowCapKnowledge {
+    /// True when nothing is known yet.
+    pub fn is_empty(&self) -> bool {
+        self.largest_page == 0 && self.detected.is_none()
+    }
+
+    /// Folds `other` in (the larger page, the smaller detected cap).
+    pub fn merge(&mut self, other: RowCapKnowledge) {
+        self.largest_page = self.largest_page.max(other.largest_page);
+        self.detected = match (self.detected, other.detected) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// Rows with a NULL cursor, as counted at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NullCursorCount {
+    /// How many.
+    pub rows: u64,
+    /// When counted.
+    pub counted_at: DateTime<Utc>,
 }
 
 impl StreamState {

@@ -158,7 +158,10 @@ async fn truncation_bisects_down_to_min_window_then_fails_with_a_clear_error() {
     let f = &failed[0];
     assert!(f.window.contains(minutes(200)) && f.window.width() < Duration::minutes(2));
     assert!(
-        f.last_error.contains("row cap") && f.last_error.contains("`rows`"),
+        f.last_error.contains("4+ rows share cursor value")
+            && f.last_error.contains("`rows`")
+            && f.last_error.contains("raise max_rows above 4")
+            && !f.last_error.contains("min_window"),
         "{}",
         f.last_error
     );
@@ -348,15 +351,20 @@ async fn every_row_carries_lineage_and_duplicate_keys_keep_the_highest_cursor() 
     assert_eq!(rows.len(), 2);
     let row7 = rows.values().find(|r| r[0] == Value::BigInt(7)).unwrap();
     assert_eq!(row7[1], Value::BigInt(2));
-    // id, version, updated, run id, loaded at, source
-    assert_eq!(row7.len(), 6);
-    assert_eq!(row7[3], Value::String(r.run_id.clone()));
-    assert_eq!(row7[4], Value::Timestamp(minutes(50)));
-    assert_eq!(row7[5], Value::String("dup://x".into()));
+    // id, version, updated, row hash, run id, loaded at, source, deleted at
+    assert_eq!(row7.len(), 8);
+    assert_eq!(
+        row7[3],
+        Value::String(sync_core::engine::row_hash(&row7[..3]))
+    );
+    assert_eq!(row7[4], Value::String(r.run_id.clone()));
+    assert_eq!(row7[5], Value::Timestamp(minutes(50)));
+    assert_eq!(row7[6], Value::String("dup://x".into()));
+    assert_eq!(row7[7], Value::Null);
     let schema = IdMapper::new("rows");
     let full = sync_core::Mapper::schema(&schema).with_lineage();
-    assert_eq!(full.columns[3].name, LINEAGE_RUN_ID);
-    assert_eq!(full.columns[5].name, LINEAGE_SOURCE);
+    assert_eq!(full.columns[4].name, LINEAGE_RUN_ID);
+    assert_eq!(full.columns[6].name, LINEAGE_SOURCE);
 }
 
 #[tokio::test]

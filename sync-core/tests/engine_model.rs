@@ -1,6 +1,11 @@
 //! Model-based test of the engine: random source histories with updates, late commits and
 //! cursor values on window edges; random source and sink failures; random process "crashes"
 //! (the cycle future is dropped mid-window and a new pipeline restarts from the stored state).
+//! Rows are also changed in place (no cursor bump) and deleted, which no window sees: after
+//! the faults stop, a reconciliation (key and row-hash comparison, requeue, hard deletes) must
+//! bring the sink to the truth. Some runs add what real sources do: a row cap applied silently below the one asked for
+//! (learned by the engine), and mass updates that put more rows on one cursor value than a
+//! page holds (paged by key).
 //! After the faults stop and the cycles settle, the sink must equal the source truth exactly:
 //! nothing lost, no duplicate keys, every row at its latest version.
 
@@ -15,10 +20,13 @@ use chrono::Duration;
 use common::*;
 use proptest::prelude::*;
 use sync_core::audit::{MemoryAuditLog, MemoryRejectStore};
-use sync_core::engine::{Pipeline, StreamConfig, WindowPolicy};
+use sync_core::engine::{Pipeline, StreamConfig, VerifyOptions, WindowPolicy};
 use sync_core::memory::MemorySink;
 use sync_core::state::MemoryCheckpointStore;
-use sync_core::{Batch, Clock, ConnectorError, ManualClock, Receipt, Sink, TableSchema, Value};
+use sync_core::{
+    Batch, Clock, ConnectorError, DeletePolicy, KeyedHash, ManualClock, Receipt, Sink,
+    SourceCapabilities, TableSchema, Value, Window,
+};
 use tokio::sync::Notify;
 
 /// A sink that "crashes" on a chosen write: it signals, then never returns, so the test drops
@@ -41,6 +49,22 @@ impl Sink for CrashSink {
         }
         self.inner.write(s, b).await
     }
+    async fn row_hashes(
+        &self,
+        s: &TableSchema,
+        w: Option<Window>,
+    ) -> Result<Option<Vec<KeyedHash>>, ConnectorError> {
+        self.inner.row_hashes(s, w).await
+    }
+    async fn delete(
+        &self,
+        s: &TableSchema,
+        keys: &[Vec<Value>],
+        p: DeletePolicy,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, ConnectorError> {
+        self.inner.delete(s, keys, p, at).await
+    }
 }
 
 const LOOKBACK_MIN: i64 = 60;
@@ -55,6 +79,19 @@ async fn simulate(seed: u64, steps: usize) -> Result<(), String> {
     let mut source = SimSource::new(clock.clone());
     source.row_cap = 25;
     source.page_size = 1 + rng.usize(..9);
+    // 0: announced cap only; 1: a silent cap below it, learned by the engine, ties paged by
+    // key; 2: mass updates beyond a page on one cursor value, paged by key.
+    let mode = rng.u8(..3);
+    if mode >= 1 {
+        source.key_paging = true;
+        source.caps = SourceCapabilities::default().key_paging(true);
+    }
+    if mode == 1 {
+        source.silent_cap = Some(10 + rng.usize(..15));
+        source.caps = SourceCapabilities::silent_cap(25).key_paging(true);
+        // One page per window, as PeopleSoft answers.
+        source.page_size = usize::MAX;
+    }
     let sink = MemorySink::new();
     let store = MemoryCheckpointStore::new();
     let audit = MemoryAuditLog::new();
@@ -81,7 +118,8 @@ async fn simulate(seed: u64, steps: usize) -> Result<(), String> {
             policy,
         )
         .batch_size(batch_size)
-        .max_attempts(1000);
+        .max_attempts(1000)
+        .deletes(DeletePolicy::Hard);
         Pipeline::builder("model", Arc::new(crash_sink))
             .stream(stream)
             .checkpoints(Arc::new(store.clone()))
@@ -100,6 +138,19 @@ async fn simulate(seed: u64, steps: usize) -> Result<(), String> {
         let now = clock.now();
         // Rows before the stream's start are outside its history by definition.
         let ago = |m: i64| (now - Duration::minutes(m)).max(minutes(0));
+        if mode == 2 && next_id > 0 && rng.u8(..4) == 0 {
+            // A mass update: many rows stamped with one cursor value.
+            let at = ago(rng.i64(0..=3));
+            for _ in 0..26 + rng.usize(..40) {
+                version += 1;
+                if rng.bool() {
+                    source.upsert(rng.i64(0..next_id), version, at, now);
+                } else {
+                    source.upsert(next_id, version, at, now);
+                    next_id += 1;
+                }
+            }
+        }
         for _ in 0..rng.usize(..10) {
             version += 1;
             match rng.u8(..10) {
@@ -109,9 +160,19 @@ async fn simulate(seed: u64, steps: usize) -> Result<(), String> {
                     next_id += 1;
                 }
                 // Update of an existing row.
-                5..=7 if next_id > 0 => {
+                5..=6 if next_id > 0 => {
                     let id = rng.i64(0..next_id);
                     source.upsert(id, version, ago(rng.i64(0..=3)), now);
+                }
+                // Changed in place (the cursor stays), or deleted: invisible to windows.
+                7 if next_id > 0 => {
+                    let id = rng.i64(0..next_id);
+                    let current = source.visible().into_iter().find(|r| r.id == id);
+                    match current {
+                        Some(r) if rng.bool() => source.upsert(id, version, r.cursor, now),
+                        Some(_) => source.delete(id),
+                        None => {}
+                    }
                 }
                 // Late commit: cursor in the past, visible only from now on.
                 _ => {
@@ -155,6 +216,18 @@ async fn simulate(seed: u64, steps: usize) -> Result<(), String> {
         let r = pipeline.run_cycle().await.map_err(|e| e.to_string())?;
         if !r.is_clean() {
             return Err(format!("settling cycle not clean: {r:?}"));
+        }
+    }
+    // Reconcile: in-place changes re-queued, deletes applied; then reload.
+    pipeline
+        .verify_with(&VerifyOptions::new().requeue(true).apply_deletes(true))
+        .await
+        .map_err(|e| e.to_string())?;
+    clock.advance(Duration::minutes(1));
+    for _ in 0..2 {
+        let r = pipeline.run_cycle().await.map_err(|e| e.to_string())?;
+        if !r.is_clean() {
+            return Err(format!("cycle after reconciliation not clean: {r:?}"));
         }
     }
 

@@ -53,7 +53,8 @@ pub use dataset::{
     TABLE_PAYCHECKS, TABLE_PO_LINES, TABLE_VENDORS,
 };
 pub use peoplesoft::{
-    Fault, FaultRule, PeopleSoftServer, ServerConfig, Stats, WindowRequest, DEFAULT_BEARER_TOKEN,
-    DEFAULT_NODE, DEFAULT_OPRID, DEFAULT_PASSWORD, PROMPT_FROM, PROMPT_TO, REST_PATH,
+    Fault, FaultRule, PeopleSoftServer, QueryPrompts, ServerConfig, Stats, WindowRequest,
+    DEFAULT_BEARER_TOKEN, DEFAULT_NODE, DEFAULT_OPRID, DEFAULT_PASSWORD, PROMPT_FROM, PROMPT_TO,
+    REST_PATH,
 };
 pub use sitetime::{SITE_TIME_ZONE, SITE_TIME_ZONE_NAME};

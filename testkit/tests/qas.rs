@@ -6,9 +6,9 @@ use chrono::Duration as ChronoDuration;
 use futures::StreamExt as _;
 use ml_connector_testkit::sitetime::{self, native};
 use ml_connector_testkit::{
-    Dataset, Fault, FaultRule, PeopleSoftServer, Row, ServerConfig, DEFAULT_BEARER_TOKEN,
-    DEFAULT_OPRID, DEFAULT_PASSWORD, QUERY_JOURNAL_LINES, QUERY_PO_LINES, QUERY_VENDORS,
-    TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS,
+    Dataset, Fault, FaultRule, PeopleSoftServer, QueryPrompts, Row, ServerConfig,
+    DEFAULT_BEARER_TOKEN, DEFAULT_OPRID, DEFAULT_PASSWORD, QUERY_JOURNAL_LINES, QUERY_PO_LINES,
+    QUERY_VENDORS, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS,
 };
 use serde_json::Value;
 use sync_core::Window;
@@ -626,4 +626,158 @@ async fn thousands_of_requests() {
     assert!(statuses.iter().all(|s| *s == 200));
     assert_eq!(server.stats().total_requests, 2_000);
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+}
+
+/// A raw ExecuteQuery URL with any prompts.
+fn url_with(
+    server: &PeopleSoftServer,
+    query: &str,
+    prompts: &[(&str, &str)],
+    maxrows: i64,
+) -> String {
+    let names: Vec<&str> = prompts.iter().map(|p| p.0).collect();
+    let values: Vec<String> = prompts.iter().map(|p| url_escape(p.1)).collect();
+    format!(
+        "{}ExecuteQuery.v1/PUBLIC/{query}/JSON/NONFILE?isconnectedquery=N&maxrows={maxrows}\
+         &prompt_uniquepromptname={}&prompt_fieldvalue={}&json_resp=true",
+        server.rest_base_url(),
+        names.join(","),
+        values.join(",")
+    )
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn real_site_prompts_profile_cap_key_paging_and_null_cursors() {
+    let mut config = ServerConfig {
+        profile_max_rows: Some(25),
+        ..ServerConfig::default()
+    };
+    config.query_prompts.insert(
+        QUERY_VENDORS.into(),
+        QueryPrompts::new("BIND1", "BIND2")
+            .date()
+            .between()
+            .fixed("BIND3", "SETID")
+            .key(["BIND4", "BIND5"]),
+    );
+    let server = PeopleSoftServer::start_with(Dataset::manufacturer(11, 1.0), config);
+    let vendors: Vec<Row> = server
+        .dataset()
+        .read()
+        .table(TABLE_VENDORS)
+        .unwrap()
+        .rows()
+        .to_vec();
+    let day = vendors[40].cursor_local().date();
+    let d = day.format("%Y-%m-%d").to_string();
+    let expected: Vec<&Row> = vendors
+        .iter()
+        .filter(|r| r.cursor_local().date() == day && r.text("SETID").as_deref() == Some("SHARE"))
+        .collect();
+    assert!(!expected.is_empty());
+
+    // BETWEEN one date and itself: the whole local day, fixed prompt required.
+    let prompts = [
+        ("BIND1", d.as_str()),
+        ("BIND2", d.as_str()),
+        ("BIND3", "SHARE"),
+        ("BIND4", ""),
+        ("BIND5", ""),
+    ];
+    let v = get_json(&url_with(&server, QUERY_VENDORS, &prompts, 1000)).await;
+    assert_eq!(rows_of(&v).len(), expected.len().min(25));
+    let missing = get(&url_with(&server, QUERY_VENDORS, &prompts[..2], 1000)).await;
+    assert_eq!(missing.status(), 400, "the fixed prompt is required");
+    let datetime = [
+        ("BIND1", "2025-03-01-00.00.00.000000"),
+        ("BIND2", d.as_str()),
+        ("BIND3", "SHARE"),
+    ];
+    assert_eq!(
+        get(&url_with(&server, QUERY_VENDORS, &datetime, 1000))
+            .await
+            .status(),
+        400,
+        "date prompts take dates"
+    );
+
+    // The profile caps below maxrows, silently: numrows 25 < maxrows 1000.
+    let all = [
+        ("BIND1", "2025-01-01"),
+        ("BIND2", "2026-12-31"),
+        ("BIND3", "SHARE"),
+        ("BIND4", ""),
+        ("BIND5", ""),
+    ];
+    let v = get_json(&url_with(&server, QUERY_VENDORS, &all, 1000)).await;
+    assert_eq!(v["data"]["query"]["numrows"], 25);
+    // Key paging: ordered by key, each page after the last key of the one before.
+    let mut seen = Vec::new();
+    let mut after = (String::new(), String::new());
+    for _page in 0..100 {
+        let p = [
+            ("BIND1", "2025-01-01"),
+            ("BIND2", "2026-12-31"),
+            ("BIND3", "SHARE"),
+            ("BIND4", after.0.as_str()),
+            ("BIND5", after.1.as_str()),
+        ];
+        let v = get_json(&url_with(&server, QUERY_VENDORS, &p, 1000)).await;
+        let rows = rows_of(&v).clone();
+        for r in &rows {
+            seen.push(key_of(r, &["SETID", "VENDOR_ID"]));
+        }
+        if rows.len() < 25 {
+            break;
+        }
+        let k = key_of(rows.last().unwrap(), &["SETID", "VENDOR_ID"]);
+        after = (k[0].clone(), k[1].clone());
+    }
+    let mut want: Vec<Vec<String>> = vendors
+        .iter()
+        .filter(|r| r.text("SETID").as_deref() == Some("SHARE"))
+        .map(Row::key)
+        .collect();
+    want.sort();
+    assert_eq!(seen, want, "every SHARE vendor exactly once, in key order");
+
+    // A NULL cursor matches no bounded window, only the unbounded query.
+    let k = vendors[3].key();
+    let key: Vec<&str> = k.iter().map(String::as_str).collect();
+    assert!(server
+        .dataset()
+        .write()
+        .set_cursor_null(TABLE_VENDORS, &key));
+    let mut got = 0;
+    let mut after = (String::new(), String::new());
+    let mut nulls = 0;
+    for _page in 0..100 {
+        let p = [
+            ("BIND1", ""),
+            ("BIND2", ""),
+            ("BIND3", "SHARE"),
+            ("BIND4", after.0.as_str()),
+            ("BIND5", after.1.as_str()),
+        ];
+        let v = get_json(&url_with(&server, QUERY_VENDORS, &p, 1000)).await;
+        let rows = rows_of(&v).clone();
+        got += rows.len();
+        nulls += rows.iter().filter(|r| r["A.LASTUPDDTTM"].is_null()).count();
+        if rows.len() < 25 {
+            break;
+        }
+        let k = key_of(rows.last().unwrap(), &["SETID", "VENDOR_ID"]);
+        after = (k[0].clone(), k[1].clone());
+    }
+    assert_eq!(got, want.len());
+    assert_eq!(nulls, 1);
 }

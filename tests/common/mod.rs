@@ -10,7 +10,9 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use ml_connector::sample::sample_streams;
 use ml_connector_testkit::dataset::{Dataset, SharedDataset};
-use ml_connector_testkit::peoplesoft::{PeopleSoftServer, DEFAULT_OPRID, DEFAULT_PASSWORD};
+use ml_connector_testkit::peoplesoft::{
+    PeopleSoftServer, ServerConfig, DEFAULT_OPRID, DEFAULT_PASSWORD,
+};
 use peoplesoft_client::{
     Connection, Credentials, LoadProtection, PeopleSoftClient, PeopleSoftSource, Scheme,
     StreamDefinition,
@@ -34,8 +36,13 @@ pub struct Site {
 /// The stand-in with the sample dataset and a client with fast, test-sized protection
 /// (retries without long waits, a short request timeout for hang tests).
 pub fn site(scale: f64) -> Site {
+    site_with(scale, ServerConfig::default())
+}
+
+/// [`site`] with a stand-in configured like a particular real site.
+pub fn site_with(scale: f64, config: ServerConfig) -> Site {
     let dataset = SharedDataset::new(Dataset::manufacturer(7, scale));
-    let server = PeopleSoftServer::start(dataset.clone());
+    let server = PeopleSoftServer::start_with(dataset.clone(), config);
     let conn = Connection::builder(server.host(), u32::from(server.port()), server.node())
         .scheme(Scheme::Http)
         .allow_http(true)
@@ -84,6 +91,29 @@ pub fn pipeline(
         max_window: Duration::days(92),
         ..WindowPolicy::starting_at(Dataset::history_start())
     };
+    pipeline_with(site, sink, state, policy, edit)
+}
+
+/// [`pipeline`] with another window policy.
+pub fn pipeline_with(
+    site: &Site,
+    sink: Arc<dyn Sink>,
+    state: &Path,
+    policy: WindowPolicy,
+    edit: impl Fn(StreamDefinition) -> StreamDefinition,
+) -> Pipeline {
+    pipeline_full(site, sink, state, policy, edit, |s| s)
+}
+
+/// [`pipeline_with`] that also edits each engine stream configuration.
+pub fn pipeline_full(
+    site: &Site,
+    sink: Arc<dyn Sink>,
+    state: &Path,
+    policy: WindowPolicy,
+    edit: impl Fn(StreamDefinition) -> StreamDefinition,
+    stream: impl Fn(StreamConfig) -> StreamConfig,
+) -> Pipeline {
     let mut b = Pipeline::builder("e2e", sink)
         .checkpoints(Arc::new(FileCheckpointStore::open(state).unwrap()))
         .audit(Arc::new(JsonlAuditLog::new(state.join("audit.jsonl"))))
@@ -92,7 +122,7 @@ pub fn pipeline(
     for def in &site.streams {
         let def = edit(def.clone());
         let mapper = Arc::new(def.mapping.compile().unwrap());
-        b = b.stream(
+        b = b.stream(stream(
             StreamConfig::new(
                 def.name.clone(),
                 Arc::new(PeopleSoftSource::new(site.client.clone(), def).unwrap()),
@@ -100,7 +130,7 @@ pub fn pipeline(
                 policy,
             )
             .batch_size(500),
-        );
+        ));
     }
     b.build().unwrap()
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sync_core::{
     Clock, ColumnDef, ColumnType, ConnectorError, FieldError, ManualClock, Mapper, Page,
-    PageStream, Record, Row, Source, TableSchema, Value, Window, WriteMode,
+    PageStream, Record, Row, Source, SourceCapabilities, TableSchema, Value, Window, WriteMode,
 };
 
 pub fn t0() -> DateTime<Utc> {
@@ -39,6 +39,13 @@ impl IdMapper {
                 write_mode: WriteMode::Upsert,
             },
         }
+    }
+}
+
+impl IdMapper {
+    /// Changes the write mode.
+    pub fn set_write_mode(&mut self, mode: WriteMode) {
+        self.schema.write_mode = mode;
     }
 }
 
@@ -106,6 +113,12 @@ pub struct SimSource {
     pub reads: Arc<Mutex<Vec<Window>>>,
     /// Simulated latency per page (tokio time).
     pub page_latency: std::time::Duration,
+    /// A cap applied without saying so (like a PeopleSoft query profile), below `row_cap`.
+    pub silent_cap: Option<usize>,
+    /// What the source tells the engine.
+    pub caps: SourceCapabilities,
+    /// Rows are ordered by id (key) and `read_after` pages by key.
+    pub key_paging: bool,
 }
 
 impl SimSource {
@@ -118,6 +131,22 @@ impl SimSource {
             faults: Arc::default(),
             reads: Arc::default(),
             page_latency: std::time::Duration::ZERO,
+            silent_cap: None,
+            caps: SourceCapabilities::default(),
+            key_paging: false,
+        }
+    }
+
+    /// One page of `rows` (sorted), cut at the caps.
+    fn page_of(&self, mut rows: Vec<SimRow>) -> Page {
+        let truncated = rows.len() > self.row_cap;
+        rows.truncate(self.row_cap.min(self.silent_cap.unwrap_or(usize::MAX)));
+        Page {
+            records: rows
+                .iter()
+                .map(|r| record(r.id, r.version, r.cursor))
+                .collect(),
+            truncated,
         }
     }
 
@@ -137,6 +166,11 @@ impl SimSource {
             cursor,
             visible_from,
         });
+    }
+
+    /// Deletes row `id` (every version).
+    pub fn delete(&self, id: i64) {
+        self.rows.lock().unwrap().retain(|r| r.id != id);
     }
 
     /// The current visible version of every row.
@@ -169,9 +203,13 @@ impl Source for SimSource {
             .into_iter()
             .filter(|r| window.contains(r.cursor))
             .collect();
-        rows.sort_by_key(|r| (r.cursor, r.id));
+        if self.key_paging {
+            rows.sort_by_key(|r| r.id);
+        } else {
+            rows.sort_by_key(|r| (r.cursor, r.id));
+        }
         let truncated = rows.len() > self.row_cap;
-        rows.truncate(self.row_cap);
+        rows.truncate(self.row_cap.min(self.silent_cap.unwrap_or(usize::MAX)));
         let fault = self.faults.lock().unwrap().pop();
         let mut pages: Vec<Result<Page, ConnectorError>> = rows
             .chunks(self.page_size)
@@ -204,6 +242,29 @@ impl Source for SimSource {
             }
             p
         }))
+    }
+
+    fn capabilities(&self) -> SourceCapabilities {
+        self.caps
+    }
+
+    async fn read_after(
+        &self,
+        window: Window,
+        last: &Record,
+    ) -> Result<Option<Page>, ConnectorError> {
+        if !self.key_paging {
+            return Ok(None);
+        }
+        self.reads.lock().unwrap().push(window);
+        let after = last["ID"].as_i64().unwrap();
+        let mut rows: Vec<SimRow> = self
+            .visible()
+            .into_iter()
+            .filter(|r| window.contains(r.cursor) && r.id > after)
+            .collect();
+        rows.sort_by_key(|r| r.id);
+        Ok(Some(self.page_of(rows)))
     }
 
     async fn count(&self, window: Window) -> Result<Option<u64>, ConnectorError> {

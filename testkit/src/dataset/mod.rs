@@ -258,9 +258,30 @@ impl TableSpec {
 
 /// A key component, ordered numerically for numbers and lexically for text.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum KeyPart {
+pub(crate) enum KeyPart {
     Int(i64),
     Text(String),
+}
+
+impl KeyPart {
+    /// True when `key` sorts after the prompt values `after` (each read as the type of the
+    /// key component it is compared with).
+    pub(crate) fn after(key: &[KeyPart], after: &[String]) -> bool {
+        for (k, a) in key.iter().zip(after) {
+            let a = match k {
+                KeyPart::Int(_) => match a.trim().parse::<i64>() {
+                    Ok(n) => KeyPart::Int(n),
+                    Err(_) => return false,
+                },
+                KeyPart::Text(_) => KeyPart::Text(a.clone()),
+            };
+            match k.cmp(&a) {
+                std::cmp::Ordering::Equal => continue,
+                o => return o == std::cmp::Ordering::Greater,
+            }
+        }
+        false
+    }
 }
 
 /// One row: its wire values, its cursor (UTC and rendered site-local text), and its cached JSON.
@@ -272,6 +293,7 @@ pub struct Row {
     cursor_local: NaiveDateTime,
     cursor_text: String,
     sort_key: Vec<KeyPart>,
+    cursor_null: bool,
     json: Arc<str>,
 }
 
@@ -298,6 +320,7 @@ impl Row {
             values,
             cursor,
             cursor_local: NaiveDateTime::MIN,
+            cursor_null: false,
             cursor_text: String::new(),
             sort_key: Vec::new(),
             json: Arc::from(""),
@@ -383,8 +406,19 @@ impl Row {
         self.refresh();
     }
 
+    /// True when the cursor field is NULL (see [`Dataset::set_cursor_null`]).
+    pub fn cursor_is_null(&self) -> bool {
+        self.cursor_null
+    }
+
+    /// The key components, in key order.
+    pub(crate) fn sort_key(&self) -> &[KeyPart] {
+        &self.sort_key
+    }
+
     fn set_cursor(&mut self, cursor: DateTime<Utc>) {
         self.cursor = cursor;
+        self.cursor_null = false;
         self.cursor_local = sitetime::to_local(cursor);
         self.cursor_text = sitetime::native_local(self.cursor_local);
         let ci = self.spec.cursor_index();
@@ -743,6 +777,29 @@ impl Dataset {
         true
     }
 
+    /// Sets one field of the row with `key` **without** touching its cursor: a change in place
+    /// that cursor polling cannot see (a correction by SQL, a process that does not maintain
+    /// the last-update column). Returns false when the table, row or field does not exist.
+    pub fn set_field_in_place(
+        &mut self,
+        table: &str,
+        key: &[&str],
+        field: &str,
+        value: Value,
+    ) -> bool {
+        let Some(t) = self.tables.get_mut(table) else {
+            return false;
+        };
+        let Some(fi) = t.spec.field_index(field) else {
+            return false;
+        };
+        let Some(pos) = t.position(key) else {
+            return false;
+        };
+        t.rows[pos].set_value(fi, value);
+        true
+    }
+
     /// Inserts `n` new rows into `table` with cursor `at` (new vendors, customers, employees'
     /// hire rows, paychecks; for `po_lines` and `journal_lines` one new PO or journal with `n`
     /// lines, balanced when `n >= 2`). Returns their keys.
@@ -776,6 +833,34 @@ impl Dataset {
         cursor: DateTime<Utc>,
     ) -> Vec<Vec<String>> {
         self.insert_rows(table, n, cursor)
+    }
+
+    /// Sets the cursor field of the row with `key` to NULL (and the date fields kept in step
+    /// with it), as a row inserted by a process that does not maintain the last-update column.
+    /// The row keeps its place in the table; the server returns it only to a request whose
+    /// window prompts are both empty. Returns false when the table or row does not exist.
+    pub fn set_cursor_null(&mut self, table: &str, key: &[&str]) -> bool {
+        let Some(t) = self.tables.get_mut(table) else {
+            return false;
+        };
+        let Some(pos) = t.position(key) else {
+            return false;
+        };
+        let row = &mut t.rows[pos];
+        let ci = row.spec.cursor_index();
+        row.values[ci] = Value::Null;
+        let dates: Vec<usize> = row
+            .spec
+            .cursor_dates
+            .iter()
+            .filter_map(|f| row.spec.field_index(f))
+            .collect();
+        for i in dates {
+            row.values[i] = Value::Null;
+        }
+        row.cursor_null = true;
+        row.refresh();
+        true
     }
 
     /// Removes the row with `key` (PeopleSoft deletes are invisible to cursor polling).

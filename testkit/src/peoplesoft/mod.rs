@@ -27,8 +27,17 @@
 //!
 //! **`maxrows`** is required. `N > 0` caps the rows; a response with `numrows == maxrows` may
 //! be truncated (exactly as with real QAS, the client cannot tell "exactly N" from "more").
-//! `0` (or negative) means "all rows", limited only by [`ServerConfig::profile_max_rows`]
-//! (the query security profile's limit; none by default).
+//! `0` (or negative) means "all rows". [`ServerConfig::profile_max_rows`] (the query security
+//! profile's "Max Rows Fetched"; none by default) caps **every** result, also below an explicit
+//! `maxrows`, without saying so — as a real site's query profile does.
+//!
+//! **Prompts per query** ([`ServerConfig::query_prompts`], [`QueryPrompts`]): a query can
+//! name its window prompts as Query Manager does (`BIND1`, `BIND2`), declare them as date
+//! prompts (values `YYYY-MM-DD`, rows compared by the local date of their cursor), use
+//! `BETWEEN` (both bounds inclusive), require fixed prompts that filter a field (`SETID`),
+//! and declare key-paging prompts (rows whose key is greater than the values, ordered by key).
+//! Rows with a NULL cursor ([`Dataset::set_cursor_null`](crate::Dataset::set_cursor_null))
+//! match no bounded window; they are returned only when both window prompts are empty.
 //!
 //! **Authentication.** `Authorization: Basic base64(OPRID:password)` with
 //! [`ServerConfig::oprid`]/[`ServerConfig::password`] (defaults [`DEFAULT_OPRID`] /
@@ -68,9 +77,9 @@ use chrono::NaiveDateTime;
 use sync_core::Window;
 
 use crate::dataset::{
-    JournalLines, SharedDataset, QUERY_CUSTOMERS, QUERY_JOB, QUERY_JOURNAL_LINES, QUERY_PAYCHECKS,
-    QUERY_PO_LINES, QUERY_VENDORS, TABLE_CUSTOMERS, TABLE_JOB, TABLE_JOURNAL_LINES,
-    TABLE_PAYCHECKS, TABLE_PO_LINES, TABLE_VENDORS,
+    JournalLines, KeyPart, SharedDataset, QUERY_CUSTOMERS, QUERY_JOB, QUERY_JOURNAL_LINES,
+    QUERY_PAYCHECKS, QUERY_PO_LINES, QUERY_VENDORS, TABLE_CUSTOMERS, TABLE_JOB,
+    TABLE_JOURNAL_LINES, TABLE_PAYCHECKS, TABLE_PO_LINES, TABLE_VENDORS,
 };
 use crate::sitetime;
 use http::{Delivery, Request, Response};
@@ -109,8 +118,12 @@ pub struct ServerConfig {
     pub prompt_from: String,
     /// Unique name of the upper-bound prompt ([`PROMPT_TO`]).
     pub prompt_to: String,
-    /// The query profile's row limit, applied when `maxrows` is 0 (none by default).
+    /// The query profile's row limit, applied to every result, also below `maxrows`, without
+    /// saying so (none by default).
     pub profile_max_rows: Option<u64>,
+    /// Prompt definitions per query; queries not listed use [`prompt_from`](Self::prompt_from)
+    /// / [`prompt_to`](Self::prompt_to) as half-open datetime prompts.
+    pub query_prompts: BTreeMap<String, QueryPrompts>,
     /// Latency added to every request (adjustable later with
     /// [`PeopleSoftServer::set_latency`]).
     pub latency: Duration,
@@ -144,11 +157,77 @@ impl Default for ServerConfig {
             prompt_from: PROMPT_FROM.into(),
             prompt_to: PROMPT_TO.into(),
             profile_max_rows: None,
+            query_prompts: BTreeMap::new(),
             latency: Duration::ZERO,
             worker_threads: 2,
             unknown_node_404: false,
         }
     }
+}
+
+/// How one query declares its prompts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryPrompts {
+    /// Unique name of the lower-bound prompt.
+    pub from: String,
+    /// Unique name of the upper-bound prompt.
+    pub to: String,
+    /// Date prompts: values must be `YYYY-MM-DD`; a row matches by its cursor's local date.
+    pub date: bool,
+    /// `cursor BETWEEN from AND to` (both inclusive) instead of `from <= cursor < to`.
+    pub between: bool,
+    /// Required fixed prompts: (prompt name, field); rows whose field equals the value.
+    pub fixed: Vec<(String, String)>,
+    /// Key-paging prompts, one per key field in key order: rows whose key is greater than
+    /// the values (all empty: no bound), ordered by key.
+    pub key: Vec<String>,
+}
+
+impl QueryPrompts {
+    /// Half-open datetime prompts named `from` and `to`.
+    pub fn new(from: impl Into<String>, to: impl Into<String>) -> QueryPrompts {
+        QueryPrompts {
+            from: from.into(),
+            to: to.into(),
+            date: false,
+            between: false,
+            fixed: Vec::new(),
+            key: Vec::new(),
+        }
+    }
+
+    /// Date prompts.
+    pub fn date(mut self) -> QueryPrompts {
+        self.date = true;
+        self
+    }
+
+    /// `BETWEEN` (inclusive).
+    pub fn between(mut self) -> QueryPrompts {
+        self.between = true;
+        self
+    }
+
+    /// A required fixed prompt filtering `field`.
+    pub fn fixed(mut self, prompt: impl Into<String>, field: impl Into<String>) -> QueryPrompts {
+        self.fixed.push((prompt.into(), field.into()));
+        self
+    }
+
+    /// Key-paging prompts.
+    pub fn key<S: Into<String>>(mut self, prompts: impl IntoIterator<Item = S>) -> QueryPrompts {
+        self.key = prompts.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// Prompt values of one request, by role.
+#[derive(Debug, Default)]
+struct PromptValues {
+    from: Option<String>,
+    to: Option<String>,
+    fixed: Vec<(String, String)>,
+    key: Vec<String>,
 }
 
 /// A failure the server can be told to produce.
@@ -804,7 +883,10 @@ impl State {
     }
 
     fn window_entry(&self, query: &str, params: &Params) -> WindowRequest {
-        let (from, to) = self.prompt_bounds(params).unwrap_or_default();
+        let (from, to) = self
+            .prompt_values(query, params)
+            .map(|v| (v.from, v.to))
+            .unwrap_or_default();
         WindowRequest {
             query: query.to_string(),
             from_local: from.as_deref().and_then(sitetime::parse_prompt_datetime),
@@ -817,35 +899,57 @@ impl State {
         }
     }
 
-    /// The raw from/to prompt values (empty values are `None`).
-    #[allow(clippy::type_complexity)]
-    fn prompt_bounds(&self, params: &Params) -> Result<(Option<String>, Option<String>), String> {
+    /// How `query` declares its prompts.
+    fn spec_of(&self, query: &str) -> QueryPrompts {
+        self.config
+            .query_prompts
+            .get(query)
+            .cloned()
+            .unwrap_or_else(|| QueryPrompts::new(&self.config.prompt_from, &self.config.prompt_to))
+    }
+
+    /// The prompt values of a request by role (empty window values are `None`).
+    fn prompt_values(&self, query: &str, params: &Params) -> Result<PromptValues, String> {
+        let spec = self.spec_of(query);
         let names = params.get("prompt_uniquepromptname").unwrap_or("");
         let values = params.get("prompt_fieldvalue").unwrap_or("");
-        if names.is_empty() && values.is_empty() {
-            return Ok((None, None));
-        }
-        let names: Vec<&str> = names.split(',').collect();
-        let values: Vec<&str> = values.split(',').collect();
-        if names.len() != values.len() {
-            return Err(format!(
-                "{} prompt names but {} prompt values",
-                names.len(),
-                values.len()
-            ));
-        }
-        let (mut from, mut to) = (None, None);
-        for (n, v) in names.iter().zip(values) {
-            let v = (!v.trim().is_empty()).then(|| v.to_string());
-            if *n == self.config.prompt_from {
-                from = v;
-            } else if *n == self.config.prompt_to {
-                to = v;
-            } else if !n.is_empty() {
-                return Err(format!("prompt `{n}` is not defined for this query"));
+        let mut out = PromptValues {
+            key: vec![String::new(); spec.key.len()],
+            ..PromptValues::default()
+        };
+        let mut fixed_seen = vec![None; spec.fixed.len()];
+        if !(names.is_empty() && values.is_empty()) {
+            let names: Vec<&str> = names.split(',').collect();
+            let values: Vec<&str> = values.split(',').collect();
+            if names.len() != values.len() {
+                return Err(format!(
+                    "{} prompt names but {} prompt values",
+                    names.len(),
+                    values.len()
+                ));
+            }
+            for (n, v) in names.iter().zip(values) {
+                let window_value = (!v.trim().is_empty()).then(|| v.to_string());
+                if *n == spec.from {
+                    out.from = window_value;
+                } else if *n == spec.to {
+                    out.to = window_value;
+                } else if let Some(i) = spec.fixed.iter().position(|(p, _)| p == n) {
+                    fixed_seen[i] = Some(v.to_string());
+                } else if let Some(i) = spec.key.iter().position(|p| p == n) {
+                    out.key[i] = v.to_string();
+                } else if !n.is_empty() {
+                    return Err(format!("prompt `{n}` is not defined for this query"));
+                }
             }
         }
-        Ok((from, to))
+        for ((prompt, field), seen) in spec.fixed.iter().zip(fixed_seen) {
+            match seen {
+                Some(v) => out.fixed.push((field.clone(), v)),
+                None => return Err(format!("prompt `{prompt}` is required")),
+            }
+        }
+        Ok(out)
     }
 
     fn authorized(&self, req: &Request) -> bool {
@@ -954,13 +1058,14 @@ impl State {
             (None, None) => return unknown_query(query),
         };
         drop(ds);
+        let spec = self.spec_of(query);
         let prompt = |heading: &str, name: &str| {
             serde_json::json!({
                 "FieldName": cursor,
                 "HeadingText": heading,
-                "FieldType": "Datetime",
+                "FieldType": if spec.date { "Date" } else { "Datetime" },
                 "FormatText": "",
-                "FieldLength": 26,
+                "FieldLength": if spec.date { 10 } else { 26 },
                 "FieldDecimal": 0,
                 "UniquePromptName": name,
             })
@@ -971,8 +1076,8 @@ impl State {
                 "queryname": query,
                 "numprompts": 2,
                 "prompts": [
-                    prompt("From Date/Time", &self.config.prompt_from),
-                    prompt("To Date/Time", &self.config.prompt_to),
+                    prompt("From Date/Time", &spec.from),
+                    prompt("To Date/Time", &spec.to),
                 ],
             }}
         });
@@ -1012,34 +1117,54 @@ impl State {
             Some(Err(_)) => return ib_error(400, 10010, "MaxRow is not a number"),
             None => return ib_error(400, 10010, "MaxRow is required"),
         };
-        let (from_raw, to_raw) = match self.prompt_bounds(params) {
+        let spec = self.spec_of(query);
+        let prompts = match self.prompt_values(query, params) {
             Ok(b) => b,
             Err(e) => return ib_error(400, 10010, &e),
         };
         let parse = |raw: &Option<String>| -> Result<Option<NaiveDateTime>, Response> {
+            let bad = |v: &str, what: &str| {
+                ib_error(
+                    400,
+                    10010,
+                    &format!("Invalid prompt value `{v}`: not a {what}"),
+                )
+            };
             match raw {
                 None => Ok(None),
-                Some(v) => sitetime::parse_prompt_datetime(v).map(Some).ok_or_else(|| {
-                    ib_error(
-                        400,
-                        10010,
-                        &format!("Invalid prompt value `{v}`: not a date/time"),
-                    )
-                }),
+                Some(v) if spec.date => chrono::NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d")
+                    .ok()
+                    .filter(|_| v.trim().len() == 10)
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(Some)
+                    .ok_or_else(|| bad(v, "date (YYYY-MM-DD)")),
+                Some(v) => sitetime::parse_prompt_datetime(v)
+                    .map(Some)
+                    .ok_or_else(|| bad(v, "date/time")),
             }
         };
-        let from = match parse(&from_raw) {
+        let from = match parse(&prompts.from) {
             Ok(v) => v,
             Err(r) => return r,
         };
-        let to = match parse(&to_raw) {
+        let mut to = match parse(&prompts.to) {
             Ok(v) => v,
             Err(r) => return r,
         };
-        let cap: Option<u64> = if maxrows > 0 {
-            Some(maxrows as u64)
-        } else {
-            self.config.profile_max_rows
+        if spec.between {
+            // Inclusive upper bound: the whole day for dates, the exact microsecond otherwise.
+            let step = if spec.date {
+                chrono::Duration::days(1)
+            } else {
+                chrono::Duration::microseconds(1)
+            };
+            to = to.map(|t| t + step);
+        }
+        let bounded = from.is_some() || to.is_some();
+        let cap: Option<u64> = match (maxrows > 0, self.config.profile_max_rows) {
+            (true, Some(p)) => Some((maxrows as u64).min(p)),
+            (true, None) => Some(maxrows as u64),
+            (false, p) => p,
         };
 
         let mut body: Vec<u8>;
@@ -1061,7 +1186,26 @@ impl State {
             let ds = self.dataset.read();
             match (ds.table(&table), ds.generated(&table)) {
                 (Some(t), _) => {
-                    let rows = t.rows_between_local(from, to);
+                    let key_after: Option<&[String]> = prompts
+                        .key
+                        .iter()
+                        .any(|k| !k.trim().is_empty())
+                        .then_some(prompts.key.as_slice());
+                    let mut rows: Vec<&crate::dataset::Row> = t
+                        .rows_between_local(from, to)
+                        .iter()
+                        .filter(|r| !(bounded && r.cursor_is_null()))
+                        .filter(|r| {
+                            prompts
+                                .fixed
+                                .iter()
+                                .all(|(f, v)| r.text(f).as_deref() == Some(v.as_str()))
+                        })
+                        .filter(|r| key_after.is_none_or(|k| KeyPart::after(r.sort_key(), k)))
+                        .collect();
+                    if !spec.key.is_empty() {
+                        rows.sort_by(|a, b| a.sort_key().cmp(b.sort_key()));
+                    }
                     let n = cap.map_or(rows.len(), |c| rows.len().min(c as usize));
                     Source::Rows(
                         rows[..n]

@@ -27,7 +27,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -38,13 +38,18 @@ use tokio::sync::{mpsc, watch};
 use crate::audit::{AuditEntry, AuditLog, Outcome, RejectStore, RejectedRecord};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConnectorError, Error, FailureKind, Result};
-use crate::mapper::Mapper;
+use crate::mapper::{FieldError, Mapper};
 use crate::schema::TableSchema;
-use crate::sink::{Batch, Receipt, Sink};
-use crate::source::Source;
-use crate::state::{CheckpointStore, FailedWindow, PipelineState, StreamState};
-use crate::value::{Row, Value};
+use crate::sink::{Batch, DeletePolicy, Receipt, Sink};
+use crate::source::{Page, Source, SourceCapabilities};
+use crate::state::{
+    CheckpointStore, FailedWindow, NullCursorCount, PipelineState, RowCapKnowledge, StreamState,
+};
+use crate::value::{Record, Row, Value};
 use crate::window::{Coverage, Window};
+
+mod reconcile;
+pub use reconcile::{StreamVerification, VerifyOptions, WindowCheck};
 
 /// How a stream's cursor range is cut into windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +109,20 @@ pub enum RejectPolicy {
     Quarantine,
 }
 
+/// What happens to two rows of one batch with the same key **and** the same cursor but
+/// different values (a source that returns two versions of one row, e.g. a query that joins
+/// to a child record without its full key). The engine cannot tell which is right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicatePolicy {
+    /// Both rows go to the reject store with reason "ambiguous duplicate" and the key is not
+    /// written; the window then follows the stream's [`RejectPolicy`] (default).
+    #[default]
+    Reject,
+    /// Keep the row that came last and log a warning with the keys.
+    KeepLast,
+}
+
 /// One stream of a pipeline.
 #[derive(Clone)]
 pub struct StreamConfig {
@@ -121,6 +140,13 @@ pub struct StreamConfig {
     pub max_attempts: u32,
     /// Reject policy (default [`RejectPolicy::FailWindow`]).
     pub on_reject: RejectPolicy,
+    /// Ambiguous-duplicate policy (default [`DuplicatePolicy::Reject`]).
+    pub on_duplicate: DuplicatePolicy,
+    /// How rows deleted in the source are applied (default [`DeletePolicy::Soft`]).
+    pub deletes: DeletePolicy,
+    /// When `run_cycle` reconciles this stream (compare by key and hash, re-queue windows that
+    /// differ, apply deletes); `None` (default): only on demand, with `verify`.
+    pub reconcile: Option<crate::schedule::Schedule>,
 }
 
 impl std::fmt::Debug for StreamConfig {
@@ -133,6 +159,9 @@ impl std::fmt::Debug for StreamConfig {
             .field("batch_size", &self.batch_size)
             .field("max_attempts", &self.max_attempts)
             .field("on_reject", &self.on_reject)
+            .field("on_duplicate", &self.on_duplicate)
+            .field("deletes", &self.deletes)
+            .field("reconcile", &self.reconcile)
             .finish()
     }
 }
@@ -153,6 +182,9 @@ impl StreamConfig {
             batch_size: 10_000,
             max_attempts: 5,
             on_reject: RejectPolicy::FailWindow,
+            on_duplicate: DuplicatePolicy::Reject,
+            deletes: DeletePolicy::Soft,
+            reconcile: None,
         }
     }
 
@@ -171,6 +203,24 @@ impl StreamConfig {
     /// Sets the reject policy.
     pub fn on_reject(mut self, p: RejectPolicy) -> Self {
         self.on_reject = p;
+        self
+    }
+
+    /// Sets the ambiguous-duplicate policy.
+    pub fn on_duplicate(mut self, p: DuplicatePolicy) -> Self {
+        self.on_duplicate = p;
+        self
+    }
+
+    /// Sets the delete policy.
+    pub fn deletes(mut self, p: DeletePolicy) -> Self {
+        self.deletes = p;
+        self
+    }
+
+    /// Sets the reconciliation schedule.
+    pub fn reconcile(mut self, schedule: Option<crate::schedule::Schedule>) -> Self {
+        self.reconcile = schedule;
         self
     }
 }
@@ -325,6 +375,21 @@ pub struct StreamReport {
     pub error: Option<String>,
     /// True when a stop signal cut the cycle short.
     pub stopped: bool,
+    /// A row cap below the requested one, proven this cycle (rows per page).
+    #[serde(default)]
+    pub row_cap_detected: Option<u64>,
+    /// Rows read this cycle whose cursor is NULL (loaded, but unreachable by later windows).
+    #[serde(default)]
+    pub null_cursor_rows: u64,
+    /// Rows set aside as ambiguous duplicates (same key and cursor, different values).
+    #[serde(default)]
+    pub ambiguous_duplicates: u64,
+    /// Set when this cycle ran the stream's scheduled reconciliation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciliation: Option<StreamVerification>,
+    /// Target rows deleted (or marked deleted) by this cycle's reconciliation.
+    #[serde(default)]
+    pub rows_deleted: u64,
     /// The stream's remaining windows were deferred without being attempted (blackout with
     /// `skip`, latched credentials, host unreachable earlier in the cycle): the reason. Not a
     /// failure: nothing is recorded against the windows.
@@ -370,44 +435,21 @@ pub struct StreamStatus {
     pub stuck: Vec<FailedWindow>,
     /// When a window last committed.
     pub last_commit_at: Option<DateTime<Utc>>,
+    /// What the engine learned about the source's unannounced row cap.
+    #[serde(default)]
+    pub row_cap: RowCapKnowledge,
+    /// NULL-cursor rows as last counted (by `verify`).
+    #[serde(default)]
+    pub null_cursor_rows: Option<NullCursorCount>,
+    /// When reconciliation last ran with repairs.
+    #[serde(default)]
+    pub last_reconciled_at: Option<DateTime<Utc>>,
+    /// Target rows deleted (or marked deleted) by reconciliation so far.
+    #[serde(default)]
+    pub rows_deleted: u64,
     /// The last cycle deferred the stream's windows (e.g. a blackout with `skip`), and why.
+    #[serde(default)]
     pub skipped: Option<crate::state::Skipped>,
-}
-
-/// One window of a completeness check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WindowCheck {
-    /// The window.
-    pub window: Window,
-    /// Source records with cursor in the window (`None`: the source cannot count).
-    pub source_rows: Option<u64>,
-    /// Target rows with cursor in the window (`None`: the sink cannot count).
-    pub target_rows: Option<u64>,
-}
-
-impl WindowCheck {
-    /// True when both sides counted and disagree.
-    pub fn differs(&self) -> bool {
-        matches!((self.source_rows, self.target_rows), (Some(a), Some(b)) if a != b)
-    }
-}
-
-/// Completeness check of one stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StreamVerification {
-    /// Stream name.
-    pub stream: String,
-    /// Every window checked.
-    pub windows: Vec<WindowCheck>,
-    /// True when the differing windows were queued for replay.
-    pub requeued: bool,
-}
-
-impl StreamVerification {
-    /// Windows whose counts differ.
-    pub fn differing(&self) -> impl Iterator<Item = &WindowCheck> {
-        self.windows.iter().filter(|w| w.differs())
-    }
 }
 
 /// Which windows a cycle works on.
@@ -520,12 +562,28 @@ impl PipelineBuilder {
     }
 
     /// Validates and builds. Errors name the missing piece or the offending stream.
-    pub fn build(self) -> Result<Pipeline> {
+    ///
+    /// Checks every stream: unique names, window widths, key and cursor columns, and that a
+    /// stream without a primary key says it appends ([`WriteMode::Append`](crate::WriteMode)).
+    /// A lookback shorter than the source's
+    /// [`min_lookback`](SourceCapabilities::min_lookback) is raised to it, with a warning.
+    pub fn build(mut self) -> Result<Pipeline> {
         if self.name.trim().is_empty() {
             return Err(Error::Config("pipeline name is empty".into()));
         }
         let mut names = std::collections::HashSet::new();
-        for s in &self.streams {
+        for s in &mut self.streams {
+            if let Some(min) = s.source.capabilities().min_lookback {
+                if s.windows.lookback < min {
+                    tracing::warn!(
+                        stream = %s.name,
+                        "lookback {}s raised to {}s: the source's cursor is coarse (dates in the site's calendar), so a shorter lookback could skip rows changed late on the last day read; set `lookback` to at least this to silence this warning",
+                        s.windows.lookback.num_seconds(),
+                        min.num_seconds()
+                    );
+                    s.windows.lookback = min;
+                }
+            }
             if !names.insert(s.name.clone()) {
                 return Err(Error::Config(format!(
                     "stream `{}` is defined twice",
@@ -551,7 +609,24 @@ impl PipelineBuilder {
                     s.name
                 )));
             }
-            let schema = s.mapper.schema().with_lineage();
+            let own = s.mapper.schema();
+            if own.primary_key.is_empty() && own.write_mode != crate::WriteMode::Append {
+                return Err(Error::Config(format!(
+                    "stream `{}` has no primary key: without one every changed row would be added again instead of updated. Declare the key (`key` / `primary_key`), or set `write_mode = \"append\"` for an immutable event stream (rows are then keyed by a hash of their values, so re-read rows are not duplicated)",
+                    s.name
+                )));
+            }
+            if !own.primary_key.is_empty()
+                && own.write_mode == crate::WriteMode::Append
+                && s.windows.lookback > Duration::zero()
+            {
+                return Err(Error::Config(format!(
+                    "stream `{}` appends rows by its key (write_mode = \"append\") and re-reads a lookback of {}s: every re-read row would be stored again. Use write_mode = \"upsert\" (the default) with the key, or append without a key (rows are then keyed by a hash of their values)",
+                    s.name,
+                    s.windows.lookback.num_seconds()
+                )));
+            }
+            let schema = own.with_lineage();
             schema
                 .key_indexes()
                 .map_err(|e| Error::Config(format!("stream `{}`: {e}", s.name)))?;
@@ -593,18 +668,18 @@ enum Msg {
     },
     End {
         id: u64,
-        read: u64,
-        rejected: u64,
+        tally: Tally,
+        cap_detected: Option<u64>,
     },
     Split {
         id: u64,
         read: u64,
         halves: (Window, Window),
+        reason: String,
     },
     Fail {
         id: u64,
-        read: u64,
-        rejected: u64,
+        tally: Tally,
         error: ConnectorError,
     },
     Abandon {
@@ -620,6 +695,102 @@ struct Open {
     error: Option<ConnectorError>,
 }
 
+/// Counts of one window attempt.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    read: u64,
+    rejected: u64,
+    null_cursors: u64,
+    duplicates: u64,
+}
+
+/// What a page proves about its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Every row of the window is in the page.
+    Complete,
+    /// The page hit a known cap: rows may be missing.
+    Truncated,
+    /// The page may have been cut by a cap the source does not announce.
+    Ambiguous,
+}
+
+enum TakeError {
+    Closed,
+    Failed(ConnectorError),
+}
+
+/// A window split because its page was [`Verdict::Ambiguous`]: if its descendants together
+/// return more rows than it did, the source capped it at `rows`.
+#[derive(Debug)]
+struct Probe {
+    window: Window,
+    rows: u64,
+    sum: u64,
+}
+
+/// How far a page of `n` rows (with the source's own truncation flag) proves its window
+/// complete, given what is known about the source's cap; records `n` as served afterwards.
+fn classify(
+    caps: &SourceCapabilities,
+    know: &mut RowCapKnowledge,
+    n: u64,
+    truncated: bool,
+) -> Verdict {
+    let verdict = if truncated {
+        Verdict::Truncated
+    } else if !caps.silent_row_cap {
+        Verdict::Complete
+    } else if let Some(k) = caps.declared_row_cap.or(know.detected) {
+        if n >= k {
+            Verdict::Truncated
+        } else {
+            Verdict::Complete
+        }
+    } else if n > 0
+        && n >= know.largest_page
+        && caps.requested_row_cap.is_none_or(|r| know.largest_page < r)
+    {
+        // No page ever returned more rows than this one: it may have been cut by a cap the
+        // source does not announce.
+        Verdict::Ambiguous
+    } else {
+        Verdict::Complete
+    };
+    know.largest_page = know.largest_page.max(n);
+    verdict
+}
+
+/// True when both halves of `w` are at least the narrowest width worth reading.
+fn can_split(cfg: &StreamConfig, caps: &SourceCapabilities, w: &Window) -> bool {
+    let floor = cfg
+        .windows
+        .min_window
+        .max(caps.cursor_granularity.unwrap_or_else(Duration::zero));
+    let (a, b) = w.halves();
+    a.width() >= floor && b.width() >= floor
+}
+
+/// Adds a finished window's rows (`None`: it failed) to every open probe containing it, and
+/// closes the probes it finishes. Returns a cap proven by it.
+fn settle_probes(probes: &mut Vec<Probe>, window: Window, rows: Option<u64>) -> Option<u64> {
+    let mut detected: Option<u64> = None;
+    let inside = |p: &Probe| p.window.from <= window.from && window.to <= p.window.to;
+    match rows {
+        None => probes.retain(|p| !inside(p)),
+        Some(n) => {
+            for p in probes.iter_mut().filter(|p| inside(p)) {
+                p.sum += n;
+                if p.sum > p.rows {
+                    detected = Some(detected.map_or(p.rows, |d| d.min(p.rows)));
+                }
+            }
+            probes.retain(|p| !(inside(p) && (p.window.to == window.to || p.sum > p.rows)));
+        }
+    }
+    detected
+}
+
 /// Everything one stream's cycle needs, shared by its reader and writer halves.
 struct StreamRun<'a> {
     pipeline: &'a Pipeline,
@@ -630,8 +801,9 @@ struct StreamRun<'a> {
     source_identity: String,
     key_indexes: Vec<usize>,
     cursor_index: Option<usize>,
-    hash_key: bool,
     halt: AtomicBool,
+    caps: SourceCapabilities,
+    knowledge: Mutex<RowCapKnowledge>,
 }
 
 impl Pipeline {
@@ -707,61 +879,24 @@ impl Pipeline {
                         .collect(),
                     failed: st.failed,
                     last_commit_at: st.last_commit_at,
+                    row_cap: st.row_cap,
+                    null_cursor_rows: st.null_cursor_rows,
+                    last_reconciled_at: st.last_reconciled_at,
+                    rows_deleted: st.rows_deleted,
                     skipped: st.skipped,
                 }
             })
             .collect())
     }
 
-    /// Completeness check: for every committed window (cut at `max_window`), counts source
-    /// records and target rows with the cursor in the window. With `requeue`, windows whose
-    /// counts differ are queued as failed so the next cycle (or [`replay`](Self::replay))
-    /// reloads them.
+    /// Reconciliation of every stream with default [`VerifyOptions`] and `requeue`: see
+    /// [`verify_with`](Self::verify_with).
     pub async fn verify(&self, requeue: bool) -> Result<Vec<StreamVerification>> {
-        let state = self.store.load(&self.name).await?;
-        let mut out = Vec::new();
-        for cfg in &self.streams {
-            let mut st = state.streams.get(&cfg.name).cloned().unwrap_or_default();
-            let schema = cfg.mapper.schema().with_lineage();
-            let mut checks = Vec::new();
-            for interval in st.committed.intervals().to_vec() {
-                for window in interval.chunks(cfg.windows.max_window) {
-                    let wrap = |e: ConnectorError| Error::Connector {
-                        stream: cfg.name.clone(),
-                        source: e,
-                    };
-                    let source_rows = cfg.source.count(window).await.map_err(wrap)?;
-                    let target_rows = self.sink.count(&schema, window).await.map_err(wrap)?;
-                    checks.push(WindowCheck {
-                        window,
-                        source_rows,
-                        target_rows,
-                    });
-                }
-            }
-            let differing: Vec<_> = checks.iter().filter(|c| c.differs()).cloned().collect();
-            if requeue && !differing.is_empty() {
-                let now = self.clock.now();
-                for c in &differing {
-                    st.fail(
-                        c.window,
-                        &format!(
-                            "verify: source has {} rows, target has {}",
-                            c.source_rows.unwrap_or_default(),
-                            c.target_rows.unwrap_or_default()
-                        ),
-                        now,
-                    );
-                }
-                self.store.save_stream(&self.name, &cfg.name, &st).await?;
-            }
-            out.push(StreamVerification {
-                stream: cfg.name.clone(),
-                windows: checks,
-                requeued: requeue && !differing.is_empty(),
-            });
-        }
-        Ok(out)
+        self.verify_with(&VerifyOptions {
+            requeue,
+            ..VerifyOptions::default()
+        })
+        .await
     }
 
     async fn run(&self, plan: Plan, only: Option<&[String]>) -> Result<CycleReport> {
@@ -819,7 +954,6 @@ impl Pipeline {
             .cursor_column
             .as_deref()
             .and_then(|c| schema.index_of(c));
-        let hash_key = cfg.mapper.schema().primary_key.is_empty();
 
         let (planned, stuck) = plan_windows(&st, cfg, cycle_start, plan);
         for s in &stuck {
@@ -839,6 +973,8 @@ impl Pipeline {
             windows: planned.len(),
         });
         if planned.is_empty() {
+            self.scheduled_reconcile(cfg, &mut st, plan, run_id, cycle_start, &mut report)
+                .await;
             report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
             return report;
         }
@@ -864,8 +1000,9 @@ impl Pipeline {
             source_identity: cfg.source.identity(),
             key_indexes,
             cursor_index,
-            hash_key,
             halt: AtomicBool::new(false),
+            caps: cfg.source.capabilities(),
+            knowledge: Mutex::new(st.row_cap),
         };
         let (tx, rx) = mpsc::channel(self.options.in_flight_batches.max(1));
         let mut span: Option<Window> = None;
@@ -877,8 +1014,48 @@ impl Pipeline {
         if let (Some(committed), true) = (span, report.is_clean() && !report.stopped) {
             run.hooks(committed, &mut report).await;
         }
+        if !report.stopped && report.error.is_none() {
+            self.scheduled_reconcile(cfg, &mut st, plan, run_id, cycle_start, &mut report)
+                .await;
+        }
         report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
         report
+    }
+
+    /// Runs the stream's reconciliation when its schedule is due (incremental cycles only):
+    /// re-queues windows that differ and applies confirmed deletes.
+    async fn scheduled_reconcile(
+        &self,
+        cfg: &StreamConfig,
+        st: &mut StreamState,
+        plan: Plan,
+        run_id: &str,
+        cycle_start: DateTime<Utc>,
+        report: &mut StreamReport,
+    ) {
+        let Some(schedule) = &cfg.reconcile else {
+            return;
+        };
+        if plan != Plan::Incremental
+            || !reconcile::reconcile_due(schedule, st.last_reconciled_at, cycle_start)
+        {
+            return;
+        }
+        let opts = VerifyOptions::new().requeue(true).apply_deletes(true);
+        match self.reconcile_stream(cfg, st, &opts, run_id).await {
+            Ok(v) => {
+                report.rows_deleted += v.deletes_applied;
+                report.reconciliation = Some(v);
+            }
+            Err(e) => {
+                let msg = format!(
+                    "stream `{}`: scheduled reconciliation failed: {e}",
+                    cfg.name
+                );
+                tracing::error!("{msg}");
+                report.error.get_or_insert(msg);
+            }
+        }
     }
 
     fn emit(&self, p: Progress) {
@@ -893,6 +1070,7 @@ impl StreamRun<'_> {
         let cfg = self.cfg;
         let stop = &self.pipeline.stop;
         let mut queue: VecDeque<Planned> = planned.into();
+        let mut probes: Vec<Probe> = Vec::new();
         let mut next_id = 0u64;
         while let Some(p) = queue.pop_front() {
             if stop.is_stopped() || self.halt.load(Ordering::SeqCst) {
@@ -914,10 +1092,11 @@ impl StreamRun<'_> {
             }
             let mut pages = cfg.source.read(p.window);
             let mut batch = BatchBuilder::new(self);
-            let (mut read, mut rejected) = (0u64, 0u64);
+            let mut tally = Tally::default();
             enum End {
                 Complete,
-                Truncated,
+                Split { verdict: Verdict, rows: u64 },
+                Unsplittable { verdict: Verdict, page: Page },
                 Failed(ConnectorError),
                 Abandoned,
             }
@@ -932,104 +1111,122 @@ impl StreamRun<'_> {
                     Some(Err(e)) => break End::Failed(e),
                     Some(Ok(page)) => page,
                 };
-                if page.truncated {
-                    read += page.records.len() as u64;
-                    break End::Truncated;
+                let n = page.records.len() as u64;
+                let verdict = self.classify(n, page.truncated);
+                tally.read += n;
+                let mut resume_after = None;
+                if verdict != Verdict::Complete {
+                    if self.can_split(&p.window) {
+                        break End::Split { verdict, rows: n };
+                    }
+                    if !self.caps.key_paging || n == 0 {
+                        break End::Unsplittable { verdict, page };
+                    }
+                    // Rows tied within the narrowest window: page on by key after this page.
+                    resume_after = page.records.last().cloned();
                 }
-                read += page.records.len() as u64;
-                let mut rejects = Vec::new();
-                let mut full = Vec::new();
-                for record in page.records {
-                    match cfg.mapper.map_owned(record) {
-                        Ok(row) => {
-                            if let Some(rows) = batch.push(self.complete(row)) {
-                                full.push(rows);
-                            }
+                if let Err(e) = self
+                    .take_page(page, &p, &mut batch, id, &mut tally, &tx)
+                    .await
+                {
+                    match e {
+                        TakeError::Closed => return,
+                        TakeError::Failed(e) => break End::Failed(e),
+                    }
+                }
+                if let Some(last) = resume_after {
+                    let source = &cfg.source;
+                    let window = p.window;
+                    let name = cfg.name.clone();
+                    pages = futures::stream::once(async move {
+                        match source.read_after(window, &last).await {
+                            Ok(Some(page)) => Ok(page),
+                            Ok(None) => Err(ConnectorError::permanent(format!(
+                                "stream `{name}` window {window}: the source declared key paging but cannot read after a key"
+                            ))),
+                            Err(e) => Err(e),
                         }
-                        Err((record, errors)) => rejects.push(RejectedRecord {
-                            run_id: self.run_id.clone(),
-                            pipeline: self.pipeline.name.clone(),
-                            stream: cfg.name.clone(),
-                            window: p.window,
-                            rejected_at: self.pipeline.clock.now(),
-                            record,
-                            errors,
-                        }),
-                    }
-                }
-                for rows in full {
-                    if tx.send(Msg::Rows { id, rows }).await.is_err() {
-                        return;
-                    }
-                }
-                if !rejects.is_empty() {
-                    rejected += rejects.len() as u64;
-                    let first = rejects[0]
-                        .errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    if let Err(e) = self.pipeline.rejects.put(&rejects).await {
-                        break End::Failed(ConnectorError::transient(format!(
-                            "could not store {} rejected records: {e}",
-                            rejects.len()
-                        )));
-                    }
-                    if cfg.on_reject == RejectPolicy::FailWindow {
-                        break End::Failed(ConnectorError::permanent(format!(
-                            "stream `{}` window {}: {} record(s) failed mapping (kept in the reject store); first: {first}",
-                            cfg.name,
-                            p.window,
-                            rejects.len()
-                        )));
-                    }
-                    tracing::warn!(
-                        stream = %cfg.name,
-                        window = %p.window,
-                        "{} record(s) quarantined; first: {first}",
-                        rejects.len()
-                    );
+                    })
+                    .boxed();
                 }
             };
             let msg = match end {
                 End::Complete => {
-                    let rows = batch.take();
+                    let (rows, dups) = batch.take();
+                    if !dups.is_empty() {
+                        if let Err(e) = self.reject_duplicates(dups, &p, &mut tally).await {
+                            settle_probes(&mut probes, p.window, None);
+                            let msg = Msg::Fail {
+                                id,
+                                tally,
+                                error: e,
+                            };
+                            if tx.send(msg).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
                     if !rows.is_empty() && tx.send(Msg::Rows { id, rows }).await.is_err() {
                         return;
                     }
-                    Msg::End { id, read, rejected }
+                    let detected = settle_probes(&mut probes, p.window, Some(tally.read));
+                    if let Some(cap) = detected {
+                        self.knowledge
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .merge(RowCapKnowledge {
+                                largest_page: cap,
+                                detected: Some(cap),
+                            });
+                        tracing::warn!(
+                            stream = %cfg.name,
+                            "detected a row cap of {cap} rows per page below the requested {} (a query profile's Max Rows Fetched): pages of {cap} rows are now split",
+                            self.caps.requested_row_cap.unwrap_or_default()
+                        );
+                    }
+                    Msg::End {
+                        id,
+                        tally,
+                        cap_detected: detected,
+                    }
                 }
-                End::Truncated => {
+                End::Split { verdict, rows } => {
                     let halves = p.window.halves();
-                    if halves.0.width() >= cfg.windows.min_window
-                        && halves.1.width() >= cfg.windows.min_window
-                    {
-                        queue.push_front(Planned {
-                            window: halves.1,
-                            attempt: p.attempt,
+                    queue.push_front(Planned {
+                        window: halves.1,
+                        attempt: p.attempt,
+                    });
+                    queue.push_front(Planned {
+                        window: halves.0,
+                        attempt: p.attempt,
+                    });
+                    if verdict == Verdict::Ambiguous {
+                        probes.push(Probe {
+                            window: p.window,
+                            rows,
+                            sum: 0,
                         });
-                        queue.push_front(Planned {
-                            window: halves.0,
-                            attempt: p.attempt,
-                        });
-                        Msg::Split { id, read, halves }
-                    } else {
-                        Msg::Fail {
-                            id,
-                            read,
-                            rejected,
-                            error: ConnectorError::permanent(format!(
-                                "stream `{}` window {}: the source still hit its row cap ({} rows in the page) at the minimum window width of {}s; raise the source's row cap (maxrows) or lower min_window",
-                                cfg.name,
-                                p.window,
-                                read,
-                                cfg.windows.min_window.num_seconds()
-                            )),
-                        }
+                    }
+                    Msg::Split {
+                        id,
+                        read: tally.read,
+                        halves,
+                        reason: self.split_reason(verdict, rows),
+                    }
+                }
+                End::Unsplittable { verdict, page } => {
+                    settle_probes(&mut probes, p.window, None);
+                    Msg::Fail {
+                        id,
+                        tally,
+                        error: ConnectorError::permanent(
+                            self.unsplittable(&p.window, verdict, &page),
+                        ),
                     }
                 }
                 End::Failed(error) => {
+                    settle_probes(&mut probes, p.window, None);
                     if matches!(
                         error.kind(),
                         FailureKind::StopStream | FailureKind::Deferred
@@ -1039,14 +1236,12 @@ impl StreamRun<'_> {
                     if self.pipeline.options.stop_stream_on_failure {
                         self.halt.store(true, Ordering::SeqCst);
                     }
-                    Msg::Fail {
-                        id,
-                        read,
-                        rejected,
-                        error,
-                    }
+                    Msg::Fail { id, tally, error }
                 }
-                End::Abandoned => Msg::Abandon { id, read },
+                End::Abandoned => Msg::Abandon {
+                    id,
+                    read: tally.read,
+                },
             };
             if tx.send(msg).await.is_err() {
                 return;
@@ -1054,15 +1249,227 @@ impl StreamRun<'_> {
         }
     }
 
-    /// Appends the row-hash key (for unkeyed streams) and the lineage columns.
+    /// Maps one page into the batch, sending full batches and storing rejects.
+    async fn take_page(
+        &self,
+        page: Page,
+        p: &Planned,
+        batch: &mut BatchBuilder<'_>,
+        id: u64,
+        tally: &mut Tally,
+        tx: &mpsc::Sender<Msg>,
+    ) -> std::result::Result<(), TakeError> {
+        let cfg = self.cfg;
+        let mut rejects = Vec::new();
+        let mut full = Vec::new();
+        for record in page.records {
+            match cfg.mapper.map_owned(record) {
+                Ok(row) => {
+                    if let Some(c) = self.cursor_index {
+                        if row[c].is_null() {
+                            tally.null_cursors += 1;
+                        }
+                    }
+                    if let Some(rows) = batch.push(self.complete(row)) {
+                        full.push(rows);
+                    }
+                }
+                Err((record, errors)) => rejects.push(self.rejected(p, record, errors)),
+            }
+        }
+        for (rows, dups) in full {
+            if !dups.is_empty() {
+                self.reject_duplicates(dups, p, tally)
+                    .await
+                    .map_err(TakeError::Failed)?;
+            }
+            if tx.send(Msg::Rows { id, rows }).await.is_err() {
+                return Err(TakeError::Closed);
+            }
+        }
+        if !rejects.is_empty() {
+            self.store_rejects(rejects, p, tally, "failed mapping")
+                .await
+                .map_err(TakeError::Failed)?;
+        }
+        Ok(())
+    }
+
+    /// How far `n` rows (with the source's own truncation flag) prove the window complete.
+    fn classify(&self, n: u64, truncated: bool) -> Verdict {
+        let mut know = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+        classify(&self.caps, &mut know, n, truncated)
+    }
+
+    fn can_split(&self, w: &Window) -> bool {
+        can_split(self.cfg, &self.caps, w)
+    }
+
+    fn split_reason(&self, verdict: Verdict, rows: u64) -> String {
+        let requested = self.caps.requested_row_cap;
+        match verdict {
+            Verdict::Ambiguous => format!(
+                "possible unannounced row cap: {rows} rows (fewer than the requested {}) and no page has returned more; split to prove the window complete",
+                requested.map_or_else(|| "cap".to_string(), |r| r.to_string())
+            ),
+            _ => match (self.caps.declared_row_cap.or(self.knowledge.lock().unwrap_or_else(|e| e.into_inner()).detected), requested) {
+                (Some(k), Some(r)) if rows < r => format!("page of {rows} rows reached the row cap of {k} (query profile, below the requested maxrows {r})"),
+                (_, Some(r)) => format!("page of {rows} rows reached the requested row cap of {r}"),
+                _ => format!("page of {rows} rows was truncated by the source"),
+            },
+        }
+    }
+
+    /// The error for a truncated or unprovable page whose window cannot be split further.
+    fn unsplittable(&self, window: &Window, verdict: Verdict, page: &Page) -> String {
+        let cfg = self.cfg;
+        let n = page.records.len();
+        let mut cursors = std::collections::BTreeSet::new();
+        if let Some(c) = self.cursor_index {
+            for r in page.records.iter().take(100_000) {
+                if let Ok(row) = cfg.mapper.map(r) {
+                    cursors.insert(row[c].to_string());
+                }
+                if cursors.len() > 1 {
+                    break;
+                }
+            }
+        }
+        let floor = cfg
+            .windows
+            .min_window
+            .max(self.caps.cursor_granularity.unwrap_or_else(Duration::zero));
+        if verdict == Verdict::Ambiguous {
+            return format!(
+                "stream `{}` window {window}: {n} rows came back (fewer than the requested {}), no page of this stream has returned more, and the window cannot be split below {}s to prove it complete: a query-profile row cap at {n} cannot be ruled out. Set `profile_max_rows` to the query profile's \"Max Rows Fetched\" (or raise that limit above `max_rows`), or declare key prompts (`key_prompts`)",
+                cfg.name,
+                self.caps.requested_row_cap.map_or_else(|| "cap".into(), |r| r.to_string()),
+                floor.num_seconds()
+            );
+        }
+        if cursors.len() == 1 {
+            let x = cursors.into_iter().next().unwrap_or_default();
+            return format!(
+                "{n}+ rows share cursor value {x} in stream `{}` (window {window}); no window split can separate them: raise max_rows above {n} (and the query profile's Max Rows Fetched) or declare key prompts (`key_prompts`) so the rows are paged by key",
+                cfg.name
+            );
+        }
+        format!(
+            "stream `{}` window {window}: the source still returned a full page ({n} rows, its row cap) in a window that cannot be split below {}s; raise max_rows (and the query profile's Max Rows Fetched) or declare key prompts (`key_prompts`)",
+            cfg.name,
+            floor.num_seconds()
+        )
+    }
+
+    fn rejected(&self, p: &Planned, record: Record, errors: Vec<FieldError>) -> RejectedRecord {
+        RejectedRecord {
+            run_id: self.run_id.clone(),
+            pipeline: self.pipeline.name.clone(),
+            stream: self.cfg.name.clone(),
+            window: p.window,
+            rejected_at: self.pipeline.clock.now(),
+            record,
+            errors,
+        }
+    }
+
+    /// Stores rejected records; under [`RejectPolicy::FailWindow`] the window then fails.
+    async fn store_rejects(
+        &self,
+        rejects: Vec<RejectedRecord>,
+        p: &Planned,
+        tally: &mut Tally,
+        what: &str,
+    ) -> std::result::Result<(), ConnectorError> {
+        let cfg = self.cfg;
+        tally.rejected += rejects.len() as u64;
+        let first = rejects[0]
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if let Err(e) = self.pipeline.rejects.put(&rejects).await {
+            return Err(ConnectorError::transient(format!(
+                "could not store {} rejected records: {e}",
+                rejects.len()
+            )));
+        }
+        if cfg.on_reject == RejectPolicy::FailWindow {
+            return Err(ConnectorError::permanent(format!(
+                "stream `{}` window {}: {} record(s) {what} (kept in the reject store); first: {first}",
+                cfg.name,
+                p.window,
+                rejects.len()
+            )));
+        }
+        tracing::warn!(
+            stream = %cfg.name,
+            window = %p.window,
+            "{} record(s) {what}, quarantined; first: {first}",
+            rejects.len()
+        );
+        Ok(())
+    }
+
+    /// Sends ambiguous duplicates to the reject store, each with its key.
+    async fn reject_duplicates(
+        &self,
+        rows: Vec<Row>,
+        p: &Planned,
+        tally: &mut Tally,
+    ) -> std::result::Result<(), ConnectorError> {
+        tally.duplicates += rows.len() as u64;
+        let key_cols: Vec<&str> = self
+            .key_indexes
+            .iter()
+            .map(|&i| self.schema.columns[i].name.as_str())
+            .collect();
+        let rejects = rows
+            .into_iter()
+            .map(|row| {
+                let key = self
+                    .key_indexes
+                    .iter()
+                    .map(|&i| row[i].to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let record: Record = self
+                    .schema
+                    .columns
+                    .iter()
+                    .zip(&row)
+                    .filter(|(c, _)| !TableSchema::is_engine_column(&c.name))
+                    .map(|(c, v)| {
+                        let j = if v.is_null() {
+                            serde_json::Value::Null
+                        } else {
+                            serde_json::Value::String(v.to_string())
+                        };
+                        (c.name.clone(), j)
+                    })
+                    .collect();
+                let errors = vec![FieldError {
+                    column: key_cols.join(", "),
+                    field: key_cols.join(", "),
+                    value: Some(key),
+                    reason: "ambiguous duplicate: another row of this window has the same key and the same cursor but different values (set on_duplicate = \"keep_last\" to keep the last one)".into(),
+                }];
+                self.rejected(p, record, errors)
+            })
+            .collect();
+        self.store_rejects(rejects, p, tally, "were ambiguous duplicates")
+            .await
+    }
+
+    /// Appends the row hash and the lineage columns (deleted-at NULL: the row is live).
     fn complete(&self, mut row: Row) -> Row {
         row.reserve_exact(crate::mapper::ROW_EXTRA_CAPACITY);
-        if self.hash_key {
-            row.push(Value::String(row_hash(&row)));
-        }
+        row.push(Value::String(row_hash(&row)));
         row.push(Value::String(self.run_id.clone()));
         row.push(Value::Timestamp(self.loaded_at));
         row.push(Value::String(self.source_identity.clone()));
+        row.push(Value::Null);
         row
     }
 
@@ -1169,10 +1576,20 @@ impl StreamRun<'_> {
                         }
                     }
                 }
-                Msg::End { id, read, rejected } => {
+                Msg::End {
+                    id,
+                    tally,
+                    cap_detected,
+                } => {
                     let Some(o) = open.remove(&id) else { continue };
+                    let (read, rejected) = (tally.read, tally.rejected);
                     report.rows_read += read;
                     report.rows_rejected += rejected;
+                    report.null_cursor_rows += tally.null_cursors;
+                    report.ambiguous_duplicates += tally.duplicates;
+                    if cap_detected.is_some() {
+                        report.row_cap_detected = cap_detected;
+                    }
                     match o.error {
                         Some(e) => {
                             self.failed(
@@ -1182,7 +1599,7 @@ impl StreamRun<'_> {
                         }
                         None => {
                             let w = o.planned.window;
-                            if self.committed(st, report, o, read, rejected).await {
+                            if self.committed(st, report, o, &tally, cap_detected).await {
                                 *span = Some(match *span {
                                     Some(s) => Window {
                                         from: s.from.min(w.from),
@@ -1194,17 +1611,22 @@ impl StreamRun<'_> {
                         }
                     }
                 }
-                Msg::Split { id, read, halves } => {
+                Msg::Split {
+                    id,
+                    read,
+                    halves,
+                    reason,
+                } => {
                     let Some(o) = open.remove(&id) else { continue };
                     report.windows_split += 1;
                     tracing::info!(
                         stream = %cfg.name,
                         window = %o.planned.window,
-                        "source row cap reached; splitting into {} and {}",
+                        "{reason}; splitting into {} and {}",
                         halves.0,
                         halves.1
                     );
-                    let entry = self.entry(
+                    let mut entry = self.entry(
                         &o.planned,
                         o.started,
                         read,
@@ -1213,17 +1635,16 @@ impl StreamRun<'_> {
                         Outcome::Split,
                         None,
                     );
+                    entry.annotations.insert("split_reason".into(), reason);
                     self.append_audit(&entry, report).await;
                 }
-                Msg::Fail {
-                    id,
-                    read,
-                    rejected,
-                    error,
-                } => {
+                Msg::Fail { id, tally, error } => {
                     let Some(o) = open.remove(&id) else { continue };
+                    let (read, rejected) = (tally.read, tally.rejected);
                     report.rows_read += read;
                     report.rows_rejected += rejected;
+                    report.null_cursor_rows += tally.null_cursors;
+                    report.ambiguous_duplicates += tally.duplicates;
                     self.failed(
                         st, report, o.planned, o.started, read, rejected, o.receipt, error,
                     )
@@ -1252,13 +1673,16 @@ impl StreamRun<'_> {
         st: &mut StreamState,
         report: &mut StreamReport,
         o: Open,
-        read: u64,
-        rejected: u64,
+        tally: &Tally,
+        cap_detected: Option<u64>,
     ) -> bool {
+        let (read, rejected) = (tally.read, tally.rejected);
         let p = self.pipeline;
         let now = p.clock.now();
         let mut next = st.clone();
         next.commit(o.planned.window, now);
+        next.row_cap
+            .merge(*self.knowledge.lock().unwrap_or_else(|e| e.into_inner()));
         if let Err(e) = p.store.save_stream(&p.name, &self.cfg.name, &next).await {
             // The rows are in the sink but the checkpoint did not move: the window is read
             // again next cycle, which is harmless because writes are idempotent.
@@ -1287,7 +1711,7 @@ impl StreamRun<'_> {
             rows_read: read,
             rows_written: o.receipt.rows_written,
         });
-        let entry = self.entry(
+        let mut entry = self.entry(
             &o.planned,
             o.started,
             read,
@@ -1296,6 +1720,21 @@ impl StreamRun<'_> {
             Outcome::Committed,
             None,
         );
+        if let Some(cap) = cap_detected {
+            entry
+                .annotations
+                .insert("row_cap_detected".into(), cap.to_string());
+        }
+        if tally.null_cursors > 0 {
+            entry
+                .annotations
+                .insert("null_cursor_rows".into(), tally.null_cursors.to_string());
+        }
+        if tally.duplicates > 0 {
+            entry
+                .annotations
+                .insert("ambiguous_duplicates".into(), tally.duplicates.to_string());
+        }
         self.append_audit(&entry, report).await;
         true
     }
@@ -1325,6 +1764,8 @@ impl StreamRun<'_> {
         }
         tracing::warn!(stream = %cfg.name, window = %planned.window, attempt = planned.attempt, "window failed: {message}");
         let mut next = st.clone();
+        next.row_cap
+            .merge(*self.knowledge.lock().unwrap_or_else(|e| e.into_inner()));
         let f = next.fail(planned.window, &message, p.clock.now()).clone();
         if f.is_stuck(cfg.max_attempts) {
             tracing::error!(
@@ -1438,6 +1879,10 @@ impl StreamRun<'_> {
 struct BatchBuilder<'a> {
     run: &'a StreamRun<'a>,
     rows: Vec<Row>,
+    /// Per row: set aside as an ambiguous duplicate.
+    ambiguous: Vec<bool>,
+    /// Rows set aside as ambiguous duplicates since the last `take`.
+    duplicates: Vec<Row>,
     by_hash: HashMap<u64, usize, BuildPassThrough>,
     collided: HashMap<String, usize, BuildFnv>,
     key: String,
@@ -1519,6 +1964,8 @@ impl<'a> BatchBuilder<'a> {
         Self {
             run,
             rows: Vec::with_capacity(run.cfg.batch_size.min(65_536)),
+            ambiguous: Vec::new(),
+            duplicates: Vec::new(),
             by_hash: HashMap::with_capacity_and_hasher(
                 run.cfg.batch_size.min(65_536),
                 BuildPassThrough,
@@ -1551,20 +1998,34 @@ impl<'a> BatchBuilder<'a> {
         None
     }
 
-    /// Adds a row; returns a full batch when `batch_size` is reached.
-    fn push(&mut self, row: Row) -> Option<Vec<Row>> {
+    /// Adds a row; returns a full batch (and the ambiguous duplicates set aside from it)
+    /// when `batch_size` is reached.
+    fn push(&mut self, row: Row) -> Option<(Vec<Row>, Vec<Row>)> {
         self.key.clear();
         for &i in &self.run.key_indexes {
             row[i].write_canonical(&mut self.key);
         }
         match self.find_or_reserve() {
             Some(at) => {
-                let newer = match self.run.cursor_index {
-                    Some(c) => cursor_cmp(&row[c], &self.rows[at][c]).is_ge(),
-                    None => true,
+                let order = match self.run.cursor_index {
+                    Some(c) => cursor_cmp(&row[c], &self.rows[at][c]),
+                    None => std::cmp::Ordering::Equal,
                 };
-                if newer {
-                    self.rows[at] = row;
+                match order {
+                    std::cmp::Ordering::Greater => {
+                        self.rows[at] = row;
+                        if let Some(a) = self.ambiguous.get_mut(at) {
+                            *a = false;
+                        }
+                    }
+                    std::cmp::Ordering::Less => {}
+                    std::cmp::Ordering::Equal => {
+                        if row != self.rows[at] && self.run.cursor_index.is_some() {
+                            self.ambiguous_duplicate(at, row);
+                        } else {
+                            self.rows[at] = row;
+                        }
+                    }
                 }
             }
             None => self.rows.push(row),
@@ -1572,11 +2033,39 @@ impl<'a> BatchBuilder<'a> {
         (self.rows.len() >= self.run.cfg.batch_size).then(|| self.take())
     }
 
-    fn take(&mut self) -> Vec<Row> {
+    /// Same key, same cursor, different values: by policy, keep the last or set both aside.
+    fn ambiguous_duplicate(&mut self, at: usize, row: Row) {
+        let run = self.run;
+        if run.cfg.on_duplicate == DuplicatePolicy::KeepLast {
+            tracing::warn!(
+                stream = %run.cfg.name,
+                key = %self.key,
+                "two rows with the same key and cursor but different values; keeping the last (on_duplicate = keep_last)"
+            );
+            self.rows[at] = row;
+            return;
+        }
+        if self.ambiguous.len() < self.rows.len() {
+            self.ambiguous.resize(self.rows.len(), false);
+        }
+        if !self.ambiguous[at] {
+            self.ambiguous[at] = true;
+            self.duplicates.push(self.rows[at].clone());
+        }
+        self.duplicates.push(row);
+    }
+
+    fn take(&mut self) -> (Vec<Row>, Vec<Row>) {
         self.by_hash.clear();
         self.collided.clear();
         let cap = self.rows.capacity();
-        std::mem::replace(&mut self.rows, Vec::with_capacity(cap))
+        let mut rows = std::mem::replace(&mut self.rows, Vec::with_capacity(cap));
+        if self.ambiguous.iter().any(|a| *a) {
+            let mut flags = std::mem::take(&mut self.ambiguous).into_iter();
+            rows.retain(|_| !flags.next().unwrap_or(false));
+        }
+        self.ambiguous.clear();
+        (rows, std::mem::take(&mut self.duplicates))
     }
 }
 
