@@ -12,7 +12,10 @@
 //! - `status`                     committed coverage, failed/stuck windows, last runs
 //! - `replay`                     retry every failed window now (stuck ones included)
 //! - `backfill --from T --to T [--stream NAME]...`   reload a cursor range
-//! - `verify [--requeue]`         source vs target row counts per window; re-queue differences
+//! - `verify [--requeue] [--stream NAME]... [--from T --to T] [--sample N]`
+//!                                source vs target by key and row hash per window (missing,
+//!                                changed, deleted keys); `--requeue` re-queues windows to
+//!                                reload and applies confirmed deletes by each stream's policy
 //! - `reset-auth`                 clear the credential latch after fixing the credentials
 //!
 //! Before `run`, `replay`, `backfill` and `verify` touch anything, one request proves that
@@ -33,11 +36,11 @@ use ml_connector::build::{build_with, Built};
 use ml_connector::{config, ops};
 use peoplesoft_client::{PingCheck, QueryOwner};
 use sync_core::audit::Outcome;
-use sync_core::engine::{CycleReport, Progress};
+use sync_core::engine::{CycleReport, Progress, VerifyOptions};
 use sync_core::schedule::Runner;
 use sync_core::{SystemClock, Window};
 
-const USAGE: &str = "usage: sync --config <pipeline.toml> <check | run [--once] | status | replay | backfill --from <RFC3339> --to <RFC3339> [--stream NAME]... | verify [--requeue] | reset-auth>";
+const USAGE: &str = "usage: sync --config <pipeline.toml> <check | run [--once] | status | replay | backfill --from <RFC3339> --to <RFC3339> [--stream NAME]... | verify [--requeue] [--stream NAME]... [--from <RFC3339> --to <RFC3339>] [--sample N] | reset-auth>";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -138,7 +141,7 @@ async fn main() -> ExitCode {
         "status" => status(&built).await,
         "replay" => report(built.pipeline.replay().await),
         "backfill" => backfill(&built, &args).await,
-        "verify" => verify(&built, rest.contains(&"--requeue")).await,
+        "verify" => verify(&built, &args, rest.contains(&"--requeue")).await,
         other => Err(format!("unknown command `{other}`\n{USAGE}").into()),
     };
     let latched = built.peoplesoft.auth_latch().get().cloned();
@@ -164,6 +167,15 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .map(String::as_str)
+}
+
+/// Every value given after `--stream`.
+fn stream_args(args: &[String]) -> Vec<String> {
+    args.iter()
+        .enumerate()
+        .filter(|(i, _)| *i > 0 && args[i - 1] == "--stream")
+        .map(|(_, s)| s.clone())
+        .collect()
 }
 
 fn print_progress(p: &Progress) {
@@ -210,6 +222,21 @@ fn report(r: Result<CycleReport, sync_core::Error>) -> CmdResult {
         if let Some(why) = &s.skipped {
             println!("  skipped (not attempted, nothing recorded): {why}");
         }
+        if let Some(cap) = s.row_cap_detected {
+            println!("  row cap detected: PeopleSoft returns at most {cap} rows per page (query profile); pages of that size are now split");
+        }
+        if s.null_cursor_rows > 0 {
+            println!("  {} row(s) read with a NULL cursor", s.null_cursor_rows);
+        }
+        if s.ambiguous_duplicates > 0 {
+            println!(
+                "  {} ambiguous duplicate(s) kept in the rejects",
+                s.ambiguous_duplicates
+            );
+        }
+        if s.rows_deleted > 0 {
+            println!("  {} row(s) deleted by reconciliation", s.rows_deleted);
+        }
         for w in &s.stuck {
             println!(
                 "  STUCK {} after {} attempts: {}",
@@ -247,6 +274,22 @@ async fn check(b: &Built) -> CmdResult {
         let r = d.ping().await;
         println!("Databricks: {r}");
         ok &= r.is_ok();
+    }
+    // What the engine learned about the query profile's row cap (kept in state).
+    if let Ok(streams) = b.pipeline.status().await {
+        for s in streams {
+            match (s.row_cap.detected, s.row_cap.largest_page) {
+                (Some(cap), _) => println!(
+                    "  stream {}: row cap {cap} detected (query profile Max Rows Fetched)",
+                    s.stream
+                ),
+                (None, n) if n > 0 => println!(
+                    "  stream {}: no row cap below max_rows seen (largest page {n} rows)",
+                    s.stream
+                ),
+                _ => {}
+            }
+        }
     }
     Ok(ok)
 }
@@ -318,6 +361,23 @@ async fn status(b: &Built) -> CmdResult {
         if let Some(at) = s.last_commit_at {
             println!("  last commit: {}", at.to_rfc3339());
         }
+        if let Some(cap) = s.row_cap.detected {
+            println!("  row cap detected: {cap} rows per page (the query profile's Max Rows Fetched; set `profile_max_rows` to declare it)");
+        }
+        if let Some(n) = &s.null_cursor_rows {
+            println!(
+                "  NULL-cursor rows: {} (counted {})",
+                n.rows,
+                n.counted_at.to_rfc3339()
+            );
+        }
+        if let Some(at) = s.last_reconciled_at {
+            println!(
+                "  last reconciled: {}; rows deleted so far: {}",
+                at.to_rfc3339(),
+                s.rows_deleted
+            );
+        }
         if let Some(sk) = &s.skipped {
             match sk.until {
                 Some(until) => println!(
@@ -368,42 +428,69 @@ async fn backfill(b: &Built, args: &[String]) -> CmdResult {
     if from >= to {
         return Err("--from must be before --to".into());
     }
-    let streams: Vec<String> = args
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i > 0 && args[i - 1] == "--stream")
-        .map(|(_, s)| s.clone())
-        .collect();
+    let streams = stream_args(args);
     report(b.pipeline.backfill(&streams, Window::new(from, to)).await)
 }
 
-async fn verify(b: &Built, requeue: bool) -> CmdResult {
+async fn verify(b: &Built, args: &[String], requeue: bool) -> CmdResult {
+    let time = |name: &str| -> Result<Option<DateTime<Utc>>, String> {
+        flag(args, name)
+            .map(|v| {
+                DateTime::parse_from_rfc3339(v)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| format!("{name} `{v}`: {e}"))
+            })
+            .transpose()
+    };
+    let range = match (time("--from")?, time("--to")?) {
+        (Some(f), Some(t)) if f < t => Some(Window::new(f, t)),
+        (None, None) => None,
+        _ => return Err("verify needs both --from and --to, --from before --to".into()),
+    };
+    let sample = flag(args, "--sample")
+        .map(|n| {
+            n.parse::<usize>()
+                .map_err(|_| format!("--sample `{n}` is not a number"))
+        })
+        .transpose()?;
+    let streams = stream_args(args);
+    let opts = VerifyOptions::new()
+        .requeue(requeue)
+        .apply_deletes(requeue)
+        .streams(streams)
+        .range(range)
+        .sample(sample);
     let mut clean = true;
-    for v in b.pipeline.verify(requeue).await? {
+    for v in b.pipeline.verify_with(&opts).await? {
         let differing: Vec<_> = v.differing().collect();
-        let unknown = v
-            .windows
-            .iter()
-            .filter(|w| w.source_rows.is_none() || w.target_rows.is_none())
-            .count();
+        let (missing, changed, deleted) = v.windows.iter().fold((0, 0, 0), |a, w| {
+            (a.0 + w.missing, a.1 + w.changed, a.2 + w.deleted)
+        });
         println!(
-            "{}: {} window(s) checked, {} differ, {} not countable",
+            "{}: {} window(s) checked, {} differ: {missing} missing, {changed} changed, {deleted} deleted in PeopleSoft, {} moved{}",
             v.stream,
             v.windows.len(),
             differing.len(),
-            unknown
+            v.moved,
+            if v.complete { "" } else { " (partial check: deletes not confirmed)" }
         );
         for w in &differing {
             println!(
-                "  {} source={:?} target={:?}",
-                w.window, w.source_rows, w.target_rows
+                "  {} source={:?} target={:?} {}",
+                w.window,
+                w.source_rows,
+                w.target_rows,
+                w.examples.join("; ")
             );
         }
+        if let Some(n) = v.null_cursor_rows {
+            println!("  {n} source row(s) with a NULL cursor (no window reaches them)");
+        }
         if v.requeued {
-            println!(
-                "  re-queued {} window(s) for the next cycle",
-                differing.len()
-            );
+            println!("  re-queued window(s) for the next cycle");
+        }
+        if v.deletes_applied > 0 {
+            println!("  applied {} delete(s)", v.deletes_applied);
         }
         clean &= differing.is_empty();
     }

@@ -215,6 +215,9 @@ pub fn stream_definition(
         def.key_prompts = cap.key_prompts.clone();
     }
     def.profile_max_rows = cap.profile_max_rows;
+    if let Some(f) = cap.profile_cap_floor {
+        def.profile_cap_floor = f;
+    }
     def.null_cursor_check = cap.null_cursor_check;
     def.mapping.write_mode = cap.write_mode;
     Ok(def.time_zone(config.time_zone.name())?)

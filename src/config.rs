@@ -338,6 +338,9 @@ pub struct StreamSection {
     /// Overrides `peoplesoft.profile_max_rows` for this stream's query.
     #[serde(default)]
     pub profile_max_rows: Option<Spanned<i64>>,
+    /// Query-profile caps below this many rows are assumed not to exist (default 100).
+    #[serde(default)]
+    pub profile_cap_floor: Option<Spanned<i64>>,
     /// `upsert` (default, needs a key) or `append` (no key: rows keyed by their hash).
     #[serde(default)]
     pub write_mode: Option<Spanned<String>>,
@@ -406,6 +409,8 @@ pub struct CaptureSettings {
     pub key_prompts: Vec<String>,
     /// The query profile's row limit, if known.
     pub profile_max_rows: Option<u32>,
+    /// Caps below this are assumed not to exist.
+    pub profile_cap_floor: Option<u32>,
     /// Write mode.
     pub write_mode: sync_core::WriteMode,
     /// Ambiguous-duplicate policy.
@@ -1218,6 +1223,18 @@ fn capture_settings(
         match u32::try_from(*v.get_ref()) {
             Ok(n) if n > 0 => out.profile_max_rows = Some(n),
             _ => c.problem(v, format!("stream `{name}`: `profile_max_rows` must be a positive row count (the query profile's Max Rows Fetched), not {}", v.get_ref())),
+        }
+    }
+    if let Some(v) = &s.profile_cap_floor {
+        match u32::try_from(*v.get_ref()) {
+            Ok(n) => out.profile_cap_floor = Some(n),
+            _ => c.problem(
+                v,
+                format!(
+                    "stream `{name}`: `profile_cap_floor` must be a row count, not {}",
+                    v.get_ref()
+                ),
+            ),
         }
     }
     if let Some(v) = &s.write_mode {

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
@@ -51,7 +50,11 @@ async fn a_query_profile_cap_below_maxrows_is_detected_and_every_row_loads() {
     );
     let sink = sqlite(dir.path());
     let state = dir.path().join("state");
-    let p = pipeline(&site, sink.clone(), &state, |d| d.max_rows(500));
+    // Caps this small are below the default plausibility floor (100): lower it for the test.
+    let p = pipeline(&site, sink.clone(), &state, |mut d| {
+        d.profile_cap_floor = 10;
+        d.max_rows(500)
+    });
     let r = p.run_cycle().await.unwrap();
     assert!(r.is_clean(), "{r:#?}");
     sink.with_connection(|db| assert_all_match(db, &site.dataset));
@@ -313,20 +316,9 @@ async fn null_cursor_rows_are_counted_by_verify_and_shown_in_status() {
 
 /// The `sync` example (the installed program) with a configuration file.
 fn sync(cfg: &Path, args: &[&str]) -> std::process::Output {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("sync");
-    Command::new(bin)
-        .arg("--config")
-        .arg(cfg)
+    sync_command(cfg)
         .args(args)
         .env("MLC_CAPTURE_TEST_PASSWORD", DEFAULT_PASSWORD)
-        .env("RUST_LOG", "error")
         .output()
         .unwrap()
 }

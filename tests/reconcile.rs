@@ -181,7 +181,10 @@ async fn rows_cut_by_a_trusted_wrong_row_cap_are_found_by_verify_and_reloaded() 
 
     // With the declaration removed, verify reads every window completely (the cap is
     // detected) and finds what is missing; requeue + run repairs it.
-    let p = pipeline(&site, sink.clone(), &state, |d| d.max_rows(5000));
+    let p = pipeline(&site, sink.clone(), &state, |mut d| {
+        d.profile_cap_floor = 10;
+        d.max_rows(5000)
+    });
     let v = p.verify(true).await.unwrap();
     let journal = v.iter().find(|v| v.stream == "journal_lines").unwrap();
     let missing: u64 = journal.windows.iter().map(|w| w.missing).sum();

@@ -81,6 +81,22 @@ impl PeopleSoftSource {
         q
     }
 
+    /// Runs `q`, field names per the alias-prefix setting; errors carry `context`.
+    async fn execute(
+        &self,
+        q: &ExecuteQuery,
+        context: &str,
+    ) -> Result<crate::qas::QueryResult, ConnectorError> {
+        let keys = match self.def.alias_prefixes {
+            AliasPrefixes::Strip => RowKeys::StripAlias,
+            AliasPrefixes::Keep => RowKeys::AsSent,
+        };
+        self.client
+            .execute_query_keys(q, keys)
+            .await
+            .map_err(|e| e.into_connector_error(context))
+    }
+
     async fn read_window(&self, window: Window) -> Result<Page, ConnectorError> {
         let q = self.request_for(&window);
         self.read_request(window, q).await
@@ -91,15 +107,7 @@ impl PeopleSoftSource {
             "stream `{}` window {} (query {})",
             self.def.name, window, self.def.query
         );
-        let keys = match self.def.alias_prefixes {
-            AliasPrefixes::Strip => RowKeys::StripAlias,
-            AliasPrefixes::Keep => RowKeys::AsSent,
-        };
-        let result = self
-            .client
-            .execute_query_keys(&q, keys)
-            .await
-            .map_err(|e| e.into_connector_error(&context))?;
+        let result = self.execute(&q, &context).await?;
         if result.truncated {
             tracing::info!(
                 stream = %self.def.name,
@@ -149,6 +157,7 @@ impl Source for PeopleSoftSource {
     fn capabilities(&self) -> SourceCapabilities {
         SourceCapabilities::silent_cap(u64::from(self.def.requested_rows()))
             .declared_cap(self.def.profile_max_rows.map(u64::from))
+            .silent_cap_floor(u64::from(self.def.profile_cap_floor))
             .granularity(self.def.cursor_granularity())
             .min_lookback(self.def.min_lookback())
             .key_paging(!self.def.key_prompts.is_empty())
@@ -177,15 +186,7 @@ impl Source for PeopleSoftSource {
             self.def.name, self.def.query
         );
         let q = self.request_with(String::new(), String::new(), None);
-        let keys = match self.def.alias_prefixes {
-            AliasPrefixes::Strip => RowKeys::StripAlias,
-            AliasPrefixes::Keep => RowKeys::AsSent,
-        };
-        let result = self
-            .client
-            .execute_query_keys(&q, keys)
-            .await
-            .map_err(|e| e.into_connector_error(&context))?;
+        let result = self.execute(&q, &context).await?;
         if result.truncated {
             return Err(ConnectorError::permanent(format!(
                 "{context}: the unbounded query hit maxrows ({}); the NULL-cursor count would be incomplete (raise max_rows)",

@@ -193,6 +193,11 @@ pub struct StreamDefinition {
     /// treated as truncated; when unset, the engine detects such a cap (see
     /// `sync_core::SourceCapabilities::silent_row_cap`).
     pub profile_max_rows: Option<u32>,
+    /// Query-profile caps below this many rows are assumed not to exist (default 100), so a
+    /// short first page of rows tied on one cursor value is trusted instead of failing. **[INF]**
+    /// An administrator can set "Max Rows Fetched" lower; then declare it with
+    /// [`profile_max_rows`](Self::profile_max_rows) or lower this floor.
+    pub profile_cap_floor: u32,
     /// Key-paging prompts, one per key field in [`key_fields`](Self::key_fields) order: the
     /// query returns rows whose key is greater than the prompts' values (an empty value means
     /// "from the first key"), **ordered by key**. With them, more rows on one cursor value
@@ -262,6 +267,7 @@ fn define(
         alias_prefixes: AliasPrefixes::Strip,
         effective_dating: None,
         profile_max_rows: None,
+        profile_cap_floor: 100,
         key_prompts: Vec::new(),
         null_cursor_check: false,
         mapping: mapping(table, cols, keys, cursor),

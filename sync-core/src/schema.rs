@@ -112,11 +112,15 @@ impl TableSchema {
     /// append-only stream that re-reads rows (the lookback) never stores a row twice.
     pub fn with_lineage(&self) -> TableSchema {
         let mut out = self.clone();
-        out.columns
-            .push(ColumnDef::new(ROW_HASH_COLUMN, ColumnType::String).not_null());
+        // Nullable unless it is the key: rows written by others (a data steward's insert)
+        // have no hash, and reconciliation reports them as changed.
+        let hash = ColumnDef::new(ROW_HASH_COLUMN, ColumnType::String);
         if out.primary_key.is_empty() {
+            out.columns.push(hash.not_null());
             out.primary_key = vec![ROW_HASH_COLUMN.to_string()];
             out.write_mode = WriteMode::Upsert;
+        } else {
+            out.columns.push(hash);
         }
         out.columns
             .push(ColumnDef::new(LINEAGE_RUN_ID, ColumnType::String).not_null());

@@ -34,6 +34,10 @@ pub struct SourceCapabilities {
     /// A cap the operator declared (e.g. the query profile's "Max Rows Fetched"): pages of this
     /// many rows or more are treated as truncated, shorter pages as complete, no probing.
     pub declared_row_cap: Option<u64>,
+    /// Unannounced caps below this many rows are assumed not to exist: a shorter page is not
+    /// probed. Without it, the first page a stream ever sees with rows tied on one cursor value
+    /// (a journal's lines share its header's stamp) could never be proven complete.
+    pub silent_cap_floor: u64,
     /// The smallest cursor step the source can filter on (one day for date prompts). Windows
     /// are never split below it, and ties are reported at this width.
     pub cursor_granularity: Option<chrono::Duration>,
@@ -59,6 +63,12 @@ impl SourceCapabilities {
     /// Sets the declared cap.
     pub fn declared_cap(mut self, cap: Option<u64>) -> Self {
         self.declared_row_cap = cap;
+        self
+    }
+
+    /// Sets [`silent_cap_floor`](Self::silent_cap_floor).
+    pub fn silent_cap_floor(mut self, rows: u64) -> Self {
+        self.silent_cap_floor = rows;
         self
     }
 

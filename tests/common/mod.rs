@@ -320,3 +320,19 @@ pub fn assert_all_match(db: &rusqlite::Connection, dataset: &SharedDataset) {
         &["GROSS_PAY", "NET_PAY"],
     );
 }
+
+/// The `sync` example (the program operators run) with `--config cfg`, logging errors only;
+/// add arguments and environment, then run it.
+pub fn sync_command(cfg: &Path) -> std::process::Command {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("sync");
+    let mut c = std::process::Command::new(bin);
+    c.arg("--config").arg(cfg).env("RUST_LOG", "error");
+    c
+}

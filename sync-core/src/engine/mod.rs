@@ -451,7 +451,6 @@ pub struct StreamStatus {
     #[serde(default)]
     pub rows_deleted: u64,
     /// The last cycle deferred the stream's windows (e.g. a blackout with `skip`), and why.
-    #[serde(default)]
     pub skipped: Option<crate::state::Skipped>,
 }
 
@@ -751,6 +750,7 @@ fn classify(
             Verdict::Complete
         }
     } else if n > 0
+        && n >= caps.silent_cap_floor
         && n >= know.largest_page
         && caps.requested_row_cap.is_none_or(|r| know.largest_page < r)
     {
