@@ -13,9 +13,9 @@
 //! - `replay`                     retry every failed window now (stuck ones included)
 //! - `backfill --from T --to T [--stream NAME]...`   reload a cursor range
 //! - `verify [--requeue] [--stream NAME]... [--from T --to T] [--sample N]`
-//!                                source vs target by key and row hash per window (missing,
-//!                                changed, deleted keys); `--requeue` re-queues windows to
-//!                                reload and applies confirmed deletes by each stream's policy
+//!   source vs target by key and row hash per window (missing, changed, deleted keys);
+//!   `--requeue` re-queues windows to reload and applies confirmed deletes by each stream's
+//!   policy
 //! - `reset-auth`                 clear the credential latch after fixing the credentials
 //!
 //! Before `run`, `replay`, `backfill` and `verify` touch anything, one request proves that

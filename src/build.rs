@@ -323,7 +323,7 @@ pub async fn build_with(
                 .on_reject(s.on_reject)
                 .on_duplicate(s.capture.on_duplicate)
                 .deletes(s.capture.deletes)
-                .reconcile(s.capture.reconcile.clone()),
+                .reconcile(s.capture.reconcile),
         );
         definitions.push(def);
     }

@@ -201,7 +201,7 @@ pub struct StreamDefinition {
     /// `sync_core::SourceCapabilities::silent_row_cap`).
     pub profile_max_rows: Option<u32>,
     /// Query-profile caps below this many rows are assumed not to exist (default 100), so a
-    /// short first page of rows tied on one cursor value is trusted instead of failing. **[INF]**
+    /// short first page of rows tied on one cursor value is trusted instead of failing. **\[INF\]**
     /// An administrator can set "Max Rows Fetched" lower; then declare it with
     /// [`profile_max_rows`](Self::profile_max_rows) or lower this floor.
     pub profile_cap_floor: u32,

@@ -461,6 +461,7 @@ enum Cell {
 
 impl Cell {
     /// The cell as an owned SQLite value (`text` is the batch's shared text buffer).
+    #[allow(clippy::wrong_self_convention)] // also on main; not part of issue 10
     fn to_value(&self, text: &str) -> rusqlite::types::Value {
         match self {
             Cell::Null => rusqlite::types::Value::Null,

@@ -269,6 +269,9 @@ impl StopHandle {
 }
 
 /// A progress notification, for printing progress while a cycle runs.
+// `StreamFinished` carries the whole report; events are few (a handful per stream and cycle),
+// so the size difference costs nothing worth a breaking change to a `Box`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Progress {
     /// A stream planned its windows.
