@@ -379,9 +379,11 @@ async fn a_batch_with_more_entities_than_one_update_holds_is_reflagged_in_chunks
             Value::Bool(current),
         ];
         r.extend([
+            Value::String(format!("hash-{i}")),
             Value::String("run".into()),
             Value::Timestamp(at(2026, 1, 10, 8, 0)),
             Value::String("test".into()),
+            Value::Null,
         ]);
         r
     };
