@@ -4,8 +4,10 @@
 //! anything is created; `check` runs every configured query; `status` shows a skipped
 //! blackout.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use chrono::{Duration, Timelike, Utc};
 use ml_connector_testkit::dataset::{Dataset, SharedDataset};
@@ -14,20 +16,9 @@ use ml_connector_testkit::peoplesoft::{
 };
 
 fn sync(cfg: &Path, password: &str, args: &[&str]) -> Output {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("sync");
-    Command::new(bin)
-        .arg("--config")
-        .arg(cfg)
+    common::sync_command(cfg)
         .args(args)
         .env("MLC_CLI_TEST_PASSWORD", password)
-        .env("RUST_LOG", "error")
         .output()
         .unwrap()
 }
@@ -336,20 +327,9 @@ fn the_scheduled_runner_stops_calling_peoplesoft_when_the_password_is_rotated() 
         "name = \"safety\"\nschedule = \"every 1s\"",
     );
     std::fs::write(&s.cfg, cfg).unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("sync");
-    let mut child = Command::new(bin)
-        .arg("--config")
-        .arg(&s.cfg)
+    let mut child = common::sync_command(&s.cfg)
         .arg("run")
         .env("MLC_CLI_TEST_PASSWORD", DEFAULT_PASSWORD)
-        .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

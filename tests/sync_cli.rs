@@ -1,6 +1,8 @@
 //! The `sync` example's commands against the PeopleSoft stand-in and a SQLite destination:
 //! check, run --once, status, backfill, verify, replay; and a bad configuration file.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -8,20 +10,9 @@ use ml_connector_testkit::dataset::{Dataset, SharedDataset};
 use ml_connector_testkit::peoplesoft::{PeopleSoftServer, DEFAULT_OPRID, DEFAULT_PASSWORD};
 
 fn sync(cfg: &Path, args: &[&str]) -> Output {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("sync");
-    Command::new(bin)
-        .arg("--config")
-        .arg(cfg)
+    common::sync_command(cfg)
         .args(args)
         .env("MLC_CLI_TEST_PASSWORD", DEFAULT_PASSWORD)
-        .env("RUST_LOG", "error")
         .output()
         .unwrap()
 }
@@ -179,20 +170,9 @@ fn run_on_a_schedule_stops_gracefully_on_sigterm() {
         ),
     )
     .unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("sync");
-    let mut child = Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
+    let mut child = common::sync_command(&cfg)
         .arg("run")
         .env("MLC_CLI_TEST_PASSWORD", DEFAULT_PASSWORD)
-        .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
