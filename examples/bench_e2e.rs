@@ -67,15 +67,12 @@ use std::time::{Duration as StdDuration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt as _;
-use ml_connector::sample::{fit_to_query, SITE_TIME_ZONE};
 use ml_connector_testkit::dataset::{Dataset, JournalLines, SharedDataset, TABLE_JOURNAL_LINES};
-use ml_connector_testkit::peoplesoft::{PeopleSoftServer, DEFAULT_OPRID, DEFAULT_PASSWORD};
+use ml_connector_testkit::peoplesoft::PeopleSoftServer;
+use ml_connector_testkit::sample::{fit_to_query, SITE_TIME_ZONE};
+use ml_connector_testkit::site::StandInClient;
 use peoplesoft_client::records::strip_alias_prefixes;
-use peoplesoft_client::{
-    Connection, Credentials, LoadProtection, PeopleSoftClient, PeopleSoftSource, Scheme,
-    StreamDefinition,
-};
-use secrecy::SecretString;
+use peoplesoft_client::{PeopleSoftSource, StreamDefinition};
 use sync_core::audit::{MemoryAuditLog, MemoryRejectStore};
 use sync_core::engine::{Pipeline, StreamConfig, WindowPolicy};
 use sync_core::sqlite::SqliteSink;
@@ -428,22 +425,8 @@ async fn run_full(args: &Args, stats: Arc<Stats>) -> Result<Outcome, BoxError> {
     let (start, last) = lines.cursor_range().ok_or("empty dataset")?;
     let server = PeopleSoftServer::start(dataset.clone());
     server.set_latency(args.source_latency);
-    let conn = Connection::builder(server.host(), u32::from(server.port()), server.node())
-        .scheme(Scheme::Http)
-        .allow_http(true)
-        .build()?;
-    let creds = Credentials::basic(
-        DEFAULT_OPRID,
-        SecretString::from(DEFAULT_PASSWORD.to_string()),
-    );
     // In-process stand-in: no gap between requests (the engine reads one window at a time).
-    let protection = LoadProtection {
-        min_gap: StdDuration::ZERO,
-        ..LoadProtection::default()
-    };
-    let client = PeopleSoftClient::builder(conn, creds)
-        .protection(protection)
-        .build()?;
+    let client = StandInClient::default().for_server(&server).build()?;
     let def = journal_definition(&lines, args.max_rows);
     let name = def.name.clone();
     let mapper = Arc::new(def.mapping.compile()?);

@@ -19,14 +19,15 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use ml_connector::sample::sample_streams;
+use databricks_client::{ConfigBuilder, DatabricksClient, DatabricksSink};
 use ml_connector_testkit::dataset::{
     Dataset, SharedDataset, TABLE_JOB, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS,
 };
-use ml_connector_testkit::peoplesoft::{PeopleSoftServer, DEFAULT_OPRID, DEFAULT_PASSWORD};
+use ml_connector_testkit::peoplesoft::PeopleSoftServer;
+use ml_connector_testkit::sample::sample_streams;
+use ml_connector_testkit::site::StandInClient;
 use peoplesoft_client::{
-    Connection, Credentials, LoadProtection, PeopleSoftClient, PeopleSoftSource, Scheme,
-    StreamDefinition,
+    Connection, Credentials, LoadProtection, PeopleSoftClient, PeopleSoftSource, StreamDefinition,
 };
 use rust_decimal::Decimal;
 use secrecy::SecretString;
@@ -97,23 +98,17 @@ async fn main() -> Result<(), BoxError> {
     } else {
         let dataset = SharedDataset::new(Dataset::manufacturer(42, 1.0));
         let server = PeopleSoftServer::start(dataset.clone());
-        let conn = Connection::builder(server.host(), u32::from(server.port()), server.node())
-            .scheme(Scheme::Http)
-            .allow_http(true)
-            .build()?;
-        let creds = Credentials::basic(
-            DEFAULT_OPRID,
-            SecretString::from(DEFAULT_PASSWORD.to_string()),
-        );
         // The stand-in runs in this process: a short gap between requests is enough. Against a
         // real PeopleSoft the defaults (one request at a time, 250 ms apart) apply.
-        let protection = LoadProtection {
-            min_gap: StdDuration::from_millis(5),
-            ..LoadProtection::default()
-        };
-        let client = PeopleSoftClient::builder(conn, creds)
-            .protection(protection)
-            .build()?;
+        let client = StandInClient {
+            protection: LoadProtection {
+                min_gap: StdDuration::from_millis(5),
+                ..LoadProtection::default()
+            },
+            ..StandInClient::default()
+        }
+        .for_server(&server)
+        .build()?;
         let streams = sample_streams(&dataset.read());
         let rows: u64 = dataset.read().total_rows();
         println!("Source:      in-process PeopleSoft stand-in at {} (node {}), sample manufacturer \"Northwind Forge\", {rows} rows", server.base_url(), server.node());
@@ -142,7 +137,7 @@ async fn main() -> Result<(), BoxError> {
             s.clone()
         }
         None => {
-            let sink = ml_connector::destinations::databricks_sink_from_env().await?;
+            let sink = databricks_sink_from_env().await?;
             println!("Destination: your Databricks workspace ({})", sink.0);
             sink.1
         }
@@ -220,10 +215,18 @@ async fn main() -> Result<(), BoxError> {
         s.with_connection(|db| finance_questions(db, as_of))?;
     }
     println!(
-        "Look around: sqlite3 {}   |   {}/audit.jsonl",
+        "Look around: sqlite3 {}   |   {}/audit.jsonl\n",
         db_path.display(),
         state_dir.display()
     );
+    println!("Next, against your own systems (see README \"Point it at real systems\"):");
+    println!("  cargo install --path .                        # the ml-connector command");
+    println!(
+        "  cp pipeline.example.toml pipeline.toml        # host, node, OPRID, catalog, schema"
+    );
+    println!("  ml-connector --config pipeline.toml check      # proves both systems answer");
+    println!("  ml-connector --config pipeline.toml run --once # one incremental cycle");
+    println!("  ml-connector --config pipeline.toml status     # coverage, failures, last runs");
     Ok(())
 }
 
@@ -290,6 +293,35 @@ fn print_summary(r: &CycleReport, elapsed: StdDuration) {
 fn finance_questions(db: &rusqlite::Connection, as_of: NaiveDate) -> Result<(), BoxError> {
     println!("Finance questions (as of {as_of})\n");
 
+    // The sample site carries deliberate precision probes (amounts of ±12,345,678,901,234.56 on
+    // one PO line and some journal lines): they prove exactness, not business volume, so they
+    // are shown here and left out of the business answers below.
+    println!("0. Exact to the cent");
+    let mut probes = 0;
+    for (table, column) in [
+        ("ps_purchase_order_lines", "merchandise_amt"),
+        ("ps_journal_lines", "monetary_amount"),
+    ] {
+        let mut stmt = db.prepare(&format!("SELECT {column} FROM {table}"))?;
+        let mut largest: Option<Decimal> = None;
+        for amount in stmt.query_map([], |r| r.get::<_, Option<String>>(0))? {
+            let Some(text) = amount? else { continue };
+            let amount: Decimal = text.parse()?;
+            if is_probe(amount) {
+                probes += 1;
+            }
+            if largest.is_none_or(|l| amount.abs() > l.abs()) {
+                largest = Some(amount);
+            }
+        }
+        if let Some(l) = largest {
+            println!("   {table}.{column}: largest amount {l} round-tripped exactly (DECIMAL(26,3), no floating point)");
+        }
+    }
+    println!(
+        "   ({probes} precision-probe rows of the sample site left out of the answers below)\n"
+    );
+
     println!("1. Spend by vendor (PO merchandise amount, top 8)");
     let mut spend: BTreeMap<String, Decimal> = BTreeMap::new();
     let mut stmt = db.prepare(
@@ -305,6 +337,9 @@ fn finance_questions(db: &rusqlite::Connection, as_of: NaiveDate) -> Result<(), 
     for row in rows {
         let (vendor, amount) = row?;
         let amount: Decimal = amount.as_deref().unwrap_or("0").parse()?;
+        if is_probe(amount) {
+            continue;
+        }
         *spend
             .entry(vendor.unwrap_or_else(|| "(unknown)".into()))
             .or_default() += amount;
@@ -336,6 +371,9 @@ fn finance_questions(db: &rusqlite::Connection, as_of: NaiveDate) -> Result<(), 
             continue;
         };
         let amt: Decimal = amt.as_deref().unwrap_or("0").parse()?;
+        if is_probe(amt) {
+            continue;
+        }
         let e = per_po.entry((bu, po)).or_insert((dt, Decimal::ZERO));
         e.1 += amt;
     }
@@ -372,7 +410,33 @@ fn finance_questions(db: &rusqlite::Connection, as_of: NaiveDate) -> Result<(), 
     Ok(())
 }
 
+/// The sample site's precision probes: amounts no manufacturer of this size books, there to
+/// prove that 14 integer digits and 2 decimals survive the whole path.
+fn is_probe(amount: Decimal) -> bool {
+    amount.abs() >= Decimal::from(1_000_000_000_000_i64)
+}
+
 fn truncate(s: &str, n: usize) -> String {
     let t: String = s.chars().filter(|c| !c.is_control()).take(n).collect();
     t
+}
+
+/// A `DatabricksSink` configured from `DATABRICKS_*` variables (or the profile they name),
+/// with catalog and schema from `DATABRICKS_CATALOG` / `DATABRICKS_SCHEMA` (defaults `main`
+/// and `ml_connector`). Returns a description (the host) and the sink.
+async fn databricks_sink_from_env(
+) -> Result<(String, Arc<dyn Sink>), Box<dyn std::error::Error + Send + Sync>> {
+    let env = |k: &str| std::env::var(k).ok();
+    let config = ConfigBuilder::from_lookup(env)?
+        .catalog(env("DATABRICKS_CATALOG").unwrap_or_else(|| "main".into()))
+        .schema(env("DATABRICKS_SCHEMA").unwrap_or_else(|| "ml_connector".into()))
+        .build()?;
+    let host = config.host().to_string();
+    let client = DatabricksClient::new(config)?;
+    let report = client.ping().await;
+    if !report.is_ok() {
+        return Err(format!("Databricks check failed: {report}").into());
+    }
+    let sink = DatabricksSink::from_config_defaults(client)?;
+    Ok((host, Arc::new(sink)))
 }

@@ -43,18 +43,17 @@ use databricks_client::{
     sql, ClientOptions, Config, DatabricksClient, DatabricksSink, DatabricksSource, Statement,
     TableName,
 };
-use ml_connector::sample::sample_streams;
 use ml_connector_testkit::cirt::{CirtConfig, CirtStandIn, CIRT_OPRID, CIRT_PASSWORD, VENDOR_CI};
 use ml_connector_testkit::databricks::{DatabricksStandIn, StandInValue};
 use ml_connector_testkit::dataset::{Dataset, SharedDataset, TABLE_VENDORS};
 use ml_connector_testkit::peoplesoft::{PeopleSoftServer, DEFAULT_OPRID, DEFAULT_PASSWORD};
+use ml_connector_testkit::sample::sample_streams;
+use ml_connector_testkit::site::StandInClient;
 use peoplesoft_client::writeback::{
     BaselineSeedingSink, CiTarget, ConflictPolicy, MemoryBaselineStore, PeopleSoftSink,
     RecordAction, RecordOutcome, WriteReport,
 };
-use peoplesoft_client::{
-    Connection, Credentials, LoadProtection, PeopleSoftClient, PeopleSoftSource, Scheme,
-};
+use peoplesoft_client::{PeopleSoftClient, PeopleSoftSource};
 use secrecy::SecretString;
 use serde_json::Value as Json;
 use sync_core::audit::{MemoryAuditLog, MemoryRejectStore};
@@ -370,21 +369,14 @@ fn ps_client(
     password: &str,
     clock: Arc<ManualClock>,
 ) -> Result<PeopleSoftClient, BoxError> {
-    let conn = Connection::builder(host, u32::from(port), node)
-        .scheme(Scheme::Http)
-        .allow_http(true)
-        .build()?;
     // In-process stand-ins: no gap between requests. Against a real PeopleSoft the defaults
     // (one request at a time, 250 ms apart) apply.
-    let protection = LoadProtection {
-        min_gap: StdDuration::ZERO,
-        ..LoadProtection::default()
-    };
-    Ok(PeopleSoftClient::builder(
-        conn,
-        Credentials::basic(user, SecretString::from(password.to_string())),
-    )
-    .protection(protection)
+    Ok(StandInClient {
+        user: user.into(),
+        password: password.into(),
+        ..StandInClient::default()
+    }
+    .builder(host, port, node)
     .clock(clock)
     .build()?)
 }

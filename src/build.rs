@@ -17,7 +17,7 @@ use sync_core::sqlite::SqliteSink;
 use sync_core::state::{CheckpointStore, FileCheckpointStore};
 use sync_core::Sink;
 
-use crate::config::{Config, StreamSettings};
+use crate::config::{Config, Destination, PeopleSoftAuth, StateKind, StreamKind, StreamSettings};
 
 /// A boxed error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -50,55 +50,40 @@ fn secret_from_env(var: &str, key: &str) -> Result<SecretString, BoxError> {
 /// The credentials described by the `[peoplesoft]` section (secrets read from the
 /// environment variables it names).
 pub fn peoplesoft_credentials(config: &Config) -> Result<Credentials, BoxError> {
-    let ps = &config.file.peoplesoft;
-    Ok(
-        match ps
-            .auth
-            .as_ref()
-            .map(|a| a.get_ref().as_str())
-            .unwrap_or("basic")
-        {
-            "bearer" => Credentials::bearer(secret_from_env(
-                ps.token_env.as_ref().expect("validated").get_ref(),
-                "token_env",
-            )?),
-            "oauth2" => {
-                let secret = secret_from_env(
-                    ps.client_secret_env.as_ref().expect("validated").get_ref(),
-                    "client_secret_env",
-                )?;
-                let mut o = OAuth2ClientCredentials::new(
-                    ps.token_url.as_ref().expect("validated").get_ref(),
-                    ps.client_id.as_ref().expect("validated").get_ref().clone(),
-                    secret,
-                )?;
-                if let Some(s) = &ps.scope {
-                    o = o.scope(s.clone());
-                }
-                if let Some(a) = &ps.audience {
-                    o = o.audience(a.clone());
-                }
-                Credentials::OAuth2(o)
+    Ok(match &config.peoplesoft.auth {
+        PeopleSoftAuth::Bearer { token_env } => {
+            Credentials::bearer(secret_from_env(token_env, "token_env")?)
+        }
+        PeopleSoftAuth::OAuth2 {
+            token_url,
+            client_id,
+            client_secret_env,
+            scope,
+            audience,
+        } => {
+            let secret = secret_from_env(client_secret_env, "client_secret_env")?;
+            let mut o = OAuth2ClientCredentials::new(token_url, client_id.clone(), secret)?;
+            if let Some(s) = scope {
+                o = o.scope(s.clone());
             }
-            _ => Credentials::basic(
-                ps.user.as_ref().expect("validated").get_ref().clone(),
-                secret_from_env(
-                    ps.password_env.as_ref().expect("validated").get_ref(),
-                    "password_env",
-                )?,
-            ),
-        },
-    )
+            if let Some(a) = audience {
+                o = o.audience(a.clone());
+            }
+            Credentials::OAuth2(o)
+        }
+        PeopleSoftAuth::Basic { user, password_env } => {
+            Credentials::basic(user.clone(), secret_from_env(password_env, "password_env")?)
+        }
+    })
 }
 
 /// The connection described by the `[peoplesoft]` section.
 pub fn peoplesoft_connection(config: &Config) -> Result<Connection, BoxError> {
-    let ps = &config.file.peoplesoft;
-    let port = ps.port.as_ref().map(|p| *p.get_ref() as u32).unwrap_or(443);
-    let mut conn = Connection::builder(ps.host.get_ref().clone(), port, ps.node.get_ref().clone())
-        .allow_http(ps.allow_http)
-        .request_timeout(config.request_timeout);
-    if ps.scheme.as_ref().is_some_and(|s| s.get_ref() == "http") {
+    let ps = &config.peoplesoft;
+    let mut conn = Connection::builder(ps.host.clone(), u32::from(ps.port), ps.node.clone())
+        .allow_http(ps.http)
+        .request_timeout(ps.request_timeout);
+    if ps.http {
         conn = conn.scheme(Scheme::Http);
     }
     if let Some(prefix) = &ps.path_prefix {
@@ -119,18 +104,14 @@ pub fn peoplesoft_client_with(
     credentials: Credentials,
     on_latch: Option<LatchCallback>,
 ) -> Result<PeopleSoftClient, BoxError> {
-    let ps = &config.file.peoplesoft;
+    let ps = &config.peoplesoft;
     let conn = peoplesoft_connection(config)?;
     let mut protection = LoadProtection {
-        max_concurrent: ps
-            .max_concurrent_requests
-            .as_ref()
-            .map(|n| *n.get_ref() as usize)
-            .unwrap_or(1),
-        min_gap: config.min_gap,
+        max_concurrent: ps.max_concurrent_requests,
+        min_gap: ps.min_gap,
         ..LoadProtection::default()
     };
-    for b in &config.blackouts {
+    for b in &ps.blackouts {
         let mut w = BlackoutWindow::new(
             b.label.clone(),
             &b.from.format("%H:%M").to_string(),
@@ -158,42 +139,33 @@ pub fn stream_definition(
     config: &Config,
     s: &StreamSettings,
 ) -> Result<StreamDefinition, BoxError> {
-    let mut def = match s.domain.as_deref() {
-        Some("vendors") => StreamDefinition::vendors(),
-        Some("customers") => StreamDefinition::customers(),
-        Some("purchase_orders") => StreamDefinition::purchase_orders(),
-        Some("purchase_order_lines") => StreamDefinition::purchase_order_lines(),
-        Some("journal_headers") => StreamDefinition::journal_headers(),
-        Some("journal_lines") => StreamDefinition::journal_lines(),
-        Some("employees") => StreamDefinition::employees(),
-        Some("paychecks") => StreamDefinition::paychecks(),
-        Some(other) => return Err(format!("stream `{}`: unknown domain `{other}`", s.name).into()),
-        None => {
-            // A custom query: start from any default and replace what defines the stream.
-            let mut d = StreamDefinition::vendors();
-            d.effective_dating = None;
-            d.mapping = s
-                .mapping
-                .clone()
-                .expect("validated: custom streams have a mapping");
-            d.key_fields = s.key.clone();
-            d.cursor_field = s
-                .cursor
-                .clone()
-                .expect("validated: custom streams have a cursor");
-            d.prompt_format = peoplesoft_client::PromptFormat::NativeDateTime;
+    let mut def = match &s.kind {
+        StreamKind::Domain { domain, query } => {
+            let mut d = domain.definition();
+            if let Some(q) = query {
+                d.query = QueryName::new(q.clone())?;
+            }
             d
         }
+        StreamKind::Custom {
+            query,
+            mapping,
+            key,
+            cursor,
+        } => StreamDefinition::custom(
+            s.name.clone(),
+            QueryName::new(query.clone())?,
+            (**mapping).clone(),
+            key.clone(),
+            cursor.clone(),
+        ),
     };
     def.name = s.name.clone();
-    if let Some(q) = &s.query {
-        def.query = QueryName::new(q.clone())?;
-    }
     if let Some(t) = &s.table {
         def.mapping.table = t.clone();
     }
-    if let Some(n) = &config.file.peoplesoft.max_rows {
-        def.max_rows = *n.get_ref() as u32;
+    if let Some(n) = config.peoplesoft.max_rows {
+        def.max_rows = n;
     }
     let cap = &s.capture;
     if let Some(p) = &cap.from_prompt {
@@ -220,17 +192,23 @@ pub fn stream_definition(
     }
     def.null_cursor_check = cap.null_cursor_check;
     def.mapping.write_mode = cap.write_mode;
-    Ok(def.time_zone(config.time_zone.name())?)
+    Ok(def.time_zone(config.peoplesoft.time_zone.name())?)
 }
 
 /// The Databricks client, when the destination is Databricks.
 pub fn databricks_client(config: &Config) -> Result<Option<DatabricksClient>, BoxError> {
-    let dest = &config.file.destination;
-    if dest.kind.get_ref().as_str() == "sqlite" {
+    let Destination::Databricks {
+        catalog,
+        schema,
+        profile,
+        allow_http,
+        ..
+    } = &config.destination
+    else {
         return Ok(None);
-    }
+    };
     let env = |k: &str| std::env::var(k).ok();
-    let profile = dest.profile.clone();
+    let profile = profile.clone();
     let lookup = move |k: &str| {
         if k == "DATABRICKS_CONFIG_PROFILE" {
             if let Some(p) = &profile {
@@ -240,9 +218,9 @@ pub fn databricks_client(config: &Config) -> Result<Option<DatabricksClient>, Bo
         env(k)
     };
     let cfg = ConfigBuilder::from_lookup(lookup)?
-        .catalog(dest.catalog.as_ref().expect("validated").get_ref().clone())
-        .schema(dest.schema.as_ref().expect("validated").get_ref().clone())
-        .allow_insecure_http(dest.allow_http)
+        .catalog(catalog.clone())
+        .schema(schema.clone())
+        .allow_insecure_http(*allow_http)
         .build()?;
     Ok(Some(DatabricksClient::new(cfg)?))
 }
@@ -262,25 +240,23 @@ pub async fn build_with(
     peoplesoft: PeopleSoftClient,
     progress: impl Fn(&Progress) + Send + Sync + 'static,
 ) -> Result<Built, BoxError> {
-    let dest = &config.file.destination;
     let databricks = databricks_client(config)?;
-    let sink: Arc<dyn Sink> = match &databricks {
-        None => Arc::new(SqliteSink::open(dest.path.as_ref().expect("validated"))?),
-        Some(client) => Arc::new(DatabricksSink::from_config_defaults(client.clone())?),
+    let sink: Arc<dyn Sink> = match (&config.destination, &databricks) {
+        (Destination::Sqlite { path }, _) => Arc::new(SqliteSink::open(path)?),
+        (_, Some(client)) => Arc::new(DatabricksSink::from_config_defaults(client.clone())?),
+        (_, None) => return Err("the Databricks destination has no client".into()),
     };
-    let dir = &config.file.state.dir;
+    let dir = &config.state.dir;
     let (store, audit): (Arc<dyn CheckpointStore>, Arc<dyn AuditLog>) =
-        match config.file.state.kind.get_ref().as_str() {
-            "databricks" => {
-                let client = databricks
-                    .clone()
-                    .expect("validated: databricks state needs a databricks destination");
-                (
-                    Arc::new(databricks_client::DatabricksCheckpointStore::new(
-                        client.clone(),
-                    )?),
-                    Arc::new(databricks_client::DatabricksAuditLog::new(client)?),
-                )
+        match (config.state.kind, &databricks) {
+            (StateKind::Databricks, Some(client)) => (
+                Arc::new(databricks_client::DatabricksCheckpointStore::new(
+                    client.clone(),
+                )?),
+                Arc::new(databricks_client::DatabricksAuditLog::new(client.clone())?),
+            ),
+            (StateKind::Databricks, None) => {
+                return Err("`state.kind = \"databricks\"` needs a Databricks destination".into())
             }
             _ => (
                 Arc::new(FileCheckpointStore::open(dir)?),
@@ -288,20 +264,27 @@ pub async fn build_with(
             ),
         };
     let stop = StopHandle::new();
-    let mut builder = Pipeline::builder(config.file.pipeline.name.get_ref().clone(), sink)
+    let mut builder = Pipeline::builder(config.pipeline.name.clone(), sink)
         .checkpoints(store)
         .audit(audit.clone())
         .rejects(Arc::new(JsonlRejectStore::new(dir.join("rejects.jsonl"))))
         .stop_handle(stop.clone())
         .on_progress(progress)
         .options(EngineOptions {
-            max_concurrent_streams: config.file.pipeline.max_concurrent_streams.unwrap_or(2),
+            max_concurrent_streams: config.pipeline.max_concurrent_streams,
             ..EngineOptions::default()
         });
-    if let (Some(job_id), Some(client)) = (dest.trigger_job_id, &databricks) {
+    if let (
+        Destination::Databricks {
+            trigger_job_id: Some(job_id),
+            ..
+        },
+        Some(client),
+    ) = (&config.destination, &databricks)
+    {
         builder = builder.after_stream(Arc::new(databricks_client::JobTrigger::new(
             client.clone(),
-            job_id,
+            *job_id,
         )));
     }
     let mut definitions = Vec::new();

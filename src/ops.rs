@@ -18,11 +18,11 @@ use crate::build::{
     databricks_client, peoplesoft_client_with, peoplesoft_connection, peoplesoft_credentials,
     stream_definition, BoxError,
 };
-use crate::config::Config;
+use crate::config::{Config, Destination, StateKind};
 
 /// The latch files of the pipeline's state directory.
 pub fn latch_file(config: &Config) -> LatchFile {
-    LatchFile::new(config.file.state.dir.clone())
+    LatchFile::new(config.state.dir.clone())
 }
 
 /// The PeopleSoft client for a run, refusing to start while the same credentials are latched
@@ -77,7 +77,6 @@ pub async fn preflight(config: &Config, peoplesoft: &PeopleSoftClient) -> Result
 }
 
 async fn destination_ready(config: &Config) -> Result<(), BoxError> {
-    let dest = &config.file.destination;
     match databricks_client(config)? {
         Some(client) => {
             let r = client.ping().await;
@@ -86,15 +85,15 @@ async fn destination_ready(config: &Config) -> Result<(), BoxError> {
             }
         }
         None => {
-            if let Some(path) = &dest.path {
+            if let Destination::Sqlite { path } = &config.destination {
                 // SQLite creates the file, not its directory.
                 writable_place(path, "destination `path`", false)?;
             }
         }
     }
-    if config.file.state.kind.get_ref() != "databricks" {
+    if config.state.kind == StateKind::File {
         // The state directory is created with its parents.
-        writable_place(&config.file.state.dir, "state `dir`", true)?;
+        writable_place(&config.state.dir, "state `dir`", true)?;
     }
     Ok(())
 }

@@ -248,7 +248,6 @@ fn mapping(table: &str, cols: &[Col<'_>], keys: &[&str], cursor: &str) -> Mappin
     serde_json::from_value(v).expect("default mappings are valid")
 }
 
-#[allow(clippy::too_many_arguments)]
 fn define(
     name: &str,
     query: &str,
@@ -258,27 +257,14 @@ fn define(
     format: PromptFormat,
     cols: &[Col<'_>],
 ) -> StreamDefinition {
-    StreamDefinition {
-        name: name.into(),
-        query: QueryName::new(query).expect("default query names are valid"),
-        owner: QueryOwner::Public,
-        from_prompt: "FROM_DTTM".into(),
-        to_prompt: "TO_DTTM".into(),
-        fixed_prompts: Vec::new(),
-        prompt_format: format,
-        range: RangeSemantics::HalfOpen,
-        source_time_zone: Tz::UTC,
-        max_rows: DEFAULT_MAX_ROWS,
-        key_fields: keys.iter().map(|s| s.to_string()).collect(),
-        cursor_field: cursor.into(),
-        alias_prefixes: AliasPrefixes::Strip,
-        effective_dating: None,
-        profile_max_rows: None,
-        profile_cap_floor: 100,
-        key_prompts: Vec::new(),
-        null_cursor_check: false,
-        mapping: mapping(table, cols, keys, cursor),
-    }
+    StreamDefinition::custom(
+        name,
+        QueryName::new(query).expect("default query names are valid"),
+        mapping(table, cols, keys, cursor),
+        keys.iter().map(|s| s.to_string()).collect(),
+        cursor,
+    )
+    .prompt_format(format)
 }
 
 const S: &str = "STRING";
@@ -287,6 +273,40 @@ const TS: &str = "TIMESTAMP";
 const AMT: &str = "DECIMAL(26,3)";
 
 impl StreamDefinition {
+    /// A stream over any query: `FROM_DTTM`/`TO_DTTM` prompts in PeopleSoft's native datetime
+    /// form over a half-open range, site time UTC, no fixed or key prompts; set the public
+    /// fields (or [`prompt_format`](Self::prompt_format), [`time_zone`](Self::time_zone)) for
+    /// the site's query.
+    pub fn custom(
+        name: impl Into<String>,
+        query: QueryName,
+        mapping: Mapping,
+        key_fields: Vec<String>,
+        cursor_field: impl Into<String>,
+    ) -> Self {
+        StreamDefinition {
+            name: name.into(),
+            query,
+            owner: QueryOwner::Public,
+            from_prompt: "FROM_DTTM".into(),
+            to_prompt: "TO_DTTM".into(),
+            fixed_prompts: Vec::new(),
+            prompt_format: PromptFormat::NativeDateTime,
+            range: RangeSemantics::HalfOpen,
+            source_time_zone: Tz::UTC,
+            max_rows: DEFAULT_MAX_ROWS,
+            key_fields,
+            cursor_field: cursor_field.into(),
+            alias_prefixes: AliasPrefixes::Strip,
+            effective_dating: None,
+            profile_max_rows: None,
+            profile_cap_floor: 100,
+            key_prompts: Vec::new(),
+            null_cursor_check: false,
+            mapping,
+        }
+    }
+
     /// Vendors: `MLC_VENDORS` over VENDOR, cursor LAST_ACTIVITY_DT (date prompts).
     pub fn vendors() -> Self {
         define(

@@ -44,6 +44,8 @@ pub mod cirt;
 pub mod databricks;
 pub mod dataset;
 pub mod peoplesoft;
+pub mod sample;
+pub mod site;
 pub mod sitetime;
 
 pub use dataset::{

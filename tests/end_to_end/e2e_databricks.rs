@@ -4,13 +4,11 @@
 //! Databricks side (429, 503, FAILED over HTTP 200, a dropped/timed-out request, a token that
 //! expires mid-run) must end with the destination equal to the source and no duplicate keys.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use crate::common::*;
 use chrono::Duration;
-use common::*;
 use databricks_client::{ClientOptions, Config, DatabricksClient, DatabricksSink};
 use ml_connector_testkit::databricks::{DatabricksStandIn, Fault, StandInValue};
 use ml_connector_testkit::dataset::{TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS};

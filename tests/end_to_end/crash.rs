@@ -1,31 +1,18 @@
-//! Crash safety of the whole product: the `sync` example runs as a child process against the
+//! Crash safety of the whole product: the `ml-connector` command runs as a child process against the
 //! PeopleSoft stand-in and a local SQLite destination, and is killed with SIGKILL at many
 //! random moments (after a random number of committed windows, so mid-cycle, mid-window or
 //! between a write and its checkpoint). A final run then completes, and the destination must
 //! equal the source truth: no lost rows, no duplicate keys.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
-use common::assert_table_matches;
+use std::process::Stdio;
+
+use crate::common::assert_table_matches;
 use ml_connector_testkit::dataset::{Dataset, SharedDataset};
 use ml_connector_testkit::peoplesoft::{PeopleSoftServer, DEFAULT_OPRID, DEFAULT_PASSWORD};
-
-fn sync_binary() -> PathBuf {
-    // tests run from target/<profile>/deps; examples are built next to it by `cargo test`.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("examples").join("sync");
-    assert!(
-        bin.exists(),
-        "{} not built (cargo test builds examples)",
-        bin.display()
-    );
-    bin
-}
 
 fn config(server: &PeopleSoftServer, dir: &std::path::Path) -> String {
     format!(
@@ -86,12 +73,10 @@ fn killed_at_random_moments_the_destination_still_equals_the_source() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("pipeline.toml");
     std::fs::write(&cfg, config(&server, dir.path())).unwrap();
-    let bin = sync_binary();
     let run = || {
-        Command::new(&bin)
-            .args(["--config", cfg.to_str().unwrap(), "run", "--once"])
+        common::sync_command(&cfg)
+            .args(["run", "--once"])
             .env("MLC_CRASH_TEST_PASSWORD", DEFAULT_PASSWORD)
-            .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -5,8 +5,8 @@
 
 use std::collections::HashSet;
 
-use ml_connector_testkit::dataset::{Dataset, FieldSpec, FieldType, TableSpec};
-use ml_connector_testkit::dataset::{
+use crate::dataset::{Dataset, FieldSpec, FieldType, TableSpec};
+use crate::dataset::{
     TABLE_CUSTOMERS, TABLE_JOB, TABLE_JOURNAL_LINES, TABLE_PAYCHECKS, TABLE_PO_LINES, TABLE_VENDORS,
 };
 use peoplesoft_client::{PromptFormat, QueryName, StreamDefinition};

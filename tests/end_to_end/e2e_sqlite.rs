@@ -2,14 +2,12 @@
 //! site over the real QAS wire format, the real client and `PeopleSoftSource`, the engine, the
 //! file checkpoint store and JSON-lines audit. The destination is compared with source truth.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use crate::common::*;
 use chrono::Duration;
-use common::*;
 use ml_connector_testkit::dataset::{
     SharedDataset, TABLE_CUSTOMERS, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS,
 };

@@ -3,13 +3,12 @@
 //! stops the cycle instead of retrying every window, the request gap kept on the wire, and a
 //! timed-out query that is not retried at once.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
+use crate::common::StandInClient;
+use crate::common::*;
 use chrono::{Duration, Timelike};
-use common::*;
 use ml_connector_testkit::peoplesoft::{Fault, FaultRule, PeopleSoftServer, DEFAULT_OPRID};
 use ml_connector_testkit::QUERY_VENDORS;
 use peoplesoft_client::{
@@ -44,17 +43,13 @@ fn client_for(
     protection: LoadProtection,
     timeout: StdDuration,
 ) -> peoplesoft_client::PeopleSoftClientBuilder {
-    let conn = Connection::builder(host, u32::from(port), node)
-        .scheme(Scheme::Http)
-        .allow_http(true)
-        .request_timeout(timeout)
-        .build()
-        .unwrap();
-    PeopleSoftClient::builder(
-        conn,
-        Credentials::basic(DEFAULT_OPRID, SecretString::from(password.to_string())),
-    )
-    .protection(protection)
+    StandInClient {
+        password: password.into(),
+        protection,
+        request_timeout: Some(timeout),
+        ..StandInClient::default()
+    }
+    .builder(host, port, node)
 }
 
 fn sqlite(dir: &std::path::Path) -> Arc<SqliteSink> {

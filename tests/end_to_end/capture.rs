@@ -3,13 +3,11 @@
 //! the repeated daylight-saving hour, rows tied on one cursor value beyond a page, NULL
 //! cursors, and a query whose prompts are Query Manager's `BIND1`/`BIND2`.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::common::*;
 use chrono::{Duration, TimeZone, Utc};
-use common::*;
 use ml_connector_testkit::dataset::{
     Dataset, SharedDataset, TABLE_CUSTOMERS, TABLE_JOURNAL_LINES, TABLE_PAYCHECKS, TABLE_VENDORS,
 };

@@ -14,11 +14,11 @@ use databricks_client::{
     sql, ClientOptions, Config, DatabricksClient, DatabricksSink, DatabricksSource, Statement,
     TableName,
 };
-use ml_connector::sample::sample_streams;
 use ml_connector_testkit::cirt::{CirtConfig, CirtStandIn, CIRT_OPRID, CIRT_PASSWORD, VENDOR_CI};
 use ml_connector_testkit::databricks::{DatabricksStandIn, StandInValue};
 use ml_connector_testkit::dataset::{Dataset, SharedDataset, TABLE_VENDORS};
 use ml_connector_testkit::peoplesoft::{PeopleSoftServer, DEFAULT_OPRID, DEFAULT_PASSWORD};
+use ml_connector_testkit::sample::sample_streams;
 use peoplesoft_client::writeback::{
     BaselineSeedingSink, CiTarget, ConflictPolicy, MemoryBaselineStore, PeopleSoftSink,
     RecordAction, WriteReport,

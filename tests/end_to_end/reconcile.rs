@@ -3,13 +3,11 @@
 //! in-place change found and repaired by requeue + run, and rows cut by a row cap that an
 //! earlier configuration trusted, found by verify.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::common::*;
 use chrono::Duration;
-use common::*;
 use ml_connector_testkit::dataset::{Dataset, TABLE_JOURNAL_LINES, TABLE_VENDORS};
 use ml_connector_testkit::peoplesoft::ServerConfig;
 use serde_json::Value as Json;

@@ -4,7 +4,7 @@
 //! anything is created; `check` runs every configured query; `status` shows a skipped
 //! blackout.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -1,7 +1,7 @@
 //! The `sync` example's commands against the PeopleSoft stand-in and a SQLite destination:
 //! check, run --once, status, backfill, verify, replay; and a bad configuration file.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -220,4 +220,57 @@ fn a_bad_file_lists_every_problem_with_its_line_and_exits_2() {
         assert!(err.contains(line), "missing {line:?} in:\n{err}");
     }
     assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn every_command_has_help_and_usage_errors_exit_2() {
+    let bin = env!("CARGO_BIN_EXE_ml-connector");
+    let run = |args: &[&str]| Command::new(bin).args(args).output().unwrap();
+    let top = run(&["--help"]);
+    assert_eq!(top.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&top.stdout).to_string();
+    for command in [
+        "check",
+        "run",
+        "status",
+        "replay",
+        "backfill",
+        "verify",
+        "reset-auth",
+    ] {
+        assert!(
+            help.contains(command),
+            "{command} missing from --help:\n{help}"
+        );
+        let out = run(&[command, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{command} --help");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            text.contains(&format!("ml-connector {command}")),
+            "{command} --help:\n{text}"
+        );
+    }
+    assert!(help.contains("Exit codes"), "{help}");
+    let version = run(&["--version"]);
+    assert_eq!(version.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("ml-connector "));
+    // Usage errors: an unknown command, a missing required flag, a bad time.
+    for args in [
+        &["sync"][..],
+        &["backfill", "--from", "2026-01-01T00:00:00Z"],
+        &[
+            "backfill",
+            "--from",
+            "yesterday",
+            "--to",
+            "2026-01-01T00:00:00Z",
+        ],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    // A missing configuration file is a configuration problem, named with its path.
+    let out = run(&["--config", "/nonexistent/pipeline.toml", "status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/pipeline.toml"));
 }

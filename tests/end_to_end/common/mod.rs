@@ -8,30 +8,17 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
-use ml_connector::sample::sample_streams;
 use ml_connector_testkit::dataset::{Dataset, SharedDataset, TABLE_JOB};
-use ml_connector_testkit::peoplesoft::{
-    PeopleSoftServer, ServerConfig, DEFAULT_OPRID, DEFAULT_PASSWORD,
-};
-use peoplesoft_client::{
-    Connection, Credentials, LoadProtection, PeopleSoftClient, PeopleSoftSource, Scheme,
-    StreamDefinition,
-};
+use ml_connector_testkit::peoplesoft::ServerConfig;
+use peoplesoft_client::{LoadProtection, PeopleSoftSource, StreamDefinition};
 use rust_decimal::Decimal;
-use secrecy::SecretString;
 use sync_core::audit::{JsonlAuditLog, JsonlRejectStore};
 use sync_core::engine::{Pipeline, StreamConfig, WindowPolicy};
 use sync_core::http::RetryPolicy;
 use sync_core::state::FileCheckpointStore;
-use sync_core::{Clock, ManualClock, Sink};
+use sync_core::{Clock, Sink};
 
-pub struct Site {
-    pub server: PeopleSoftServer,
-    pub dataset: SharedDataset,
-    pub client: PeopleSoftClient,
-    pub streams: Vec<StreamDefinition>,
-    pub clock: Arc<ManualClock>,
-}
+pub use ml_connector_testkit::site::{Site, StandInClient};
 
 /// The stand-in with the sample dataset and a client with fast, test-sized protection
 /// (retries without long waits, a short request timeout for hang tests).
@@ -41,43 +28,25 @@ pub fn site(scale: f64) -> Site {
 
 /// [`site`] with a stand-in configured like a particular real site.
 pub fn site_with(scale: f64, config: ServerConfig) -> Site {
-    let dataset = SharedDataset::new(Dataset::manufacturer(7, scale));
-    let server = PeopleSoftServer::start_with(dataset.clone(), config);
-    let conn = Connection::builder(server.host(), u32::from(server.port()), server.node())
-        .scheme(Scheme::Http)
-        .allow_http(true)
-        .request_timeout(StdDuration::from_secs(2))
-        .build()
-        .unwrap();
-    let protection = LoadProtection {
-        min_gap: StdDuration::ZERO,
-        retry: RetryPolicy {
-            max_retries: 1,
-            initial_backoff: StdDuration::from_millis(10),
-            max_backoff: StdDuration::from_millis(50),
-            total_budget: StdDuration::from_secs(10),
-            jitter: false,
+    Site::start(7, scale, config, &test_client())
+}
+
+/// Test-sized protection: one quick retry, no gap, a 2 s request timeout.
+pub fn test_client() -> StandInClient {
+    StandInClient {
+        protection: LoadProtection {
+            min_gap: StdDuration::ZERO,
+            retry: RetryPolicy {
+                max_retries: 1,
+                initial_backoff: StdDuration::from_millis(10),
+                max_backoff: StdDuration::from_millis(50),
+                total_budget: StdDuration::from_secs(10),
+                jitter: false,
+            },
+            ..LoadProtection::default()
         },
-        ..LoadProtection::default()
-    };
-    let creds = Credentials::basic(
-        DEFAULT_OPRID,
-        SecretString::from(DEFAULT_PASSWORD.to_string()),
-    );
-    let client = PeopleSoftClient::builder(conn, creds)
-        .protection(protection)
-        .build()
-        .unwrap();
-    let streams = sample_streams(&dataset.read());
-    let clock = Arc::new(ManualClock::new(
-        Dataset::history_end() + Duration::hours(1),
-    ));
-    Site {
-        server,
-        dataset,
-        client,
-        streams,
-        clock,
+        request_timeout: Some(StdDuration::from_secs(2)),
+        ..StandInClient::default()
     }
 }
 
@@ -321,19 +290,15 @@ pub fn assert_all_match(db: &rusqlite::Connection, dataset: &SharedDataset) {
     );
 }
 
-/// The `sync` example (the program operators run) with `--config cfg`, logging errors only;
-/// add arguments and environment, then run it.
+/// The `ml-connector` command with `--config cfg`, logging errors only and plain progress
+/// lines; add arguments and environment, then run it.
 pub fn sync_command(cfg: &Path) -> std::process::Command {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("sync");
-    let mut c = std::process::Command::new(bin);
-    c.arg("--config").arg(cfg).env("RUST_LOG", "error");
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ml-connector"));
+    c.arg("--config")
+        .arg(cfg)
+        .arg("--progress")
+        .arg("plain")
+        .env("RUST_LOG", "error");
     c
 }
 

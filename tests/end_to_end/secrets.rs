@@ -9,12 +9,12 @@ use std::time::Duration as StdDuration;
 use base64::Engine as _;
 use chrono::Duration;
 use databricks_client::{Config as DbxConfig, DatabricksClient, DatabricksSink};
-use ml_connector::sample::sample_streams;
 use ml_connector_testkit::databricks::{DatabricksStandIn, StandInConfig};
 use ml_connector_testkit::dataset::{Dataset, SharedDataset};
 use ml_connector_testkit::peoplesoft::{
     Fault, FaultRule, PeopleSoftServer, ServerConfig, DEFAULT_OPRID,
 };
+use ml_connector_testkit::sample::sample_streams;
 use peoplesoft_client::{
     Connection, Credentials, LoadProtection, PeopleSoftClient, PeopleSoftSource, Scheme,
 };
