@@ -212,7 +212,25 @@ async fn main() -> Result<(), BoxError> {
 
     if let Some(s) = &sqlite {
         let as_of = clock.now().date_naive();
-        s.with_connection(|db| finance_questions(db, as_of))?;
+        // The largest amounts PeopleSoft holds, to check the file against (stand-in only).
+        let source_largest = standin.as_ref().map(|(_, dataset)| {
+            let d = dataset.read();
+            [
+                (TABLE_PO_LINES, "MERCHANDISE_AMT"),
+                (TABLE_JOURNAL_LINES, "MONETARY_AMOUNT"),
+            ]
+            .map(|(table, field)| {
+                d.table(table)
+                    .map(|t| {
+                        t.rows()
+                            .iter()
+                            .filter_map(|r| r.text(field)?.parse::<Decimal>().ok())
+                            .max_by_key(|a| (a.abs(), *a))
+                    })
+                    .unwrap_or_default()
+            })
+        });
+        s.with_connection(|db| finance_questions(db, as_of, source_largest))?;
     }
     println!(
         "Look around: sqlite3 {}   |   {}/audit.jsonl\n",
@@ -290,7 +308,11 @@ fn print_summary(r: &CycleReport, elapsed: StdDuration) {
 
 /// Three questions a finance team asks, answered from the local file. Amounts are summed as
 /// exact decimals in Rust (SQLite would sum text through floating point).
-fn finance_questions(db: &rusqlite::Connection, as_of: NaiveDate) -> Result<(), BoxError> {
+fn finance_questions(
+    db: &rusqlite::Connection,
+    as_of: NaiveDate,
+    source_largest: Option<[Option<Decimal>; 2]>,
+) -> Result<(), BoxError> {
     println!("Finance questions (as of {as_of})\n");
 
     // The sample site carries deliberate precision probes (amounts of ±12,345,678,901,234.56 on
@@ -298,10 +320,13 @@ fn finance_questions(db: &rusqlite::Connection, as_of: NaiveDate) -> Result<(), 
     // are shown here and left out of the business answers below.
     println!("0. Exact to the cent");
     let mut probes = 0;
-    for (table, column) in [
+    for (i, (table, column)) in [
         ("ps_purchase_order_lines", "merchandise_amt"),
         ("ps_journal_lines", "monetary_amount"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut stmt = db.prepare(&format!("SELECT {column} FROM {table}"))?;
         let mut largest: Option<Decimal> = None;
         for amount in stmt.query_map([], |r| r.get::<_, Option<String>>(0))? {
@@ -310,12 +335,22 @@ fn finance_questions(db: &rusqlite::Connection, as_of: NaiveDate) -> Result<(), 
             if is_probe(amount) {
                 probes += 1;
             }
-            if largest.is_none_or(|l| amount.abs() > l.abs()) {
+            if largest.is_none_or(|l| (amount.abs(), amount) > (l.abs(), l)) {
                 largest = Some(amount);
             }
         }
-        if let Some(l) = largest {
-            println!("   {table}.{column}: largest amount {l} round-tripped exactly (DECIMAL(26,3), no floating point)");
+        let Some(l) = largest else { continue };
+        match source_largest.map(|s| s[i]) {
+            Some(Some(source)) if source == l => println!(
+                "   {table}.{column}: largest amount {l} equals PeopleSoft's {source} to the last digit"
+            ),
+            Some(source) => {
+                return Err(format!(
+                    "{table}.{column}: largest amount {l} differs from PeopleSoft's {source:?}"
+                )
+                .into())
+            }
+            None => println!("   {table}.{column}: largest amount {l} (exact decimal, no floating point)"),
         }
     }
     println!(

@@ -144,8 +144,9 @@ domain = "journal_lines"
     let out = sync(&cfg, &["replay"]);
     assert!(out.status.success(), "{}", text(&out));
 
+    // An unknown command is a usage error.
     let out = sync(&cfg, &["frobnicate"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
 #[test]
