@@ -17,9 +17,10 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    can_split, classify, derived_column, row_hash_except, Pipeline, StreamConfig, Verdict,
-};
+use super::config::StreamConfig;
+use super::hash::{derived_column, row_hash_except};
+use super::pipeline::Pipeline;
+use super::truncation::{can_split, classify, Verdict};
 use crate::audit::{AuditEntry, Outcome};
 use crate::error::{ConnectorError, Error, Result};
 use crate::sink::{DeletePolicy, KeyedHash, Receipt};
@@ -203,7 +204,7 @@ impl Pipeline {
                 continue;
             }
             let mut st = state.streams.get(&cfg.name).cloned().unwrap_or_default();
-            let run_id = super::make_run_id(self.clock.now());
+            let run_id = super::run::make_run_id(self.clock.now());
             let v = self.reconcile_stream(cfg, &mut st, opts, &run_id).await?;
             out.push(v);
         }
