@@ -6,7 +6,7 @@
 //! The `JSON` result type and the response shape are practitioner-observed, not documented
 //! by Oracle.
 //!
-//! - [`request`](self): [`ExecuteQuery`], the URL of one call;
+//! - `request`: [`ExecuteQuery`], the URL of one call;
 //! - `response`: the `ExecuteQuery` JSON answer, parsed in one pass (with a general fallback);
 //! - `ib_error`: errors that arrive as an `IBResponse` XML document or an HTML gateway page;
 //! - `prompts`: the `QueryPrompts.v1` answer.
@@ -17,8 +17,8 @@ mod request;
 mod response;
 
 pub(crate) use ib_error::{non_json_error, parse_ib_response};
-pub use prompts::PromptInfo;
 pub(crate) use prompts::parse_prompts;
+pub use prompts::PromptInfo;
 pub(crate) use request::encode;
 pub use request::{ExecuteQuery, QueryOwner, DEFAULT_MAX_ROWS};
 pub use response::QueryResult;

@@ -1,9 +1,9 @@
 //! Parsing the `QueryPrompts.v1` answer.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::ib_error::non_json_error;
-use crate::error::Error;
+use crate::error::{truncate_body, Error};
 
 /// One prompt of a query, from `QueryPrompts.v1`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
@@ -88,7 +88,6 @@ fn collect_prompts(v: &serde_json::Value, out: &mut Vec<PromptInfo>) {
         _ => {}
     }
 }
-
 
 #[cfg(test)]
 mod tests {

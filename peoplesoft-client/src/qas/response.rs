@@ -1,6 +1,5 @@
 //! Parsing the `ExecuteQuery` JSON answer.
 
-use serde::{Deserialize, Serialize};
 use sync_core::Record;
 
 use super::ib_error::non_json_error;
@@ -566,7 +565,6 @@ mod fast {
         out
     }
 }
-
 
 #[cfg(test)]
 mod tests {
