@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
+
 use super::config::DuplicatePolicy;
 use super::run::StreamRun;
 use crate::value::{Row, Value};
@@ -9,7 +11,7 @@ use crate::value::{Row, Value};
 /// Collects rows of a batch, reducing rows with the same key to the one with the highest
 /// cursor (a MERGE fails on duplicate source keys).
 ///
-/// Keys are looked up by the 64-bit FNV-1a hash of their canonical form, so a row costs no key
+/// Keys are looked up by the 64-bit XXH3 hash of their canonical form, so a row costs no key
 /// allocation; a hash hit is confirmed by comparing canonical forms, and the rare distinct keys
 /// whose hash is already taken are kept by full key in `collided`.
 pub(super) struct BatchBuilder<'a> {
@@ -20,7 +22,7 @@ pub(super) struct BatchBuilder<'a> {
     /// Rows set aside as ambiguous duplicates since the last `take`.
     duplicates: Vec<Row>,
     by_hash: HashMap<u64, usize, BuildPassThrough>,
-    collided: HashMap<String, usize, BuildFnv>,
+    collided: HashMap<String, usize, Xxh3DefaultBuilder>,
     key: String,
     other: String,
 }
@@ -58,41 +60,14 @@ thread_local! {
     static COLLIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-fn fnv64(bytes: &[u8]) -> u64 {
+/// XXH3-64 of a key's canonical form: keys are short and not attacker-chosen in a way that
+/// matters (a collision only costs a comparison), so SipHash's cost buys nothing here.
+fn key_hash(bytes: &[u8]) -> u64 {
     #[cfg(test)]
     if COLLIDE.with(std::cell::Cell::get) {
         return 7;
     }
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for &b in bytes {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// FNV-1a for the per-batch key map: keys are short and not attacker-chosen in a way that
-/// matters (a collision only costs a comparison), so SipHash's cost buys nothing here.
-#[derive(Default, Clone, Copy)]
-struct BuildFnv;
-
-struct Fnv(u64);
-
-impl std::hash::BuildHasher for BuildFnv {
-    type Hasher = Fnv;
-    fn build_hasher(&self) -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
+    xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
 impl<'a> BatchBuilder<'a> {
@@ -106,7 +81,7 @@ impl<'a> BatchBuilder<'a> {
                 run.cfg.batch_size.min(65_536),
                 BuildPassThrough,
             ),
-            collided: HashMap::with_hasher(BuildFnv),
+            collided: HashMap::with_hasher(Xxh3DefaultBuilder),
             key: String::new(),
             other: String::new(),
         }
@@ -115,7 +90,7 @@ impl<'a> BatchBuilder<'a> {
     /// The index of the row with the key in `self.key`, if there is one; otherwise records
     /// that the key will be at `self.rows.len()`.
     fn find_or_reserve(&mut self) -> Option<usize> {
-        let hash = fnv64(self.key.as_bytes());
+        let hash = key_hash(self.key.as_bytes());
         let Some(&at) = self.by_hash.get(&hash) else {
             self.by_hash.insert(hash, self.rows.len());
             return None;

@@ -51,7 +51,7 @@ mod write;
 
 pub use builder::PipelineBuilder;
 pub use config::{DuplicatePolicy, EngineOptions, RejectPolicy, StreamConfig, WindowPolicy};
-pub use hash::row_hash;
+pub use hash::{row_hash, row_hash_matches};
 pub use pipeline::Pipeline;
 pub use progress::{HookContext, Progress, ProgressFn, StreamHook};
 pub use reconcile::{StreamVerification, VerifyOptions, WindowCheck};
