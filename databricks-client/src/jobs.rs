@@ -53,19 +53,10 @@ pub struct JobRun {
 }
 
 /// A deterministic token of at most 64 characters for `(job_id, run_id)`: a readable prefix
-/// of the run id plus a 64-bit FNV-1a hash of both, so the same run always maps to the same
-/// token and different runs or jobs do not collide in practice.
+/// of the run id plus the 64-bit XXH3 hash of both (`{job_id}\0{run_id}`), so the same run
+/// always maps to the same token and different runs or jobs do not collide in practice.
 pub fn idempotency_token(job_id: i64, run_id: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in job_id
-        .to_string()
-        .bytes()
-        .chain([0u8])
-        .chain(run_id.bytes())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = xxhash_rust::xxh3::xxh3_64(format!("{job_id}\0{run_id}").as_bytes());
     let prefix: String = run_id
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')

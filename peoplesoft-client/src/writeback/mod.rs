@@ -161,6 +161,7 @@
 
 mod baseline;
 mod config;
+mod decision;
 mod payload;
 mod report;
 
@@ -187,6 +188,7 @@ pub use report::{BatchStop, FieldChange, RecordAction, RecordOutcome, WriteRepor
 
 use crate::client::{PeopleSoftClient, ServiceResponse};
 use crate::error::{ConfigError, Error};
+use decision::{decide, Current, Decision, Facts};
 use payload::{classify, locate, same, value_text, Answer, Compiled, Prepared};
 
 /// A callback that receives every [`WriteReport`].
@@ -392,7 +394,7 @@ impl PeopleSoftSink {
                 Some((
                     rec.key_id,
                     Baseline {
-                        hash: rec.hash,
+                        hash: rec.hash.value,
                         stamp: compiled.row_stamp(row),
                         origin: BaselineOrigin::Forward,
                         recorded_at: now,
@@ -629,15 +631,26 @@ impl PeopleSoftSink {
             Ok(b) => b,
             Err(e) => return Step::Stop(FailureKind::Transient, e.to_string()),
         };
-        if let Some(b) = baseline.as_ref().filter(|b| b.hash == rec.hash) {
+        let facts = |current| Facts {
+            desired_hash: &rec.hash,
+            baseline: baseline.as_ref(),
+            current,
+            detection: t.change_detection,
+            stamp_field: t.stamp.as_ref().map(|s| s.ci_field.as_str()),
+            policy: t.conflict_policy,
+        };
+        if let Decision::SameAsBaseline {
+            origin,
+            recorded_at,
+        } = decide(facts(Current::NotRead))
+        {
             return Step::Done(
                 outcome(
                     &rec.key,
                     RecordAction::Unchanged,
                     format!(
-                        "content equals the baseline recorded by {} at {}; nothing to write",
-                        b.origin,
-                        b.recorded_at.to_rfc3339()
+                        "content equals the baseline recorded by {origin} at {}; nothing to write",
+                        recorded_at.to_rfc3339()
                     ),
                 ),
                 None,
@@ -689,9 +702,7 @@ impl PeopleSoftSink {
             }
             Answer::Transient(m) => return Step::Transient(rec.key.clone(), m),
         };
-
-        let now = self.inner.client.clock().now();
-        let (create, changes, ps_changed) = match &current_json {
+        let current = match &current_json {
             None => {
                 let mut changes = c.key_changes(&rec);
                 changes.extend(rec.desired.iter().map(|(f, v, _)| FieldChange {
@@ -699,16 +710,11 @@ impl PeopleSoftSink {
                     from: None,
                     to: value_text(v, c),
                 }));
-                let ps_changed = baseline.as_ref().map(|_| {
-                    "the record is no longer in PeopleSoft (deleted or re-keyed there since the last sync)".to_string()
-                });
-                (true, changes, ps_changed)
+                Current::Missing { changes }
             }
             Some(fields) => {
                 let current = c.current(fields);
-                let current_hash =
-                    payload::governed_hash(current.iter().map(|(f, v, _)| (f.as_str(), v)));
-                let changes: Vec<FieldChange> = current
+                let changes = current
                     .iter()
                     .zip(&rec.desired)
                     .filter(|((_, cur, _), (_, want, _))| !same(cur, want))
@@ -718,89 +724,69 @@ impl PeopleSoftSink {
                         to: value_text(want, c),
                     })
                     .collect();
-                let stamp = c.stamp_of(fields);
-                if changes.is_empty() {
-                    let b = (!self.inner.dry_run).then(|| {
-                        (
-                            rec.key_id.clone(),
-                            Baseline {
-                                hash: rec.hash.clone(),
-                                stamp: stamp.clone(),
-                                origin: BaselineOrigin::Observed,
-                                recorded_at: now,
-                            },
-                        )
-                    });
-                    return Step::Done(
-                        outcome(
-                            &rec.key,
-                            RecordAction::Unchanged,
-                            "PeopleSoft already has these values",
-                        ),
-                        b,
-                    );
+                Current::Found {
+                    hash: payload::governed_hash(current.iter().map(|(f, v, _)| (f.as_str(), v))),
+                    stamp: c.stamp_of(fields),
+                    changes,
                 }
-                let ps_changed = match &baseline {
-                    None => Some(
-                        "no baseline for this key, so a PeopleSoft change since the last sync cannot be ruled out (seed baselines from the forward sync)"
-                            .to_string(),
-                    ),
-                    Some(b) => {
-                        let by_stamp = match (t.change_detection, &b.stamp, &stamp) {
-                            (ChangeDetection::Stamp, Some(old), Some(new)) => Some(
-                                (old != new).then(|| {
-                                    format!(
-                                        "{} changed from {old} to {new}",
-                                        t.stamp.as_ref().map_or("stamp", |s| s.ci_field.as_str())
-                                    )
-                                }),
-                            ),
-                            _ => None,
-                        };
-                        match by_stamp {
-                            Some(verdict) => verdict,
-                            None => (b.hash != current_hash).then(|| {
-                                format!(
-                                    "governed fields differ from what {} saw at {}",
-                                    b.origin,
-                                    b.recorded_at.to_rfc3339()
-                                )
-                            }),
-                        }
-                    }
-                };
-                (false, changes, ps_changed)
             }
         };
 
-        let mut overwrite_note = String::new();
-        if let Some(why) = ps_changed {
-            match t.conflict_policy {
-                ConflictPolicy::DatabricksWins => {
-                    overwrite_note = format!(
-                        "; PeopleSoft changed since the last sync ({why}), overwritten because the policy is DatabricksWins"
-                    );
-                }
-                ConflictPolicy::PeopleSoftWins => {
-                    let mut o = outcome(
-                        &rec.key,
-                        RecordAction::Conflict,
-                        format!("PeopleSoft changed since the last sync ({why}); skipped because the policy is PeopleSoftWins"),
-                    );
-                    o.changes = changes;
-                    return Step::Done(o, None);
-                }
-                ConflictPolicy::HoldForReview => {
-                    let mut o = outcome(
-                        &rec.key,
-                        RecordAction::Held,
-                        format!("PeopleSoft changed since the last sync ({why}); held for review"),
-                    );
-                    o.changes = changes;
-                    return Step::Done(o, None);
-                }
+        let now = self.inner.client.clock().now();
+        let (create, changes, overwrites) = match decide(facts(current)) {
+            Decision::Read | Decision::SameAsBaseline { .. } => {
+                unreachable!("`decide` settles these before the read")
             }
-        }
+            Decision::AlreadyInPeopleSoft { stamp } => {
+                let b = (!self.inner.dry_run).then(|| {
+                    (
+                        rec.key_id.clone(),
+                        Baseline {
+                            hash: rec.hash.value.clone(),
+                            stamp,
+                            origin: BaselineOrigin::Observed,
+                            recorded_at: now,
+                        },
+                    )
+                });
+                return Step::Done(
+                    outcome(
+                        &rec.key,
+                        RecordAction::Unchanged,
+                        "PeopleSoft already has these values",
+                    ),
+                    b,
+                );
+            }
+            Decision::Conflict { why, changes } => {
+                let mut o = outcome(
+                    &rec.key,
+                    RecordAction::Conflict,
+                    format!("PeopleSoft changed since the last sync ({why}); skipped because the policy is PeopleSoftWins"),
+                );
+                o.changes = changes;
+                return Step::Done(o, None);
+            }
+            Decision::Held { why, changes } => {
+                let mut o = outcome(
+                    &rec.key,
+                    RecordAction::Held,
+                    format!("PeopleSoft changed since the last sync ({why}); held for review"),
+                );
+                o.changes = changes;
+                return Step::Done(o, None);
+            }
+            Decision::Write {
+                create,
+                changes,
+                overwrites,
+            } => (create, changes, overwrites),
+        };
+        let overwrite_note = overwrites.map_or_else(String::new, |why| {
+            format!(
+                "; PeopleSoft changed since the last sync ({why}), overwritten because the policy is DatabricksWins"
+            )
+        });
 
         let (action, template, method, verb) = if create {
             (RecordAction::Created, &t.create, Method::POST, "create")
@@ -876,7 +862,7 @@ impl PeopleSoftSink {
                     Some((
                         rec.key_id.clone(),
                         Baseline {
-                            hash: rec.hash.clone(),
+                            hash: rec.hash.value.clone(),
                             stamp,
                             origin: BaselineOrigin::Writeback,
                             recorded_at: now,

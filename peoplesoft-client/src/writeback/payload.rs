@@ -41,7 +41,7 @@ pub(crate) struct Prepared {
     /// Governed fields, in mapping order: (CI field, normalised value, rendered JSON).
     pub(crate) desired: Vec<(String, Value, Json)>,
     /// Hash of the governed fields.
-    pub(crate) hash: String,
+    pub(crate) hash: GovernedHash,
 }
 
 fn column<'a>(schema: &TableSchema, map: &'a FieldMap, what: &str) -> Result<Col<'a>, String> {
@@ -331,8 +331,28 @@ pub(crate) fn same(a: &Value, b: &Value) -> bool {
     x == y
 }
 
-/// Stable hash of governed fields, independent of mapping order.
-pub(crate) fn governed_hash<'v>(fields: impl Iterator<Item = (&'v str, &'v Value)>) -> String {
+/// The hash of a record's governed fields, independent of mapping order: the stable
+/// [`row_hash`](sync_core::engine::row_hash) of `[field₁, value₁, field₂, value₂, …]` sorted by
+/// field name. Compared with stored baselines by [`matches`](Self::matches), which also accepts
+/// the form baselines recorded before 0.2 hold.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GovernedHash {
+    /// The hash as recorded in new baselines.
+    pub(crate) value: String,
+    flat: Vec<Value>,
+}
+
+impl GovernedHash {
+    /// True when `stored` (a baseline's hash) is the hash of these fields.
+    pub(crate) fn matches(&self, stored: &str) -> bool {
+        stored == self.value || sync_core::engine::row_hash_matches(stored, &self.flat)
+    }
+}
+
+/// The [`GovernedHash`] of `fields`.
+pub(crate) fn governed_hash<'v>(
+    fields: impl Iterator<Item = (&'v str, &'v Value)>,
+) -> GovernedHash {
     let mut sorted: Vec<(&str, &Value)> = fields.collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
     let mut flat = Vec::with_capacity(sorted.len() * 2);
@@ -340,7 +360,10 @@ pub(crate) fn governed_hash<'v>(fields: impl Iterator<Item = (&'v str, &'v Value
         flat.push(Value::String(f.to_string()));
         flat.push(v.clone());
     }
-    sync_core::engine::row_hash(&flat)
+    GovernedHash {
+        value: sync_core::engine::row_hash(&flat),
+        flat,
+    }
 }
 
 /// A field by exact name, then ASCII case-insensitively.

@@ -17,9 +17,12 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    can_split, classify, derived_column, row_hash_except, Pipeline, StreamConfig, Verdict,
+use super::config::StreamConfig;
+use super::hash::{
+    derived_column, legacy_row_hash_except, row_hash_except, row_hash_matches_except,
 };
+use super::pipeline::Pipeline;
+use super::truncation::{can_split, classify, Verdict};
 use crate::audit::{AuditEntry, Outcome};
 use crate::error::{ConnectorError, Error, Result};
 use crate::sink::{DeletePolicy, KeyedHash, Receipt};
@@ -167,7 +170,8 @@ impl StreamVerification {
 /// One source row as reconciliation sees it.
 struct SourceRow {
     canon: String,
-    hash: String,
+    /// The mapped columns, to hash against the target's stored hash.
+    row: Vec<Value>,
 }
 
 fn canonical(key: &[Value]) -> String {
@@ -203,7 +207,7 @@ impl Pipeline {
                 continue;
             }
             let mut st = state.streams.get(&cfg.name).cloned().unwrap_or_default();
-            let run_id = super::make_run_id(self.clock.now());
+            let run_id = super::run::make_run_id(self.clock.now());
             let v = self.reconcile_stream(cfg, &mut st, opts, &run_id).await?;
             out.push(v);
         }
@@ -256,6 +260,9 @@ impl Pipeline {
             .unwrap_or_else(chrono::Duration::zero);
 
         let mut seen: HashSet<String> = HashSet::new();
+        // Streams without a key are keyed by the row hash; rows loaded before 0.2 carry its
+        // older form, recognised here so they are neither missing nor deleted.
+        let hash_keyed = key_idx.iter().any(|&i| i >= mapped_width);
         let mut extras: Vec<(usize, KeyedHash)> = Vec::new();
         let mut checks = Vec::with_capacity(windows.len());
         for w in &windows {
@@ -286,6 +293,7 @@ impl Pipeline {
             let read = Window::new(w.from - slack, w.to + slack);
             let records = self.read_complete(cfg, st, read).await.map_err(wrap)?;
             let mut source: HashMap<String, SourceRow> = HashMap::with_capacity(records.len());
+            let mut legacy_keys: HashMap<String, String> = HashMap::new();
             for r in records {
                 let Ok(row) = cfg.mapper.map(&r) else {
                     // Rows that fail mapping are the reject store's business, not a difference.
@@ -303,6 +311,22 @@ impl Pipeline {
                     .collect();
                 let canon = canonical(&key);
                 seen.insert(canon.clone());
+                if hash_keyed {
+                    let legacy = Value::String(legacy_row_hash_except(&row, skip));
+                    let key: Vec<Value> = key_idx
+                        .iter()
+                        .map(|&i| {
+                            if i < mapped_width {
+                                row[i].clone()
+                            } else {
+                                legacy.clone()
+                            }
+                        })
+                        .collect();
+                    let legacy_canon = canonical(&key);
+                    seen.insert(legacy_canon.clone());
+                    legacy_keys.insert(legacy_canon, canon.clone());
+                }
                 let inside = cursor
                     .filter(|&c| c < mapped_width)
                     .is_none_or(|c| row[c].as_cursor().is_some_and(|t| w.contains(t)));
@@ -311,7 +335,11 @@ impl Pipeline {
                         canon.clone(),
                         SourceRow {
                             canon,
-                            hash: row_hash_except(&row[..mapped_width], skip),
+                            row: {
+                                let mut row = row;
+                                row.truncate(mapped_width);
+                                row
+                            },
                         },
                     );
                 }
@@ -329,9 +357,14 @@ impl Pipeline {
             let mut in_target: HashSet<String> = HashSet::with_capacity(target.len());
             for t in target {
                 let canon = canonical(&t.key);
+                let canon = legacy_keys.get(&canon).cloned().unwrap_or(canon);
                 match source.get(&canon) {
                     Some(s) => {
-                        if t.hash.as_deref() != Some(s.hash.as_str()) {
+                        let same = t
+                            .hash
+                            .as_deref()
+                            .is_some_and(|h| row_hash_matches_except(h, &s.row, skip));
+                        if !same {
                             check.changed += 1;
                             if check.changed as usize <= EXAMPLES {
                                 check.examples.push(format!("changed: {}", display(&t.key)));

@@ -1,0 +1,353 @@
+//! One cycle: per stream, plan the windows, then run a reader and a writer half joined by a
+//! bounded channel of [`Msg`]s (the reader–writer protocol).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::StreamExt as _;
+use tokio::sync::mpsc;
+
+use super::config::StreamConfig;
+use super::hash::derived_column;
+use super::pipeline::Pipeline;
+use super::plan::{plan_windows, Plan, Planned};
+use super::progress::Progress;
+use super::reconcile::{self, VerifyOptions};
+use super::report::{CycleReport, StreamReport};
+use crate::error::{ConnectorError, Result};
+use crate::schema::TableSchema;
+use crate::sink::Receipt;
+use crate::source::SourceCapabilities;
+use crate::state::{PipelineState, RowCapKnowledge, StreamState};
+use crate::value::Row;
+use crate::window::Window;
+
+pub(super) enum Msg {
+    Begin {
+        id: u64,
+        planned: Planned,
+        started: DateTime<Utc>,
+    },
+    Rows {
+        id: u64,
+        rows: Vec<Row>,
+    },
+    End {
+        id: u64,
+        tally: Tally,
+        cap_detected: Option<u64>,
+    },
+    Split {
+        id: u64,
+        read: u64,
+        halves: (Window, Window),
+        reason: String,
+    },
+    Fail {
+        id: u64,
+        tally: Tally,
+        error: ConnectorError,
+    },
+    Abandon {
+        id: u64,
+        read: u64,
+    },
+}
+
+pub(super) struct Open {
+    pub(super) planned: Planned,
+    pub(super) started: DateTime<Utc>,
+    pub(super) receipt: Receipt,
+    pub(super) error: Option<ConnectorError>,
+}
+
+/// Counts of one window attempt.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Tally {
+    pub(super) read: u64,
+    pub(super) rejected: u64,
+    pub(super) null_cursors: u64,
+    pub(super) duplicates: u64,
+}
+
+/// Everything one stream's cycle needs, shared by its reader and writer halves.
+pub(super) struct StreamRun<'a> {
+    pub(super) pipeline: &'a Pipeline,
+    pub(super) cfg: &'a StreamConfig,
+    pub(super) schema: TableSchema,
+    pub(super) run_id: String,
+    pub(super) loaded_at: DateTime<Utc>,
+    pub(super) source_identity: String,
+    pub(super) key_indexes: Vec<usize>,
+    pub(super) cursor_index: Option<usize>,
+    /// Effective-dated tables: the as-of date of this cycle's current flags.
+    pub(super) as_of: Option<NaiveDate>,
+    /// A mapped column the row hash leaves out (see [`derived_column`]).
+    pub(super) hash_skip: Option<usize>,
+    pub(super) halt: AtomicBool,
+    pub(super) caps: SourceCapabilities,
+    pub(super) knowledge: Mutex<RowCapKnowledge>,
+}
+
+impl Pipeline {
+    pub(super) async fn run(&self, plan: Plan, only: Option<&[String]>) -> Result<CycleReport> {
+        let started_at = self.clock.now();
+        let run_id = make_run_id(started_at);
+        let state = self.store.load(&self.name).await?;
+        let selected: Vec<&StreamConfig> = self
+            .streams
+            .iter()
+            .filter(|s| only.is_none_or(|o| o.is_empty() || o.contains(&s.name)))
+            .collect();
+        let limit = self.options.max_concurrent_streams.max(1);
+        let run_id_ref = &run_id;
+        let state_ref = &state;
+        let mut reports: Vec<(usize, StreamReport)> =
+            futures::stream::iter(selected.into_iter().enumerate())
+                .map(|(i, cfg)| async move {
+                    let r = self
+                        .run_stream(cfg, state_ref, plan, run_id_ref, started_at)
+                        .await;
+                    if let Some(p) = &self.progress {
+                        p(&Progress::StreamFinished(r.clone()));
+                    }
+                    (i, r)
+                })
+                .buffer_unordered(limit)
+                .collect()
+                .await;
+        reports.sort_by_key(|(i, _)| *i);
+        Ok(CycleReport {
+            run_id,
+            started_at,
+            streams: reports.into_iter().map(|(_, r)| r).collect(),
+        })
+    }
+
+    async fn run_stream(
+        &self,
+        cfg: &StreamConfig,
+        state: &PipelineState,
+        plan: Plan,
+        run_id: &str,
+        cycle_start: DateTime<Utc>,
+    ) -> StreamReport {
+        let clock_started = Instant::now();
+        let mut report = StreamReport {
+            stream: cfg.name.clone(),
+            ..StreamReport::default()
+        };
+        let mut st = state.streams.get(&cfg.name).cloned().unwrap_or_default();
+        let schema = cfg.mapper.schema().with_lineage();
+        // `build` validated the key and cursor columns.
+        let key_indexes = schema.key_indexes().unwrap_or_default();
+        let cursor_index = schema
+            .cursor_column
+            .as_deref()
+            .and_then(|c| schema.index_of(c));
+        let as_of = schema
+            .effective_dating
+            .as_ref()
+            .map(|ed| ed.as_of(cycle_start));
+
+        let mut prepared = false;
+        if let Some(as_of) = as_of {
+            if st.current_swept_on != Some(as_of) {
+                if let Err(e) = self.sink.prepare(&schema).await {
+                    report.error = Some(format!(
+                        "stream `{}`: preparing table `{}` failed: {}",
+                        cfg.name,
+                        schema.name,
+                        e.full_message()
+                    ));
+                    tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+                    report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
+                    return report;
+                }
+                prepared = true;
+                self.sweep_current(cfg, &schema, as_of, &mut st, &mut report)
+                    .await;
+            }
+        }
+
+        let (planned, stuck) = plan_windows(&st, cfg, cycle_start, plan);
+        for s in &stuck {
+            tracing::error!(
+                stream = %cfg.name,
+                window = %s.window,
+                attempts = s.attempts,
+                "window is STUCK after {} attempts and needs attention (replay retries it): {}",
+                s.attempts,
+                s.last_error
+            );
+        }
+        report.stuck = stuck;
+        report.windows_planned = planned.len();
+        self.emit(Progress::StreamStarted {
+            stream: cfg.name.clone(),
+            windows: planned.len(),
+        });
+        if planned.is_empty() {
+            self.scheduled_reconcile(cfg, &mut st, plan, run_id, cycle_start, &mut report)
+                .await;
+            report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
+            return report;
+        }
+
+        if !prepared {
+            if let Err(e) = self.sink.prepare(&schema).await {
+                report.error = Some(format!(
+                    "stream `{}`: preparing table `{}` failed: {}",
+                    cfg.name,
+                    schema.name,
+                    e.full_message()
+                ));
+                tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+                report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
+                return report;
+            }
+        }
+
+        let run = StreamRun {
+            pipeline: self,
+            cfg,
+            schema,
+            run_id: run_id.to_string(),
+            loaded_at: cycle_start,
+            source_identity: cfg.source.identity(),
+            key_indexes,
+            cursor_index,
+            as_of,
+            hash_skip: derived_column(cfg.mapper.schema()),
+            halt: AtomicBool::new(false),
+            caps: cfg.source.capabilities(),
+            knowledge: Mutex::new(st.row_cap),
+        };
+        let (tx, rx) = mpsc::channel(self.options.in_flight_batches.max(1));
+        let mut span: Option<Window> = None;
+        let ((), ()) = futures::join!(
+            run.read(planned, tx),
+            run.write(rx, &mut st, &mut report, &mut span)
+        );
+        report.stopped = self.stop.is_stopped();
+        if let (Some(committed), true) = (span, report.is_clean() && !report.stopped) {
+            run.hooks(committed, &mut report).await;
+        }
+        if !report.stopped && report.error.is_none() {
+            self.scheduled_reconcile(cfg, &mut st, plan, run_id, cycle_start, &mut report)
+                .await;
+        }
+        report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
+        report
+    }
+
+    /// Runs the stream's reconciliation when its schedule is due (incremental cycles only):
+    /// re-queues windows that differ and applies confirmed deletes.
+    async fn scheduled_reconcile(
+        &self,
+        cfg: &StreamConfig,
+        st: &mut StreamState,
+        plan: Plan,
+        run_id: &str,
+        cycle_start: DateTime<Utc>,
+        report: &mut StreamReport,
+    ) {
+        let Some(schedule) = &cfg.reconcile else {
+            return;
+        };
+        if plan != Plan::Incremental
+            || !reconcile::reconcile_due(schedule, st.last_reconciled_at, cycle_start)
+        {
+            return;
+        }
+        let opts = VerifyOptions::new().requeue(true).apply_deletes(true);
+        match self.reconcile_stream(cfg, st, &opts, run_id).await {
+            Ok(v) => {
+                report.rows_deleted += v.deletes_applied;
+                report.reconciliation = Some(v);
+            }
+            Err(e) => {
+                let msg = format!(
+                    "stream `{}`: scheduled reconciliation failed: {e}",
+                    cfg.name
+                );
+                tracing::error!("{msg}");
+                report.error.get_or_insert(msg);
+            }
+        }
+    }
+
+    /// The daily activation sweep of an effective-dated stream: recomputes every current flag
+    /// as of `as_of` (so future-dated rows become current on their date) and records the date
+    /// in the stream's state, so it runs once per site-local day, across restarts too. A failed
+    /// sweep is reported and tried again next cycle; the windows still run.
+    async fn sweep_current(
+        &self,
+        cfg: &StreamConfig,
+        schema: &TableSchema,
+        as_of: NaiveDate,
+        st: &mut StreamState,
+        report: &mut StreamReport,
+    ) {
+        match self.sink.refresh_current(schema, as_of).await {
+            Ok(receipt) => {
+                tracing::info!(
+                    stream = %cfg.name,
+                    %as_of,
+                    statements = ?receipt.statement_ids,
+                    "current flags recomputed for the whole table (daily sweep)"
+                );
+                let mut next = st.clone();
+                next.current_swept_on = Some(as_of);
+                match self.store.save_stream(&self.name, &cfg.name, &next).await {
+                    Ok(()) => {
+                        *st = next;
+                        report.current_swept_on = Some(as_of);
+                    }
+                    // Harmless: the sweep is idempotent and simply runs again next cycle.
+                    Err(e) => {
+                        report.error = Some(format!(
+                            "stream `{}`: current-flag sweep not recorded in state: {e}",
+                            cfg.name
+                        ));
+                    }
+                }
+            }
+            Err(e) => {
+                report.error = Some(format!(
+                    "stream `{}`: recomputing the current flags of table `{}` as of {as_of} failed (retried next cycle): {}",
+                    cfg.name,
+                    schema.name,
+                    e.full_message()
+                ));
+                tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+            }
+        }
+    }
+}
+
+pub(super) fn make_run_id(at: DateTime<Utc>) -> String {
+    format!(
+        "{}-{:06x}",
+        at.format("%Y%m%dT%H%M%SZ"),
+        fastrand::u32(..0x100_0000)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, TimeZone, Utc};
+
+    use super::make_run_id;
+
+    fn t(h: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::hours(h)
+    }
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        assert!(make_run_id(t(1)) < make_run_id(t(2)));
+    }
+}

@@ -1,0 +1,417 @@
+//! The writer half of a stream's cycle: writes batches to the sink, checkpoints a window after
+//! the sink confirmed all of it, records failures, audit entries and hooks.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use super::plan::Planned;
+use super::progress::{HookContext, Progress};
+use super::report::StreamReport;
+use super::run::{Msg, Open, StreamRun, Tally};
+use crate::audit::{AuditEntry, Outcome};
+use crate::error::{ConnectorError, FailureKind};
+use crate::sink::{Batch, Receipt};
+use crate::state::StreamState;
+use crate::window::Window;
+
+impl StreamRun<'_> {
+    pub(super) async fn hooks(&self, committed: Window, report: &mut StreamReport) {
+        let p = self.pipeline;
+        for hook in &p.hooks {
+            let ctx = HookContext {
+                pipeline: p.name.clone(),
+                stream: self.cfg.name.clone(),
+                run_id: self.run_id.clone(),
+                table: self.schema.name.clone(),
+                committed,
+                report: report.clone(),
+            };
+            let started = p.clock.now();
+            let planned = Planned {
+                window: committed,
+                attempt: 0,
+            };
+            let entry = match hook.after_stream(&ctx).await {
+                Ok(annotations) => {
+                    let mut e = self.entry(
+                        &planned,
+                        started,
+                        0,
+                        0,
+                        Receipt::default(),
+                        Outcome::Hook,
+                        None,
+                    );
+                    e.annotations = annotations;
+                    e
+                }
+                Err(err) => {
+                    let msg = format!(
+                        "hook after stream `{}` failed: {}",
+                        self.cfg.name,
+                        err.full_message()
+                    );
+                    tracing::error!("{msg}");
+                    report.error = Some(msg.clone());
+                    self.entry(
+                        &planned,
+                        started,
+                        0,
+                        0,
+                        Receipt::default(),
+                        Outcome::Hook,
+                        Some(msg),
+                    )
+                }
+            };
+            self.append_audit(&entry, report).await;
+        }
+    }
+
+    pub(super) async fn write(
+        &self,
+        mut rx: mpsc::Receiver<Msg>,
+        st: &mut StreamState,
+        report: &mut StreamReport,
+        span: &mut Option<Window>,
+    ) {
+        let p = self.pipeline;
+        let cfg = self.cfg;
+        let mut open: HashMap<u64, Open> = HashMap::new();
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Msg::Begin {
+                    id,
+                    planned,
+                    started,
+                } => {
+                    open.insert(
+                        id,
+                        Open {
+                            planned,
+                            started,
+                            receipt: Receipt::default(),
+                            error: None,
+                        },
+                    );
+                }
+                Msg::Rows { id, rows } => {
+                    let Some(o) = open.get_mut(&id) else { continue };
+                    if o.error.is_some() {
+                        continue;
+                    }
+                    let batch = Batch {
+                        rows,
+                        window: o.planned.window,
+                        run_id: self.run_id.clone(),
+                        stream: cfg.name.clone(),
+                        as_of: self.as_of,
+                    };
+                    match p.sink.write(&self.schema, &batch).await {
+                        Ok(r) => o.receipt.absorb(r),
+                        Err(e) => {
+                            if e.kind() == FailureKind::StopStream
+                                || p.options.stop_stream_on_failure
+                            {
+                                self.halt.store(true, Ordering::SeqCst);
+                            }
+                            o.error = Some(e);
+                        }
+                    }
+                }
+                Msg::End {
+                    id,
+                    tally,
+                    cap_detected,
+                } => {
+                    let Some(o) = open.remove(&id) else { continue };
+                    let (read, rejected) = (tally.read, tally.rejected);
+                    report.rows_read += read;
+                    report.rows_rejected += rejected;
+                    report.null_cursor_rows += tally.null_cursors;
+                    report.ambiguous_duplicates += tally.duplicates;
+                    if cap_detected.is_some() {
+                        report.row_cap_detected = cap_detected;
+                    }
+                    match o.error {
+                        Some(e) => {
+                            self.failed(
+                                st, report, o.planned, o.started, read, rejected, o.receipt, e,
+                            )
+                            .await
+                        }
+                        None => {
+                            let w = o.planned.window;
+                            if self.committed(st, report, o, &tally, cap_detected).await {
+                                *span = Some(match *span {
+                                    Some(s) => Window {
+                                        from: s.from.min(w.from),
+                                        to: s.to.max(w.to),
+                                    },
+                                    None => w,
+                                });
+                            }
+                        }
+                    }
+                }
+                Msg::Split {
+                    id,
+                    read,
+                    halves,
+                    reason,
+                } => {
+                    let Some(o) = open.remove(&id) else { continue };
+                    report.windows_split += 1;
+                    tracing::info!(
+                        stream = %cfg.name,
+                        window = %o.planned.window,
+                        "{reason}; splitting into {} and {}",
+                        halves.0,
+                        halves.1
+                    );
+                    let mut entry = self.entry(
+                        &o.planned,
+                        o.started,
+                        read,
+                        0,
+                        o.receipt,
+                        Outcome::Split,
+                        None,
+                    );
+                    entry.annotations.insert("split_reason".into(), reason);
+                    self.append_audit(&entry, report).await;
+                }
+                Msg::Fail { id, tally, error } => {
+                    let Some(o) = open.remove(&id) else { continue };
+                    let (read, rejected) = (tally.read, tally.rejected);
+                    report.rows_read += read;
+                    report.rows_rejected += rejected;
+                    report.null_cursor_rows += tally.null_cursors;
+                    report.ambiguous_duplicates += tally.duplicates;
+                    self.failed(
+                        st, report, o.planned, o.started, read, rejected, o.receipt, error,
+                    )
+                    .await;
+                }
+                Msg::Abandon { id, read } => {
+                    let Some(o) = open.remove(&id) else { continue };
+                    let entry = self.entry(
+                        &o.planned,
+                        o.started,
+                        read,
+                        0,
+                        o.receipt,
+                        Outcome::Abandoned,
+                        Some("stopped before the window completed; nothing checkpointed".into()),
+                    );
+                    self.append_audit(&entry, report).await;
+                }
+            }
+        }
+    }
+
+    /// Records a committed window; false when the checkpoint could not be saved.
+    async fn committed(
+        &self,
+        st: &mut StreamState,
+        report: &mut StreamReport,
+        o: Open,
+        tally: &Tally,
+        cap_detected: Option<u64>,
+    ) -> bool {
+        let (read, rejected) = (tally.read, tally.rejected);
+        let p = self.pipeline;
+        let now = p.clock.now();
+        let mut next = st.clone();
+        next.commit(o.planned.window, now);
+        next.row_cap
+            .merge(*self.knowledge.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Err(e) = p.store.save_stream(&p.name, &self.cfg.name, &next).await {
+            // The rows are in the sink but the checkpoint did not move: the window is read
+            // again next cycle, which is harmless because writes are idempotent.
+            let msg = format!("checkpoint not saved after a committed write: {e}");
+            tracing::error!(stream = %self.cfg.name, window = %o.planned.window, "{msg}");
+            report.error = Some(msg.clone());
+            report.windows_failed += 1;
+            let entry = self.entry(
+                &o.planned,
+                o.started,
+                read,
+                rejected,
+                o.receipt,
+                Outcome::Failed,
+                Some(msg),
+            );
+            self.append_audit(&entry, report).await;
+            return false;
+        }
+        *st = next;
+        report.windows_committed += 1;
+        report.rows_written += o.receipt.rows_written;
+        p.emit(Progress::WindowCommitted {
+            stream: self.cfg.name.clone(),
+            window: o.planned.window,
+            rows_read: read,
+            rows_written: o.receipt.rows_written,
+        });
+        let mut entry = self.entry(
+            &o.planned,
+            o.started,
+            read,
+            rejected,
+            o.receipt,
+            Outcome::Committed,
+            None,
+        );
+        if let Some(cap) = cap_detected {
+            entry
+                .annotations
+                .insert("row_cap_detected".into(), cap.to_string());
+        }
+        if tally.null_cursors > 0 {
+            entry
+                .annotations
+                .insert("null_cursor_rows".into(), tally.null_cursors.to_string());
+        }
+        if tally.duplicates > 0 {
+            entry
+                .annotations
+                .insert("ambiguous_duplicates".into(), tally.duplicates.to_string());
+        }
+        self.append_audit(&entry, report).await;
+        true
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn failed(
+        &self,
+        st: &mut StreamState,
+        report: &mut StreamReport,
+        planned: Planned,
+        started: DateTime<Utc>,
+        read: u64,
+        rejected: u64,
+        receipt: Receipt,
+        error: ConnectorError,
+    ) {
+        let p = self.pipeline;
+        let cfg = self.cfg;
+        let message = error.full_message();
+        if error.kind() == FailureKind::Deferred {
+            return self.deferred(st, report, planned, error).await;
+        }
+        report.windows_failed += 1;
+        report.rows_written += receipt.rows_written;
+        if error.kind() == FailureKind::StopStream {
+            report.error = Some(format!("stream `{}` stopped: {message}", cfg.name));
+        }
+        tracing::warn!(stream = %cfg.name, window = %planned.window, attempt = planned.attempt, "window failed: {message}");
+        let mut next = st.clone();
+        next.row_cap
+            .merge(*self.knowledge.lock().unwrap_or_else(|e| e.into_inner()));
+        let f = next.fail(planned.window, &message, p.clock.now()).clone();
+        if f.is_stuck(cfg.max_attempts) {
+            tracing::error!(
+                stream = %cfg.name,
+                window = %f.window,
+                "window is STUCK after {} attempts: {message}",
+                f.attempts
+            );
+        }
+        match p.store.save_stream(&p.name, &cfg.name, &next).await {
+            Ok(()) => *st = next,
+            Err(e) => {
+                report.error = Some(format!("failed window not recorded in state: {e}"));
+            }
+        }
+        p.emit(Progress::WindowFailed {
+            stream: cfg.name.clone(),
+            window: planned.window,
+            error: message.clone(),
+        });
+        let entry = self.entry(
+            &planned,
+            started,
+            read,
+            rejected,
+            receipt,
+            Outcome::Failed,
+            Some(message),
+        );
+        self.append_audit(&entry, report).await;
+    }
+
+    /// A window the source declined to attempt: no failure, no attempt, no audit entry; the
+    /// stream stops for this cycle and the reason is reported and kept for `status`.
+    async fn deferred(
+        &self,
+        st: &mut StreamState,
+        report: &mut StreamReport,
+        planned: Planned,
+        error: ConnectorError,
+    ) {
+        // Rows a source read before deferring are not checkpointed: the window is planned
+        // again (a gap, a queued failed window, or the next lookback).
+        let p = self.pipeline;
+        let message = error.message().to_string();
+        tracing::info!(stream = %self.cfg.name, window = %planned.window, "window deferred, not attempted: {message}");
+        if report.skipped.is_none() {
+            report.skipped = Some(message.clone());
+        }
+        let mut next = st.clone();
+        next.skipped = Some(crate::state::Skipped {
+            reason: message,
+            until: error.until(),
+            at: p.clock.now(),
+        });
+        if next != *st {
+            match p.store.save_stream(&p.name, &self.cfg.name, &next).await {
+                Ok(()) => *st = next,
+                Err(e) => {
+                    report.error = Some(format!("skipped cycle not recorded in state: {e}"));
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        &self,
+        planned: &Planned,
+        started: DateTime<Utc>,
+        read: u64,
+        rejected: u64,
+        receipt: Receipt,
+        outcome: Outcome,
+        error: Option<String>,
+    ) -> AuditEntry {
+        AuditEntry {
+            run_id: self.run_id.clone(),
+            pipeline: self.pipeline.name.clone(),
+            stream: self.cfg.name.clone(),
+            window: planned.window,
+            attempt: planned.attempt,
+            started_at: started,
+            finished_at: self.pipeline.clock.now(),
+            rows_read: read,
+            rows_written: receipt.rows_written,
+            rows_rejected: rejected,
+            receipt,
+            outcome,
+            error,
+            annotations: Default::default(),
+        }
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry, report: &mut StreamReport) {
+        if let Err(e) = self.pipeline.audit.append(entry).await {
+            tracing::error!(stream = %self.cfg.name, "audit entry not written: {e}");
+            report
+                .error
+                .get_or_insert_with(|| format!("audit entry not written: {e}"));
+        }
+    }
+}
