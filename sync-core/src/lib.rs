@@ -53,6 +53,7 @@
 //! - [`engine`]: [`Pipeline`](engine::Pipeline), windows, truncation bisection, checkpoint
 //!   after commit, replay, stuck windows, graceful stop, `verify`.
 //! - [`state`]: committed intervals and failed-window queue; memory and file stores.
+//! - [`fs`]: the one atomic file writer the stores share.
 //! - [`audit`]: one entry per window attempt; reject store.
 //! - [`mapping`] and [`convert`]: declarative mapping, standard value forms, exact decimals, and
 //!   the [`FieldFormat`] extension point for a source's own value and field-name habits.
@@ -68,6 +69,7 @@ pub mod clock;
 pub mod convert;
 pub mod engine;
 pub mod error;
+pub mod fs;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod mapper;
