@@ -206,12 +206,15 @@ async fn a_custom_field_format_plugs_into_the_declarative_mapping() {
     let rejects = Arc::new(MemoryRejectStore::new());
     let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let pipeline = Pipeline::builder("csv", Arc::new(sink.clone()))
-        .stream(StreamConfig::new(
-            "payments",
-            Arc::new(source),
-            Arc::new(mapping.compile_with(Arc::new(YesNoFlags)).unwrap()),
-            WindowPolicy::starting_at(start),
-        ))
+        .stream(
+            StreamConfig::new(
+                "payments",
+                Arc::new(source),
+                Arc::new(mapping.compile_with(Arc::new(YesNoFlags)).unwrap()),
+                WindowPolicy::starting_at(start),
+            )
+            .on_reject(sync_core::engine::RejectPolicy::Quarantine),
+        )
         .checkpoints(Arc::new(MemoryCheckpointStore::new()))
         .audit(Arc::new(MemoryAuditLog::new()))
         .rejects(rejects.clone())
@@ -220,9 +223,9 @@ async fn a_custom_field_format_plugs_into_the_declarative_mapping() {
         )))
         .build()
         .unwrap();
-    pipeline.run_cycle().await.unwrap();
+    let report = pipeline.run_cycle().await.unwrap();
     let lines = sink.lines.lock().unwrap().clone();
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 2, "{lines:?} {report:#?}");
     assert!(
         lines["1"].starts_with("1,10.50,true,2026-01-01T01:00:00"),
         "{}",
