@@ -429,7 +429,7 @@ async fn run_full(args: &Args, stats: Arc<Stats>) -> Result<Outcome, BoxError> {
     let client = StandInClient::default().for_server(&server).build()?;
     let def = journal_definition(&lines, args.max_rows);
     let name = def.name.clone();
-    let mapper = Arc::new(def.mapping.compile()?);
+    let mapper = Arc::new(def.mapper()?);
     let source: Arc<dyn Source> = Arc::new(PeopleSoftSource::new(client, def)?);
 
     let dir = tempfile::tempdir()?;
@@ -487,7 +487,7 @@ async fn run_engine(args: &Args, stats: Arc<Stats>) -> Result<Outcome, BoxError>
     let (start, last) = lines.cursor_range().ok_or("empty dataset")?;
     let def = journal_definition(&lines, args.max_rows);
     let name = def.name.clone();
-    let mapper = Arc::new(def.mapping.compile()?);
+    let mapper = Arc::new(def.mapper()?);
     let pol = policy(start, args.page_rows);
     let end = last + Duration::seconds(1);
 

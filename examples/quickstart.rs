@@ -163,7 +163,7 @@ async fn main() -> Result<(), BoxError> {
         .on_progress(print_progress);
     for def in streams {
         let name = def.name.clone();
-        let mapper = Arc::new(def.mapping.compile()?);
+        let mapper = Arc::new(def.mapper()?);
         let source = Arc::new(PeopleSoftSource::new(client.clone(), def)?);
         builder = builder.stream(StreamConfig::new(name, source, mapper, policy).batch_size(2_000));
     }

@@ -460,7 +460,7 @@ fn forward_pipeline(site: &Site) -> Result<Pipeline, BoxError> {
         nullable: true,
         transforms: Vec::new(),
     });
-    let mapper = Arc::new(def.mapping.compile()?);
+    let mapper = Arc::new(def.mapper()?);
     let qas_client = ps_client(
         site.qas.host(),
         site.qas.port(),

@@ -100,7 +100,8 @@ impl LatchFile {
                 std::fs::create_dir_all(&self.dir).map_err(|e| Self::io(&self.dir, e))?;
                 let key = peoplesoft_client::random_key();
                 let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-                write_private(&path, hex.as_bytes()).map_err(|e| Self::io(&path, e))?;
+                sync_core::fs::write_atomic_private(&path, hex.as_bytes())
+                    .map_err(|e| Self::io(&path, e))?;
                 Ok(Some(key.to_vec()))
             }
             Err(e) => Err(Self::io(&path, e)),
@@ -163,7 +164,7 @@ impl LatchFile {
         };
         let path = self.path();
         let text = serde_json::to_string_pretty(&record).map_err(|e| Self::io(&path, e))?;
-        write_private(&path, text.as_bytes()).map_err(|e| Self::io(&path, e))
+        sync_core::fs::write_atomic_private(&path, text.as_bytes()).map_err(|e| Self::io(&path, e))
     }
 
     /// Removes the latch (`reset-auth`); true when there was one.
@@ -175,23 +176,6 @@ impl LatchFile {
             Err(e) => Err(Self::io(&path, e)),
         }
     }
-}
-
-/// Writes a file readable by its owner only, replacing it atomically.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

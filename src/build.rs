@@ -290,7 +290,7 @@ pub async fn build_with(
     let mut definitions = Vec::new();
     for s in &config.streams {
         let def = stream_definition(config, s)?;
-        let mapper = Arc::new(def.mapping.compile()?);
+        let mapper = Arc::new(def.mapper()?);
         let source = Arc::new(PeopleSoftSource::new(peoplesoft.clone(), def.clone())?);
         let policy = WindowPolicy {
             start: s.start,

@@ -63,14 +63,14 @@ impl OAuthM2M {
         http: reqwest::Client,
         host: Url,
         client_id: impl Into<String>,
-        client_secret: SecretString,
+        client_secret: impl Into<SecretString>,
         retry: RetryPolicy,
     ) -> Self {
         Self {
             http,
             host,
             client_id: client_id.into(),
-            client_secret,
+            client_secret: client_secret.into(),
             retry,
             fetcher: OnceCell::new(),
         }

@@ -343,21 +343,21 @@ impl ConfigBuilder {
     pub fn client_credentials(
         mut self,
         client_id: impl Into<String>,
-        client_secret: SecretString,
+        client_secret: impl Into<SecretString>,
     ) -> Self {
         self.credentials = Some(CredentialParts {
             token: None,
             client_id: set(client_id.into(), "ConfigBuilder::client_credentials"),
-            client_secret: set(client_secret, "ConfigBuilder::client_credentials"),
+            client_secret: set(client_secret.into(), "ConfigBuilder::client_credentials"),
         });
         self.auth_type = None;
         self
     }
 
     /// A personal access token (replaces any other credentials).
-    pub fn token(mut self, token: SecretString) -> Self {
+    pub fn token(mut self, token: impl Into<SecretString>) -> Self {
         self.credentials = Some(CredentialParts {
-            token: set(token, "ConfigBuilder::token"),
+            token: set(token.into(), "ConfigBuilder::token"),
             ..CredentialParts::default()
         });
         self.auth_type = None;

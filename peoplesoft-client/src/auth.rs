@@ -51,16 +51,16 @@ pub enum Credentials {
 
 impl Credentials {
     /// HTTP Basic credentials.
-    pub fn basic(oprid: impl Into<String>, password: SecretString) -> Self {
+    pub fn basic(oprid: impl Into<String>, password: impl Into<SecretString>) -> Self {
         Credentials::Basic {
             oprid: oprid.into(),
-            password,
+            password: password.into(),
         }
     }
 
     /// A static bearer token.
-    pub fn bearer(token: SecretString) -> Self {
-        Credentials::Bearer(token)
+    pub fn bearer(token: impl Into<SecretString>) -> Self {
+        Credentials::Bearer(token.into())
     }
 
     /// A keyed, one-way fingerprint of these credentials (kind, user or client id, token URL
@@ -154,8 +154,9 @@ impl OAuth2ClientCredentials {
     pub fn new(
         token_url: &str,
         client_id: impl Into<String>,
-        client_secret: SecretString,
+        client_secret: impl Into<SecretString>,
     ) -> Result<Self, ConfigError> {
+        let client_secret = client_secret.into();
         let url = Url::parse(token_url)
             .map_err(|e| ConfigError::new("token_url", token_url, e.to_string()))?;
         let loopback = matches!(

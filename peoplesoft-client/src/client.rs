@@ -858,7 +858,7 @@ fn not_sent() -> reqwest::Response {
 pub(crate) fn connection_problem(e: &sync_core::http::TransportError) -> Option<String> {
     let mut chain = String::new();
     let mut refused = false;
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e.source);
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(err) = cur {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;

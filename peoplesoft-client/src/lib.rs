@@ -109,6 +109,7 @@ pub mod qas;
 pub mod records;
 mod source;
 pub mod streams;
+pub mod values;
 pub mod writeback;
 
 pub use auth::{ClientAuthMethod, Credentials, OAuth2ClientCredentials};
@@ -133,8 +134,8 @@ pub use writeback::PeopleSoftSink;
 pub use sync_core::http::Idempotency;
 
 /// Re-exported so callers can name the method of [`PeopleSoftClient::service_request`]
-/// without depending on reqwest themselves.
-pub use reqwest::Method;
+/// without depending on an HTTP crate themselves (the `http` crate's type, which reqwest uses).
+pub use http::Method;
 
 /// The README's example, compiled as a doctest so it cannot rot.
 #[cfg(doctest)]

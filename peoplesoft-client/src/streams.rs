@@ -30,7 +30,7 @@
 use chrono::{DateTime, Duration, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
-use sync_core::mapping::{ColumnMapping, Mapping};
+use sync_core::mapping::{ColumnMapping, Mapping, MappingError, MappingMapper};
 use sync_core::{EffectiveDated, Window};
 
 use crate::config::QueryName;
@@ -598,6 +598,16 @@ impl StreamDefinition {
         Ok(self)
     }
 
+    /// Compiles [`mapping`](Self::mapping) with [`PeopleSoftFormat`], so native datetimes,
+    /// `Y`/`N` flags, single-space blanks and alias-prefixed field names are read as
+    /// PeopleSoft writes them: the mapper to run this stream with.
+    ///
+    /// [`PeopleSoftFormat`]: crate::values::PeopleSoftFormat
+    pub fn mapper(&self) -> Result<MappingMapper, MappingError> {
+        self.mapping
+            .compile_with(std::sync::Arc::new(crate::values::PeopleSoftFormat))
+    }
+
     /// Sets the prompt value format.
     pub fn prompt_format(mut self, f: PromptFormat) -> Self {
         self.prompt_format = f;
@@ -924,7 +934,7 @@ mod tests {
         let d = StreamDefinition::employees()
             .time_zone("America/Chicago")
             .unwrap();
-        d.mapping.compile().unwrap();
+        d.mapper().unwrap();
         let ed = d.mapping.schema().effective_dating.expect("declared");
         assert_eq!(ed.entity_key, ["emplid", "empl_rcd"]);
         assert_eq!(ed.date_column, "effdt");

@@ -1,6 +1,7 @@
-//! Mapping throughput: a realistic 20-column PeopleSoft journal line (JRNL_LN as QAS JSON,
-//! alias-prefixed keys, amounts as strings) through [`MappingMapper::map`], and datetime
-//! parsing on its own. With `--features sqlite`, also SQLite upsert throughput.
+//! Mapping throughput: a realistic 20-column journal line (amounts as strings, ISO 8601
+//! datetimes) through [`MappingMapper::map`] with the standard format, and datetime parsing on
+//! its own. With `--features sqlite`, also SQLite upsert throughput. (PeopleSoft's native
+//! forms are benchmarked in `peoplesoft-client/benches/values.rs`.)
 //!
 //! `cargo bench -p sync-core --bench mapping` (add `--features sqlite` for the sink bench).
 
@@ -55,26 +56,26 @@ fn journal_records() -> Vec<Record> {
             let day = 1 + (i % 28);
             let v = json!({
                 "attr:rownumber": i + 1,
-                "A.BUSINESS_UNIT": "US001",
-                "A.JOURNAL_ID": format!("{:010}", 4000 + i / 20),
-                "A.JOURNAL_DATE": format!("2026-03-{day:02}"),
-                "A.UNPOST_SEQ": 0,
-                "A.JOURNAL_LINE": (i % 20) + 1,
-                "A.LEDGER": "ACTUALS",
-                "A.ACCOUNT": format!("{}", 600000 + i % 977),
-                "A.DEPTID": format!("{}", 10000 + i % 31),
-                "A.PRODUCT": " ",
-                "A.CURRENCY_CD": "USD",
-                "A.MONETARY_AMOUNT": format!("{}.{:03}", (i * 7919) % 100000, i % 1000),
-                "A.FOREIGN_AMOUNT": format!("-{}.{:02}", (i * 104729) % 1000000, i % 100),
-                "A.RATE_MULT": "1.00000000",
-                "A.STATISTIC_AMOUNT": "0",
-                "A.FISCAL_YEAR": 2026,
-                "A.ACCOUNTING_PERIOD": "3",
-                "A.LINE_DESCR": format!("Accrual for PO {:08} line {}", 1000 + i, i % 7),
-                "A.IU_ANCHOR_FLG": if i % 3 == 0 { "Y" } else { "N" },
-                "A.PROCESS_INSTANCE": 12_345_678 + i,
-                "A.DTTM_STAMP_SEC": format!("2026-03-{day:02}-{:02}.{:02}.{:02}.{:06}", i % 24, i % 60, (i * 7) % 60, i * 37 % 1_000_000),
+                "BUSINESS_UNIT": "US001",
+                "JOURNAL_ID": format!("{:010}", 4000 + i / 20),
+                "JOURNAL_DATE": format!("2026-03-{day:02}"),
+                "UNPOST_SEQ": 0,
+                "JOURNAL_LINE": (i % 20) + 1,
+                "LEDGER": "ACTUALS",
+                "ACCOUNT": format!("{}", 600000 + i % 977),
+                "DEPTID": format!("{}", 10000 + i % 31),
+                "PRODUCT": " ",
+                "CURRENCY_CD": "USD",
+                "MONETARY_AMOUNT": format!("{}.{:03}", (i * 7919) % 100000, i % 1000),
+                "FOREIGN_AMOUNT": format!("-{}.{:02}", (i * 104729) % 1000000, i % 100),
+                "RATE_MULT": "1.00000000",
+                "STATISTIC_AMOUNT": "0",
+                "FISCAL_YEAR": 2026,
+                "ACCOUNTING_PERIOD": "3",
+                "LINE_DESCR": format!("Accrual for PO {:08} line {}", 1000 + i, i % 7),
+                "IU_ANCHOR_FLG": i % 3 == 0,
+                "PROCESS_INSTANCE": 12_345_678 + i,
+                "DTTM_STAMP_SEC": format!("2026-03-{day:02}T{:02}:{:02}:{:02}.{:06}", i % 24, i % 60, (i * 7) % 60, i * 37 % 1_000_000),
             });
             match v {
                 serde_json::Value::Object(m) => m,
@@ -103,11 +104,11 @@ fn map_journal_line_20_columns(bencher: Bencher<'_, '_>) {
     });
 }
 
-fn native_datetimes() -> Vec<String> {
+fn iso_datetimes() -> Vec<String> {
     (0..RECORDS)
         .map(|i| {
             format!(
-                "2026-{:02}-{:02}-{:02}.{:02}.{:02}.{:06}",
+                "2026-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",
                 1 + i % 12,
                 1 + i % 28,
                 i % 24,
@@ -119,11 +120,11 @@ fn native_datetimes() -> Vec<String> {
         .collect()
 }
 
-/// Native `YYYY-MM-DD-HH.MM.SS.ffffff` in America/Chicago (day cache warm).
+/// Zone-less ISO `YYYY-MM-DDTHH:MM:SS.ffffff` in America/Chicago (day cache warm).
 #[divan::bench]
-fn parse_native_datetime_chicago(bencher: Bencher<'_, '_>) {
+fn parse_iso_datetime_chicago(bencher: Bencher<'_, '_>) {
     let zone = SourceTimeZone::from_name("America/Chicago").expect("zone");
-    let texts = native_datetimes();
+    let texts = iso_datetimes();
     bencher.counter(ItemsCount::new(RECORDS)).bench_local(|| {
         for t in &texts {
             black_box(parse_timestamp(black_box(t), &zone).ok());
@@ -133,27 +134,12 @@ fn parse_native_datetime_chicago(bencher: Bencher<'_, '_>) {
 
 /// The same strings read as UTC (no zone lookup at all).
 #[divan::bench]
-fn parse_native_datetime_utc(bencher: Bencher<'_, '_>) {
+fn parse_iso_datetime_utc(bencher: Bencher<'_, '_>) {
     let zone = SourceTimeZone::utc();
-    let texts = native_datetimes();
+    let texts = iso_datetimes();
     bencher.counter(ItemsCount::new(RECORDS)).bench_local(|| {
         for t in &texts {
             black_box(parse_timestamp(black_box(t), &zone).ok());
-        }
-    });
-}
-
-/// For comparison: chrono's format parser plus `Tz::from_local_datetime` for every value.
-#[divan::bench]
-fn chrono_format_parser_and_tz_lookup(bencher: Bencher<'_, '_>) {
-    use chrono::TimeZone;
-    let tz: chrono_tz::Tz = "America/Chicago".parse().expect("zone");
-    let texts = native_datetimes();
-    bencher.counter(ItemsCount::new(RECORDS)).bench_local(|| {
-        for t in &texts {
-            let local =
-                chrono::NaiveDateTime::parse_from_str(black_box(t), "%Y-%m-%d-%H.%M.%S%.f").ok();
-            black_box(local.and_then(|l| tz.from_local_datetime(&l).earliest()));
         }
     });
 }

@@ -1,4 +1,13 @@
-//! Exact conversion of PeopleSoft-style source values into typed [`Value`]s.
+//! Exact conversion of source values into typed [`Value`]s, and the [`FieldFormat`]
+//! extension point through which a connector teaches the mapping its own value and field-name
+//! habits.
+//!
+//! The functions here accept *standard* forms only (ISO 8601 / RFC 3339 datetimes, plain
+//! decimals, `true`/`false`); [`StandardFormat`] is the [`FieldFormat`] built from them and the
+//! one [`Mapping::compile`](crate::Mapping::compile) uses. A source with other habits (the
+//! PeopleSoft client's native datetimes, `Y`/`N` flags and single-space blanks, for example)
+//! implements [`FieldFormat`], usually by normalising its forms and delegating the rest here,
+//! and is given to [`Mapping::compile_with`](crate::Mapping::compile_with).
 //!
 //! Every function here is on the mapping hot path: text is parsed by hand from bytes (no format
 //! strings, no regular expressions) and nothing is allocated except the value returned (a
@@ -13,12 +22,11 @@
 //! | `INT`, `BIGINT` | JSON integers; strings `[+-]digits`; a fraction only if it is all zeros (`12.00`) |
 //! | `DECIMAL(p,s)` | JSON numbers and strings `[+-]digits[.digits][e[+-]digits]`, also `.5` and `5.` |
 //! | `DOUBLE` | JSON numbers; strings Rust's `f64` parser accepts, finite only |
-//! | `BOOLEAN` | JSON booleans; `Y`/`N`, `y`/`n`, `true`/`false` (any case), `1`/`0` (string or number) |
+//! | `BOOLEAN` | JSON booleans; `true`/`false` (any case), `1`/`0` (string or number) |
 //! | `DATE` | `YYYY-MM-DD`; any datetime form below, whose *written* date is taken |
 //! | `TIMESTAMP` | the datetime forms below |
 //!
 //! Datetime forms (`f` = fraction digits):
-//! - PeopleSoft native `YYYY-MM-DD-HH.MM.SS[.ffffff]` (0–6 fraction digits),
 //! - ISO 8601 `YYYY-MM-DDTHH:MM:SS[.fffffffff][Z|±hh:mm|±hhmm|±hh]`,
 //! - space-separated `YYYY-MM-DD HH:MM:SS[.fffffffff][offset]`,
 //! - a date alone `YYYY-MM-DD`, meaning midnight.
@@ -37,13 +45,13 @@
 //! - **ambiguous** (the fall-back overlap): the *earlier* instant, the first occurrence.
 //!
 //! For a `DATE` column a datetime's date is taken as written, with no zone conversion: a
-//! PeopleSoft DATE is a calendar date, not an instant, and some renderers add `T00:00:00`.
+//! DATE is a calendar date, not an instant, and some renderers add `T00:00:00`.
 //!
-//! # Blanks
+//! # Empty text
 //!
-//! PeopleSoft writes a single space for "blank". For every type except `STRING`, an empty or
-//! whitespace-only string is NULL, and surrounding ASCII whitespace is ignored. A `STRING`
-//! keeps the text exactly (`" "` stays `" "`) unless the column has the
+//! For every type except `STRING`, an empty string is NULL. Text is otherwise taken as written:
+//! surrounding whitespace is an error here (a [`FieldFormat`] may trim it first). A `STRING`
+//! keeps the text exactly unless the column has the
 //! [`blank_as_null`](crate::mapping::Transform::BlankAsNull) transform.
 //!
 //! # Money is exact
@@ -63,15 +71,15 @@
 //! use sync_core::{ColumnType, Value};
 //!
 //! let zone = SourceTimeZone::from_name("America/New_York").unwrap();
-//! let ts = convert(&json!("2026-01-15-10.30.00.000000"), ColumnType::Timestamp, &zone).unwrap();
+//! let ts = convert(&json!("2026-01-15T10:30:00"), ColumnType::Timestamp, &zone).unwrap();
 //! assert_eq!(ts.to_string(), "2026-01-15T15:30:00.000000Z");
 //!
 //! let amount = ColumnType::Decimal { precision: 18, scale: 2 };
 //! assert_eq!(convert(&json!("1234.5"), amount, &zone).unwrap().to_string(), "1234.50");
 //! assert!(convert(&json!("1234.567"), amount, &zone).is_err()); // never rounded
 //!
-//! assert_eq!(convert(&json!("Y"), ColumnType::Boolean, &zone).unwrap(), Value::Bool(true));
-//! assert_eq!(convert(&json!(" "), ColumnType::Date, &zone).unwrap(), Value::Null);
+//! assert_eq!(convert(&json!("true"), ColumnType::Boolean, &zone).unwrap(), Value::Bool(true));
+//! assert_eq!(convert(&json!(""), ColumnType::Date, &zone).unwrap(), Value::Null);
 //! ```
 
 use std::borrow::Cow;
@@ -123,8 +131,9 @@ impl std::error::Error for ConvertError {}
 
 const DATE_EXPECTED: &str =
     "expected a date YYYY-MM-DD (or a datetime, whose written date is used)";
-const DATETIME_EXPECTED: &str = "expected a datetime YYYY-MM-DD-HH.MM.SS[.ffffff], \
-     YYYY-MM-DDTHH:MM:SS[.ffffff][Z|+hh:mm|+hhmm], YYYY-MM-DD HH:MM:SS[.ffffff] or a date YYYY-MM-DD";
+const DATETIME_EXPECTED: &str =
+    "expected a datetime YYYY-MM-DDTHH:MM:SS[.ffffff][Z|+hh:mm|+hhmm], \
+     YYYY-MM-DD HH:MM:SS[.ffffff][offset] or a date YYYY-MM-DD";
 
 /// The time zone in which zone-less source datetimes are wall-clock times.
 ///
@@ -349,7 +358,7 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, ConvertError> {
 ///
 /// ```
 /// use sync_core::convert::parse_datetime;
-/// let p = parse_datetime("2002-12-10-16.28.52.000001").unwrap();
+/// let p = parse_datetime("2002-12-10T16:28:52.000001").unwrap();
 /// assert_eq!(p.local.to_string(), "2002-12-10 16:28:52.000001");
 /// assert!(p.offset.is_none());
 /// let p = parse_datetime("2002-12-10T16:28:52-0500").unwrap();
@@ -369,13 +378,10 @@ pub fn parse_datetime(s: &str) -> Result<ParsedDateTime, ConvertError> {
         });
     }
     let bad = || ConvertError::new(DATETIME_EXPECTED);
-    let native = match b[10] {
-        b'-' => true,
-        b'T' | b't' | b' ' => false,
-        _ => return Err(bad()),
-    };
-    let (sep, max_frac) = if native { (b'.', 6) } else { (b':', 9) };
-    if b.len() < 19 || b[13] != sep || b[16] != sep {
+    if !matches!(b[10], b'T' | b't' | b' ') {
+        return Err(bad());
+    }
+    if b.len() < 19 || b[13] != b':' || b[16] != b':' {
         return Err(bad());
     }
     let hour = two_digits(b, 11).ok_or_else(bad)?;
@@ -383,10 +389,10 @@ pub fn parse_datetime(s: &str) -> Result<ParsedDateTime, ConvertError> {
     let second = two_digits(b, 17).ok_or_else(bad)?;
     let mut i = 19;
     let mut nanos = 0u32;
-    if i < b.len() && (b[i] == b'.' || (!native && b[i] == b',')) {
+    if i < b.len() && (b[i] == b'.' || b[i] == b',') {
         i += 1;
         let start = i;
-        while i < b.len() && i - start < max_frac {
+        while i < b.len() && i - start < 9 {
             match digit(b[i]) {
                 Some(d) => {
                     nanos = nanos * 10 + d;
@@ -396,15 +402,13 @@ pub fn parse_datetime(s: &str) -> Result<ParsedDateTime, ConvertError> {
             }
         }
         let n = i - start;
-        if n == 0 && !native {
+        if n == 0 {
             return Err(bad());
         }
         if i < b.len() && digit(b[i]).is_some() {
-            return Err(ConvertError::new(if native {
-                "more than 6 fraction digits (expected YYYY-MM-DD-HH.MM.SS[.ffffff])"
-            } else {
-                "more than 9 fraction digits in the datetime"
-            }));
+            return Err(ConvertError::new(
+                "more than 9 fraction digits in the datetime",
+            ));
         }
         nanos *= 10u32.pow((9 - n) as u32);
         if !nanos.is_multiple_of(1000) {
@@ -413,7 +417,7 @@ pub fn parse_datetime(s: &str) -> Result<ParsedDateTime, ConvertError> {
             ));
         }
     }
-    let offset = if native || i == b.len() {
+    let offset = if i == b.len() {
         None
     } else {
         let o = parse_offset(&b[i..]).ok_or_else(bad)?;
@@ -730,27 +734,27 @@ fn with_number_text<R>(n: &serde_json::Number, f: impl FnOnce(&str) -> R) -> R {
     f(&n.to_string())
 }
 
+const FLAG_EXPECTED: &str = "expected a flag: true or false, 1 or 0";
+
 fn parse_bool(s: &str) -> Result<bool, ConvertError> {
     match s {
-        "Y" | "y" | "1" => Ok(true),
-        "N" | "n" | "0" => Ok(false),
+        "1" => Ok(true),
+        "0" => Ok(false),
         _ if s.eq_ignore_ascii_case("true") => Ok(true),
         _ if s.eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(ConvertError::new(
-            "expected a flag: Y or N, true or false, 1 or 0",
-        )),
+        _ => Err(ConvertError::new(FLAG_EXPECTED)),
     }
 }
 
 /// Converts text (a JSON string, or text produced by a transform) to a value of type `ty`.
 ///
-/// For every type except `STRING`, surrounding ASCII whitespace is ignored and an empty or
-/// whitespace-only text is [`Value::Null`] (PeopleSoft's single-space blank).
+/// For every type except `STRING`, an empty text is [`Value::Null`]; other text is taken as
+/// written (surrounding whitespace is an error).
 pub fn convert_str(s: &str, ty: ColumnType, zone: &SourceTimeZone) -> Result<Value, ConvertError> {
     if ty == ColumnType::String {
         return Ok(Value::String(s.to_owned()));
     }
-    let t = s.trim_ascii();
+    let t = s;
     if t.is_empty() {
         return Ok(Value::Null);
     }
@@ -855,9 +859,7 @@ fn convert_number(n: &serde_json::Number, ty: ColumnType) -> Result<Value, Conve
         ColumnType::Boolean => match (n.as_u64(), n.as_f64()) {
             (Some(1), _) => Ok(Value::Bool(true)),
             (Some(0), _) => Ok(Value::Bool(false)),
-            _ => Err(ConvertError::new(
-                "expected a flag: Y or N, true or false, 1 or 0",
-            )),
+            _ => Err(ConvertError::new(FLAG_EXPECTED)),
         },
         ColumnType::Date | ColumnType::Timestamp => Err(ConvertError::new(format!(
             "expected {}, got a number",
@@ -872,11 +874,93 @@ fn expected(ty: ColumnType) -> &'static str {
         ColumnType::BigInt | ColumnType::Int => "a whole number",
         ColumnType::Decimal { .. } => "a decimal number",
         ColumnType::Double => "a number",
-        ColumnType::Boolean => "a flag (Y/N, true/false, 1/0)",
+        ColumnType::Boolean => "a flag (true/false, 1/0)",
         ColumnType::Date => "a date YYYY-MM-DD",
-        ColumnType::Timestamp => "a datetime like YYYY-MM-DD-HH.MM.SS.ffffff or ISO 8601",
+        ColumnType::Timestamp => "an ISO 8601 datetime",
     }
 }
+
+/// How a source writes its field names and values: the mapping's extension point for value
+/// parsing.
+///
+/// A [`MappingMapper`](crate::MappingMapper) asks its format to convert every source value to
+/// its column's type and, when a column's source field is not a record key as written, to say
+/// which name each record key stands for. [`StandardFormat`] (the default) accepts the
+/// standard forms of the [module docs](self) and takes keys as written. A connector whose
+/// source has other habits implements this trait, normally by normalising its own forms and
+/// delegating the rest to [`convert`] and [`convert_str`], and passes it to
+/// [`Mapping::compile_with`](crate::Mapping::compile_with).
+///
+/// An implementation must be deterministic (the same input gives the same output) and must
+/// keep money exact: never route a `DECIMAL` through `f64`, and reject rather than round.
+///
+/// ```
+/// use std::sync::Arc;
+/// use sync_core::convert::{convert_str, ConvertError, FieldFormat, SourceTimeZone};
+/// use sync_core::{ColumnType, Mapper, Mapping, Value};
+///
+/// /// A source that writes flags as `yes`/`no`.
+/// #[derive(Debug)]
+/// struct YesNo;
+///
+/// impl FieldFormat for YesNo {
+///     fn convert_text(&self, text: &str, ty: ColumnType, zone: &SourceTimeZone) -> Result<Value, ConvertError> {
+///         match (ty, text) {
+///             (ColumnType::Boolean, "yes") => Ok(Value::Bool(true)),
+///             (ColumnType::Boolean, "no") => Ok(Value::Bool(false)),
+///             _ => convert_str(text, ty, zone),
+///         }
+///     }
+/// }
+///
+/// let mapping: Mapping = serde_json::from_value(serde_json::json!({
+///     "table": "t", "columns": [{"column": "active", "source": "ACTIVE", "type": "BOOLEAN"}]
+/// })).unwrap();
+/// let mapper = mapping.compile_with(Arc::new(YesNo)).unwrap();
+/// let row = mapper.map(serde_json::json!({"ACTIVE": "yes"}).as_object().unwrap()).unwrap();
+/// assert_eq!(row[0], Value::Bool(true));
+/// ```
+pub trait FieldFormat: Send + Sync + fmt::Debug {
+    /// Converts a JSON source value to a value of type `ty`; JSON `null` must be
+    /// [`Value::Null`]. The default sends strings to [`Self::convert_text`] and everything
+    /// else to [`convert`].
+    fn convert(
+        &self,
+        value: &serde_json::Value,
+        ty: ColumnType,
+        zone: &SourceTimeZone,
+    ) -> Result<Value, ConvertError> {
+        match value {
+            serde_json::Value::String(s) => self.convert_text(s, ty, zone),
+            other => convert(other, ty, zone),
+        }
+    }
+
+    /// Converts text (a JSON string, or text produced by a transform) to a value of type
+    /// `ty`. The default is [`convert_str`].
+    fn convert_text(
+        &self,
+        text: &str,
+        ty: ColumnType,
+        zone: &SourceTimeZone,
+    ) -> Result<Value, ConvertError> {
+        convert_str(text, ty, zone)
+    }
+
+    /// The field name a record key stands for, when a source decorates its names (a record
+    /// alias `A.VENDOR_ID` for `VENDOR_ID`, for example). Used only when a column's source is
+    /// not a record key as written; both the key and the column's source go through it. The
+    /// default is the key itself.
+    fn field_name<'k>(&self, key: &'k str) -> &'k str {
+        key
+    }
+}
+
+/// The standard [`FieldFormat`]: the forms of the [module docs](self), keys as written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StandardFormat;
+
+impl FieldFormat for StandardFormat {}
 
 #[cfg(test)]
 mod tests {
@@ -893,10 +977,9 @@ mod tests {
     }
 
     #[test]
-    fn every_peoplesoft_datetime_form_parses_to_the_same_instant() {
+    fn every_standard_datetime_form_parses_to_the_same_instant() {
         let want = utc("2002-12-10T16:28:52.123456Z");
         for s in [
-            "2002-12-10-16.28.52.123456",
             "2002-12-10T16:28:52.123456",
             "2002-12-10 16:28:52.123456",
             "2002-12-10T16:28:52.123456Z",
@@ -913,17 +996,15 @@ mod tests {
         }
         let whole = utc("2002-12-10T16:28:52Z");
         for s in [
-            "2002-12-10-16.28.52",
-            "2002-12-10-16.28.52.",
-            "2002-12-10-16.28.52.000000",
-            "2002-12-10-16.28.52.0",
+            "2002-12-10T16:28:52.000000",
+            "2002-12-10T16:28:52.0",
             "2002-12-10T16:28:52",
             "2002-12-10 16:28:52",
         ] {
             assert_eq!(ts(s, "UTC"), whole, "{s}");
         }
         assert_eq!(
-            ts("2002-12-10-16.28.52.5", "UTC"),
+            ts("2002-12-10T16:28:52.5", "UTC"),
             utc("2002-12-10T16:28:52.5Z")
         );
         assert_eq!(ts("2002-12-10", "UTC"), utc("2002-12-10T00:00:00Z"));
@@ -938,7 +1019,10 @@ mod tests {
         for s in [
             "",
             "2002-12-10-16.28",
+            "2002-12-10-16.28.52",
+            "2002-12-10-16.28.52.000000",
             "2002-12-10-16:28:52",
+            " 2002-12-10T16:28:52",
             "2002-12-10T16.28.52",
             "2002-12-10-16.28.52.1234567",
             "2002-12-10T16:28:52.",
@@ -957,17 +1041,17 @@ mod tests {
             assert!(!err.reason().is_empty(), "{s}");
         }
         let err = parse_timestamp("2002/12/10", &SourceTimeZone::utc()).unwrap_err();
-        assert!(err.reason().contains("YYYY-MM-DD-HH.MM.SS"), "{err}");
+        assert!(err.reason().contains("YYYY-MM-DDTHH:MM:SS"), "{err}");
     }
 
     #[test]
     fn zone_less_values_are_wall_clock_in_the_source_zone() {
         assert_eq!(
-            ts("2026-01-15-10.00.00", "America/New_York"),
+            ts("2026-01-15T10:00:00", "America/New_York"),
             utc("2026-01-15T15:00:00Z")
         );
         assert_eq!(
-            ts("2026-07-15-10.00.00", "America/New_York"),
+            ts("2026-07-15T10:00:00", "America/New_York"),
             utc("2026-07-15T14:00:00Z")
         );
         assert_eq!(
@@ -984,44 +1068,44 @@ mod tests {
     fn dst_gap_shifts_forward_and_overlap_takes_the_earlier_instant() {
         // New York 2026: 03-08 02:00 EST -> 03:00 EDT; 11-01 02:00 EDT -> 01:00 EST.
         assert_eq!(
-            ts("2026-03-08-02.30.00", "America/New_York"),
+            ts("2026-03-08T02:30:00", "America/New_York"),
             utc("2026-03-08T07:30:00Z")
         );
         assert_eq!(
-            ts("2026-03-08-03.30.00", "America/New_York"),
+            ts("2026-03-08T03:30:00", "America/New_York"),
             utc("2026-03-08T07:30:00Z")
         );
         assert_eq!(
-            ts("2026-03-08-01.59.59", "America/New_York"),
+            ts("2026-03-08T01:59:59", "America/New_York"),
             utc("2026-03-08T06:59:59Z")
         );
         assert_eq!(
-            ts("2026-11-01-01.30.00", "America/New_York"),
+            ts("2026-11-01T01:30:00", "America/New_York"),
             utc("2026-11-01T05:30:00Z")
         );
         assert_eq!(
-            ts("2026-11-01-02.00.00", "America/New_York"),
+            ts("2026-11-01T02:00:00", "America/New_York"),
             utc("2026-11-01T07:00:00Z")
         );
         assert_eq!(
-            ts("2026-11-01-00.59.59", "America/New_York"),
+            ts("2026-11-01T00:59:59", "America/New_York"),
             utc("2026-11-01T04:59:59Z")
         );
         // Berlin 2026: 03-29 02:00 CET -> 03:00 CEST; 10-25 03:00 CEST -> 02:00 CET.
         assert_eq!(
-            ts("2026-03-29-02.30.00", "Europe/Berlin"),
+            ts("2026-03-29T02:30:00", "Europe/Berlin"),
             utc("2026-03-29T01:30:00Z")
         );
         assert_eq!(
-            ts("2026-03-29-02.00.00", "Europe/Berlin"),
+            ts("2026-03-29T02:00:00", "Europe/Berlin"),
             utc("2026-03-29T01:00:00Z")
         );
         assert_eq!(
-            ts("2026-10-25-02.30.00", "Europe/Berlin"),
+            ts("2026-10-25T02:30:00", "Europe/Berlin"),
             utc("2026-10-25T00:30:00Z")
         );
         assert_eq!(
-            ts("2026-10-25-03.00.00", "Europe/Berlin"),
+            ts("2026-10-25T03:00:00", "Europe/Berlin"),
             utc("2026-10-25T02:00:00Z")
         );
     }
@@ -1031,11 +1115,11 @@ mod tests {
         let zone = SourceTimeZone::from_name("America/New_York").unwrap();
         for _ in 0..3 {
             let t = |s| parse_timestamp(s, &zone).unwrap();
-            assert_eq!(t("2026-03-08-02.30.00"), utc("2026-03-08T07:30:00Z"));
-            assert_eq!(t("2026-03-08-12.00.00"), utc("2026-03-08T16:00:00Z"));
-            assert_eq!(t("2026-11-01-01.30.00"), utc("2026-11-01T05:30:00Z"));
-            assert_eq!(t("2026-11-01-12.00.00"), utc("2026-11-01T17:00:00Z"));
-            assert_eq!(t("2026-11-02-01.30.00"), utc("2026-11-02T06:30:00Z"));
+            assert_eq!(t("2026-03-08T02:30:00"), utc("2026-03-08T07:30:00Z"));
+            assert_eq!(t("2026-03-08T12:00:00"), utc("2026-03-08T16:00:00Z"));
+            assert_eq!(t("2026-11-01T01:30:00"), utc("2026-11-01T05:30:00Z"));
+            assert_eq!(t("2026-11-01T12:00:00"), utc("2026-11-01T17:00:00Z"));
+            assert_eq!(t("2026-11-02T01:30:00"), utc("2026-11-02T06:30:00Z"));
         }
     }
 
@@ -1066,16 +1150,17 @@ mod tests {
         let want = Value::Date(NaiveDate::from_ymd_opt(2024, 1, 15).unwrap());
         for s in [
             "2024-01-15",
-            " 2024-01-15 ",
             "2024-01-15T00:00:00",
             "2024-01-15T23:30:00-05:00",
-            "2024-01-15-23.59.59.999999",
+            "2024-01-15 23:59:59.999999",
         ] {
             assert_eq!(d(s).unwrap(), want, "{s}");
         }
         assert!(d("2024-02-30").unwrap_err().reason().contains("calendar"));
         assert!(d("15.01.2024").unwrap_err().reason().contains("YYYY-MM-DD"));
-        assert_eq!(d(" ").unwrap(), Value::Null);
+        assert!(d(" 2024-01-15").is_err());
+        assert!(d("2024-01-15-23.59.59.999999").is_err());
+        assert_eq!(d("").unwrap(), Value::Null);
     }
 
     #[test]
@@ -1107,7 +1192,7 @@ mod tests {
         assert_eq!(text(json!("125e-2"), 10, 2), "1.25");
         assert_eq!(text(json!("-0.00"), 10, 2), "0.00");
         assert_eq!(text(json!("000123.40"), 5, 2), "123.40");
-        assert_eq!(text(json!(" 7 "), 5, 2), "7.00");
+        assert!(dec(json!(" 7 "), 5, 2).is_err());
         // 38 digits do not fit in 96 bits at scale 10, but the value itself does.
         assert_eq!(
             text(json!("123456789012345678901.5"), 38, 10),
@@ -1145,7 +1230,7 @@ mod tests {
         let r = reason(json!("12345678901234567890123456789.5"), 38, 1);
         assert!(r.contains("28 significant digits"), "{r}");
         assert_eq!(dec(json!(""), 18, 2).unwrap(), Value::Null);
-        assert_eq!(dec(json!(" "), 18, 2).unwrap(), Value::Null);
+        assert!(dec(json!(" "), 18, 2).is_err());
     }
 
     #[test]
@@ -1193,7 +1278,8 @@ mod tests {
         assert!(big(json!(1e300)).is_err());
         assert!(int(json!("1e3")).is_err());
         assert!(int(json!("12 34")).is_err());
-        assert_eq!(int(json!(" ")).unwrap(), Value::Null);
+        assert_eq!(int(json!("")).unwrap(), Value::Null);
+        assert!(int(json!(" ")).is_err());
     }
 
     #[test]
@@ -1201,11 +1287,8 @@ mod tests {
         let z = SourceTimeZone::utc();
         let b = |v: serde_json::Value| convert(&v, ColumnType::Boolean, &z);
         for (v, want) in [
-            (json!("Y"), true),
-            (json!("y"), true),
-            (json!("N"), false),
-            (json!("n"), false),
             (json!("true"), true),
+            (json!("True"), true),
             (json!("FALSE"), false),
             (json!("1"), true),
             (json!("0"), false),
@@ -1216,13 +1299,23 @@ mod tests {
         ] {
             assert_eq!(b(v.clone()).unwrap(), Value::Bool(want), "{v}");
         }
-        for bad in [json!("X"), json!("yes"), json!(2), json!(0.5)] {
+        for bad in [
+            json!("X"),
+            json!("Y"),
+            json!("N"),
+            json!("yes"),
+            json!(2),
+            json!(0.5),
+        ] {
             assert!(
-                b(bad.clone()).unwrap_err().reason().contains("Y or N"),
+                b(bad.clone())
+                    .unwrap_err()
+                    .reason()
+                    .contains("true or false"),
                 "{bad}"
             );
         }
-        assert_eq!(b(json!(" ")).unwrap(), Value::Null);
+        assert_eq!(b(json!("")).unwrap(), Value::Null);
         assert_eq!(b(json!(null)).unwrap(), Value::Null);
 
         let d = |v: serde_json::Value| convert(&v, ColumnType::Double, &z);
@@ -1238,6 +1331,35 @@ mod tests {
         assert_eq!(s(json!(7)).unwrap(), Value::String("7".into()));
         assert_eq!(s(json!(true)).unwrap(), Value::String("true".into()));
         assert!(s(json!({"a": 1})).unwrap_err().reason().contains("object"));
+    }
+
+    #[test]
+    fn the_standard_format_delegates_to_the_standard_conversion() {
+        let z = SourceTimeZone::utc();
+        let f = StandardFormat;
+        assert_eq!(f.field_name("A.X"), "A.X");
+        assert_eq!(
+            f.convert(&json!("2026-01-01T00:00:00Z"), ColumnType::Timestamp, &z)
+                .unwrap(),
+            Value::Timestamp(utc("2026-01-01T00:00:00Z"))
+        );
+        assert_eq!(
+            f.convert(&json!(1), ColumnType::Boolean, &z).unwrap(),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            f.convert_text(
+                "1.50",
+                ColumnType::Decimal {
+                    precision: 5,
+                    scale: 2
+                },
+                &z
+            )
+            .unwrap()
+            .to_string(),
+            "1.50"
+        );
     }
 
     #[test]

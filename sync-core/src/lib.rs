@@ -2,8 +2,9 @@
 //!
 //! The system-neutral half of ml-connector: the [`Source`], [`Sink`] and [`Mapper`] traits, a
 //! resumable incremental engine, checkpoint state, audit, declarative mapping with exact value
-//! conversion, schedules, and the small HTTP plumbing both clients share. Nothing here knows
-//! about PeopleSoft or Databricks.
+//! conversion, schedules, and (feature `http`) the small HTTP plumbing both clients share.
+//! Nothing here knows about PeopleSoft or Databricks: a connector plugs its source's value
+//! formats into the mapping through [`FieldFormat`].
 //!
 //! ```
 //! use std::sync::Arc;
@@ -19,16 +20,16 @@
 //! // A source: records with a cursor (here in memory; PeopleSoftSource in practice).
 //! let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
 //! let source = MemorySource::new("journal");
-//! let record = serde_json::json!({"A.JOURNAL_ID": "JE001", "A.AMOUNT": "1234567.89", "A.DTTM": "2026-01-01-09.30.00.000000"});
+//! let record = serde_json::json!({"journal_id": "JE001", "amount": "1234567.89", "updated": "2026-01-01T09:30:00Z"});
 //! source.push(start + Duration::hours(9), record.as_object().unwrap().clone());
 //!
 //! // A mapping is data: source field -> typed column. Money stays exact.
 //! let mapping: Mapping = serde_json::from_value(serde_json::json!({
 //!     "table": "journal_lines", "primary_key": ["journal_id"], "cursor_column": "updated_at",
 //!     "columns": [
-//!         {"column": "journal_id", "source": "JOURNAL_ID", "type": "STRING", "nullable": false},
-//!         {"column": "amount", "source": "AMOUNT", "type": "DECIMAL(18,2)"},
-//!         {"column": "updated_at", "source": "DTTM", "type": "TIMESTAMP"}
+//!         {"column": "journal_id", "source": "journal_id", "type": "STRING", "nullable": false},
+//!         {"column": "amount", "source": "amount", "type": "DECIMAL(18,2)"},
+//!         {"column": "updated_at", "source": "updated", "type": "TIMESTAMP"}
 //!     ]
 //! }))?;
 //!
@@ -52,10 +53,13 @@
 //! - [`engine`]: [`Pipeline`](engine::Pipeline), windows, truncation bisection, checkpoint
 //!   after commit, replay, stuck windows, graceful stop, `verify`.
 //! - [`state`]: committed intervals and failed-window queue; memory and file stores.
+//! - [`fs`]: the one atomic file writer the stores share.
 //! - [`audit`]: one entry per window attempt; reject store.
-//! - [`mapping`] and [`convert`]: declarative mapping, PeopleSoft value formats, exact decimals.
+//! - [`mapping`] and [`convert`]: declarative mapping, standard value forms, exact decimals, and
+//!   the [`FieldFormat`] extension point for a source's own value and field-name habits.
 //! - [`schedule`]: interval / daily / weekly schedules in a named time zone, non-overlapping runner.
-//! - [`http`]: retry policy, token cache, request limiter, auth providers.
+//! - `http` (feature `http`): retry policy, token cache, request limiter, auth providers and
+//!   the OAuth client-credentials fetcher, shared by the HTTP connector crates.
 //! - `sqlite` (feature `sqlite`): a local SQLite destination.
 
 #![warn(missing_docs, unreachable_pub)]
@@ -65,6 +69,8 @@ pub mod clock;
 pub mod convert;
 pub mod engine;
 pub mod error;
+pub mod fs;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod mapper;
 pub mod mapping;
@@ -80,9 +86,10 @@ pub mod value;
 pub mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
+pub use convert::{FieldFormat, StandardFormat};
 pub use error::{BoxError, ConnectorError, Error, FailureKind, Result};
 pub use mapper::{FieldError, Mapper};
-pub use mapping::{FieldMeta, Mapping, MappingError, MappingMapper};
+pub use mapping::{Mapping, MappingError, MappingMapper};
 pub use schema::{ColumnDef, EffectiveDated, TableSchema, WriteMode};
 pub use sink::{Batch, DeletePolicy, KeyedHash, Receipt, Sink};
 pub use source::{Page, PageStream, Source, SourceCapabilities};

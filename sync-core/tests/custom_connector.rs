@@ -160,3 +160,88 @@ async fn a_user_written_source_and_sink_run_through_the_engine() {
     );
     assert!(lines["2"].starts_with("2,-3.25,"), "{}", lines["2"]);
 }
+
+/// A source's own value habits plug into the declarative mapping through `FieldFormat`: here
+/// flags written `yes`/`no`, everything else in the standard forms.
+#[derive(Debug)]
+struct YesNoFlags;
+
+impl sync_core::FieldFormat for YesNoFlags {
+    fn convert_text(
+        &self,
+        text: &str,
+        ty: ColumnType,
+        zone: &sync_core::convert::SourceTimeZone,
+    ) -> Result<Value, sync_core::convert::ConvertError> {
+        match (ty, text) {
+            (ColumnType::Boolean, "yes") => Ok(Value::Bool(true)),
+            (ColumnType::Boolean, "no") => Ok(Value::Bool(false)),
+            _ => sync_core::convert::convert_str(text, ty, zone),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_custom_field_format_plugs_into_the_declarative_mapping() {
+    let source = CsvSource {
+        text: "id,amount,paid,updated\n1,10.50,yes,2026-01-01T01:00:00Z\n2,-3.25,no,2026-01-01T02:00:00+01:00\n3,0.125,no,2026-01-01T02:30:00Z\n".into(),
+    };
+    let mapping: sync_core::Mapping = serde_json::from_value(serde_json::json!({
+        "table": "payments", "primary_key": ["id"], "cursor_column": "updated",
+        "columns": [
+            {"column": "id", "source": "id", "type": "BIGINT", "nullable": false},
+            {"column": "amount", "source": "amount", "type": "DECIMAL(18,2)"},
+            {"column": "paid", "source": "paid", "type": "BOOLEAN"},
+            {"column": "updated", "source": "updated", "type": "TIMESTAMP"}
+        ]
+    }))
+    .unwrap();
+    // The standard format does not know `yes`.
+    let standard = mapping.compile().unwrap();
+    let yes: Record =
+        serde_json::from_value(serde_json::json!({"id": "1", "paid": "yes"})).unwrap();
+    assert!(standard.map(&yes).is_err());
+
+    let sink = LineSink::default();
+    let rejects = Arc::new(MemoryRejectStore::new());
+    let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let pipeline = Pipeline::builder("csv", Arc::new(sink.clone()))
+        .stream(
+            StreamConfig::new(
+                "payments",
+                Arc::new(source),
+                Arc::new(mapping.compile_with(Arc::new(YesNoFlags)).unwrap()),
+                WindowPolicy::starting_at(start),
+            )
+            .on_reject(sync_core::engine::RejectPolicy::Quarantine),
+        )
+        .checkpoints(Arc::new(MemoryCheckpointStore::new()))
+        .audit(Arc::new(MemoryAuditLog::new()))
+        .rejects(rejects.clone())
+        .clock(Arc::new(sync_core::ManualClock::new(
+            start + chrono::Duration::days(1),
+        )))
+        .build()
+        .unwrap();
+    let report = pipeline.run_cycle().await.unwrap();
+    let lines = sink.lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 2, "{lines:?} {report:#?}");
+    assert!(
+        lines["1"].starts_with("1,10.50,true,2026-01-01T01:00:00"),
+        "{}",
+        lines["1"]
+    );
+    assert!(
+        lines["2"].starts_with("2,-3.25,false,2026-01-01T01:00:00"),
+        "{}",
+        lines["2"]
+    );
+    // Money is never rounded: 0.125 in DECIMAL(18,2) is a reject, not 0.13.
+    use sync_core::audit::RejectStore as _;
+    let rejected = rejects.list("csv", None).await.unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(
+        rejected[0].errors[0].reason.contains("never rounded"),
+        "{rejected:?}"
+    );
+}

@@ -50,7 +50,7 @@ fn mapping() -> Mapping {
 fn job(emplid: &str, effdt: &str, effseq: i64, updated: DateTime<Utc>, current: bool) -> Record {
     json!({
         "EMPLID": emplid, "EFFDT": effdt, "EFFSEQ": effseq, "DEPTID": "D1",
-        "UPDATED": updated.to_rfc3339(), "IS_CURRENT": if current { "Y" } else { "N" }
+        "UPDATED": updated.to_rfc3339(), "IS_CURRENT": current
     })
     .as_object()
     .unwrap()

@@ -9,8 +9,8 @@ use crate::dataset::{Dataset, FieldSpec, FieldType, TableSpec};
 use crate::dataset::{
     TABLE_CUSTOMERS, TABLE_JOB, TABLE_JOURNAL_LINES, TABLE_PAYCHECKS, TABLE_PO_LINES, TABLE_VENDORS,
 };
+use peoplesoft_client::values::{mapping_from_field_metadata, FieldMeta};
 use peoplesoft_client::{PromptFormat, QueryName, StreamDefinition};
-use sync_core::mapping::{FieldMeta, Mapping};
 
 /// The sample site's time zone (PeopleSoft stores local times).
 pub const SITE_TIME_ZONE: &str = "America/Chicago";
@@ -73,7 +73,7 @@ pub fn fit_to_query(
         .map(meta)
         .collect();
     if !extra.is_empty() {
-        let derived = Mapping::from_field_metadata(def.mapping.table.clone(), &extra)
+        let derived = mapping_from_field_metadata(def.mapping.table.clone(), &extra)
             .expect("sample field metadata maps to column types");
         def.mapping.columns.extend(derived.columns);
     }

@@ -222,7 +222,7 @@ fn forward_pipeline(w: &World) -> Pipeline {
         .find(|d| d.name == "vendors")
         .unwrap();
     def.mapping.columns.extend(forward_mapping_columns());
-    let mapper = Arc::new(def.mapping.compile().unwrap());
+    let mapper = Arc::new(def.mapper().unwrap());
     let source = Arc::new(PeopleSoftSource::new(w.ps_client.clone(), def).unwrap());
     let databricks = DatabricksSink::new(w.dbx_client.clone(), CATALOG, SCHEMA).unwrap();
     let sink = BaselineSeedingSink::new(

@@ -131,7 +131,7 @@ async fn no_secret_reaches_logs_errors_debug_or_files() {
         .rejects(Arc::new(JsonlRejectStore::new(state.join("rejects.jsonl"))))
         .clock(clock);
         for def in sample_streams(&dataset.read()) {
-            let mapper = Arc::new(def.mapping.compile().unwrap());
+            let mapper = Arc::new(def.mapper().unwrap());
             let policy = WindowPolicy {
                 max_window: Duration::days(120),
                 ..WindowPolicy::starting_at(Dataset::history_start())
@@ -217,7 +217,7 @@ async fn no_secret_reaches_logs_errors_debug_or_files() {
         ));
         let state = dir.path().join(format!("dbx-{}", &secret[..3]));
         let def = sample_streams(&dataset.read()).remove(0);
-        let mapper = Arc::new(def.mapping.compile().unwrap());
+        let mapper = Arc::new(def.mapper().unwrap());
         let policy = WindowPolicy {
             max_window: Duration::days(400),
             ..WindowPolicy::starting_at(Dataset::history_start())

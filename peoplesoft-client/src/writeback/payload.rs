@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 
 use chrono_tz::Tz;
 use serde_json::{Map, Value as Json};
-use sync_core::convert::{convert, parse_timestamp, SourceTimeZone};
+use sync_core::convert::SourceTimeZone;
 use sync_core::{ColumnType, Row, TableSchema, Value};
 
 use super::config::{CiTarget, ErrorBodyRules, FieldMap};
 use crate::client::ServiceResponse;
 use crate::error::{truncate_body, Error};
 use crate::qas;
+use crate::values::{convert, parse_timestamp};
 
 /// A column resolved against the batch schema.
 pub(crate) struct Col<'a> {

@@ -32,10 +32,10 @@ pub struct BasicAuth {
 
 impl BasicAuth {
     /// Basic credentials.
-    pub fn new(username: impl Into<String>, password: SecretString) -> Self {
+    pub fn new(username: impl Into<String>, password: impl Into<SecretString>) -> Self {
         Self {
             username: username.into(),
-            password,
+            password: password.into(),
         }
     }
 
@@ -70,8 +70,8 @@ pub struct StaticBearer(SecretString);
 
 impl StaticBearer {
     /// Wraps a token.
-    pub fn new(token: SecretString) -> Self {
-        Self(token)
+    pub fn new(token: impl Into<SecretString>) -> Self {
+        Self(token.into())
     }
 }
 

@@ -24,8 +24,7 @@ mod token;
 pub use auth::{AuthProvider, BasicAuth, StaticBearer};
 pub use limiter::{LimiterConfig, LimiterPermit, LimiterRegistry, RequestLimiter};
 pub use oauth::{
-    parse_expires_in, redact_secret, ClientAuthMethod, ClientCredentials, ClientCredentialsFetcher,
-    OAuthError,
+    redact_secret, ClientAuthMethod, ClientCredentials, ClientCredentialsFetcher, OAuthError,
 };
-pub use retry::{parse_retry_after, Idempotency, RetryPolicy, TransportError, MAX_RETRY_AFTER};
+pub use retry::{Idempotency, RetryPolicy, TransportError};
 pub use token::{AccessToken, RefreshPolicy, TokenCache, TokenError, TokenFetcher};

@@ -95,11 +95,15 @@ impl std::fmt::Debug for ClientCredentials {
 impl ClientCredentials {
     /// Settings for `client_id` at `token_url`, with Basic client authentication and no
     /// scope. The URL is used as given: callers decide which schemes they accept.
-    pub fn new(token_url: Url, client_id: impl Into<String>, client_secret: SecretString) -> Self {
+    pub fn new(
+        token_url: Url,
+        client_id: impl Into<String>,
+        client_secret: impl Into<SecretString>,
+    ) -> Self {
         Self {
             token_url,
             client_id: client_id.into(),
-            client_secret,
+            client_secret: client_secret.into(),
             client_auth: ClientAuthMethod::default(),
             scope: None,
             audience: None,
@@ -335,7 +339,7 @@ pub fn redact_secret(text: &str, secret: &SecretString) -> String {
 
 /// `expires_in` as a JSON number or a numeric string (some servers send `"3600"`); `None`
 /// for anything else, negative or not finite.
-pub fn parse_expires_in(v: &serde_json::Value) -> Option<Duration> {
+pub(crate) fn parse_expires_in(v: &serde_json::Value) -> Option<Duration> {
     let secs = match v {
         serde_json::Value::Number(n) => n.as_f64()?,
         serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,

@@ -63,9 +63,10 @@ pub struct TransportError {
     pub retries: u32,
     /// Time from the first attempt to giving up.
     pub elapsed: Duration,
-    /// The last transport error.
+    /// The last transport error (reqwest's; reached through `Error::source`, so reqwest
+    /// stays out of this crate's public API).
     #[source]
-    pub source: reqwest::Error,
+    source: reqwest::Error,
 }
 
 impl TransportError {
@@ -99,7 +100,7 @@ impl RetryPolicy {
     }
 
     /// Whether a transport error is worth retrying.
-    pub fn retry_transport(err: &reqwest::Error, idempotency: Idempotency) -> bool {
+    pub(crate) fn retry_transport(err: &reqwest::Error, idempotency: Idempotency) -> bool {
         if err.is_connect() {
             // Nothing reached the server.
             return true;
@@ -179,7 +180,7 @@ impl RetryPolicy {
 
 /// The longest delay [`parse_retry_after`] returns: a server asking for more is capped here
 /// (and the retry loop gives up at once when the delay would pass its `total_budget`).
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Parses a `Retry-After` value: delay seconds (`120`, also fractional `1.5`) or an HTTP-date
 /// (`Wed, 21 Oct 2015 07:28:00 GMT`, RFC 850 and asctime forms too), relative to `now`. A
@@ -187,7 +188,7 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 ///
 /// Total: never panics or overflows, whatever the value (huge numbers, negative numbers,
 /// `NaN`, garbage); a value it cannot read gives `None`, so the computed backoff applies.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if value.is_empty() {
         return None;

@@ -39,7 +39,7 @@
 //! ([`Row::cursor`]) and as the rendered local text ([`Row::cursor_text`]).
 //!
 //! [`TableSpec::mapping`] derives a sync-core [`Mapping`](sync_core::Mapping) for any table
-//! (through `Mapping::from_field_metadata`), and every row of the dataset maps through it.
+//! (through `peoplesoft_client::values::mapping_from_field_metadata`), and every row of the dataset maps through it.
 //!
 //! For benchmarks, [`JournalLines`] generates any number of journal lines by index without
 //! storing them, and [`Dataset::journal_benchmark`] mounts it as the `journal_lines` table.
@@ -200,11 +200,11 @@ impl TableSpec {
     }
 
     /// The fields as QAS field metadata (alias-prefixed names, PeopleSoft types), the input of
-    /// [`Mapping::from_field_metadata`](sync_core::Mapping::from_field_metadata).
-    pub fn field_meta(&self) -> Vec<sync_core::mapping::FieldMeta> {
+    /// [`mapping_from_field_metadata`](peoplesoft_client::values::mapping_from_field_metadata).
+    pub fn field_meta(&self) -> Vec<peoplesoft_client::values::FieldMeta> {
         self.fields
             .iter()
-            .map(|f| sync_core::mapping::FieldMeta {
+            .map(|f| peoplesoft_client::values::FieldMeta {
                 name: f.unique_name(),
                 field_type: f.field_type.as_str().to_string(),
                 length: f.length,
@@ -216,13 +216,16 @@ impl TableSpec {
     /// A sync-core mapping of this table to `target`: derived from [`field_meta`](Self::field_meta)
     /// (snake_case columns, sources `A.FIELD`), with the key as primary key, the cursor as
     /// cursor column, key columns not nullable, and source time zone
-    /// [`SITE_TIME_ZONE_NAME`](crate::SITE_TIME_ZONE_NAME).
+    /// [`SITE_TIME_ZONE_NAME`](crate::SITE_TIME_ZONE_NAME). Compile it with
+    /// [`PeopleSoftFormat`](peoplesoft_client::values::PeopleSoftFormat): the rows carry
+    /// PeopleSoft's native values.
     ///
     /// # Panics
     /// When sync-core rejects the derived mapping (a bug in the spec).
     pub fn mapping(&self, target: &str) -> sync_core::Mapping {
-        let mut m = sync_core::Mapping::from_field_metadata(target, &self.field_meta())
-            .unwrap_or_else(|e| panic!("mapping for `{}`: {e}", self.name));
+        let mut m =
+            peoplesoft_client::values::mapping_from_field_metadata(target, &self.field_meta())
+                .unwrap_or_else(|e| panic!("mapping for `{}`: {e}", self.name));
         let column_of = |m: &sync_core::Mapping, field: &str| {
             let src = format!("{}.{field}", self.field(field).map_or("A", |f| &f.alias));
             m.columns

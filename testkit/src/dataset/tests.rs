@@ -457,7 +457,7 @@ fn every_row_maps_through_sync_core() {
         let mapping = spec.mapping(&format!("nwf_{}", spec.name));
         assert_eq!(mapping.primary_key.len(), spec.key.len());
         let mapper = mapping
-            .compile()
+            .compile_with(Arc::new(peoplesoft_client::values::PeopleSoftFormat))
             .unwrap_or_else(|e| panic!("{}: {e}", spec.name));
         let schema = mapping.schema();
         let cursor_col = schema

@@ -90,7 +90,7 @@ pub fn pipeline_full(
         .clock(site.clock.clone());
     for def in &site.streams {
         let def = edit(def.clone());
-        let mapper = Arc::new(def.mapping.compile().unwrap());
+        let mapper = Arc::new(def.mapper().unwrap());
         b = b.stream(stream(
             StreamConfig::new(
                 def.name.clone(),
