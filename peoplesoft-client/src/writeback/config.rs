@@ -162,6 +162,14 @@ pub struct CiTarget {
     /// What to do on a conflict.
     #[serde(default)]
     pub conflict_policy: ConflictPolicy,
+    /// The row column holding when the governed row was last changed (a timestamp, for
+    /// example `modified_at`). With it, an update is never sent when PeopleSoft's current
+    /// version is newer than the row's change: the record is a `conflict` (`held` under
+    /// [`ConflictPolicy::HoldForReview`]) whatever the policy, because the row was based on an
+    /// older version. PeopleSoft's version time is its last-update stamp from the Get
+    /// ([`CiTarget::stamp`]), or else the time the baseline first saw the current content.
+    #[serde(default)]
+    pub modified_at_column: Option<String>,
     /// Echo suppression.
     #[serde(default)]
     pub echo: EchoRule,
@@ -209,6 +217,7 @@ impl CiTarget {
             stamp: None,
             change_detection: ChangeDetection::default(),
             conflict_policy: ConflictPolicy::default(),
+            modified_at_column: None,
             echo: EchoRule::default(),
             payload: PayloadShape::default(),
             error_body: ErrorBodyRules::default(),
@@ -248,6 +257,13 @@ impl CiTarget {
             ci_field: ci_field.into(),
             column: column.map(str::to_string),
         });
+        self
+    }
+
+    /// Sets the row column holding when the governed row was last changed (see
+    /// [`CiTarget::modified_at_column`]): enables the never-older-than-PeopleSoft check.
+    pub fn modified_at(mut self, column: impl Into<String>) -> Self {
+        self.modified_at_column = Some(column.into());
         self
     }
 

@@ -5,6 +5,14 @@
 //! policies. It answers what to do; [`PeopleSoftSink`](super::PeopleSoftSink) does the reading
 //! and writing around it. Called before the read ([`Current::NotRead`]) it either settles the
 //! record from the baseline alone or asks for the read ([`Decision::Read`]).
+//!
+//! **Never older than PeopleSoft.** When the row's modification time is known
+//! ([`Facts::row_modified`]) and PeopleSoft's current version is newer than it, the record is
+//! [`Decision::Stale`] whatever the policy: the row was based on an older version, and
+//! sending it would overwrite a newer PeopleSoft edit. PeopleSoft's version time is its
+//! last-update stamp from the Get, or else, when the baseline holds the same content, the
+//! baseline's stamp or the time it first saw that content. A baseline recorded by the
+//! forward sync therefore never makes a newer PeopleSoft edit look accepted.
 
 use chrono::{DateTime, Utc};
 
@@ -49,6 +57,8 @@ pub(crate) struct Facts<'a> {
     pub(crate) stamp_field: Option<&'a str>,
     /// What to do when PeopleSoft changed since the baseline.
     pub(crate) policy: ConflictPolicy,
+    /// When the governed row was last changed, if the target names the column.
+    pub(crate) row_modified: Option<DateTime<Utc>>,
 }
 
 /// What to do with one record.
@@ -91,6 +101,25 @@ pub(crate) enum Decision {
         /// The differences not written.
         changes: Vec<FieldChange>,
     },
+    /// PeopleSoft's current version is newer than the row's change: never sent, whatever
+    /// the policy (`held` under `HoldForReview`, `conflict` otherwise).
+    Stale {
+        /// Both versions, in words.
+        why: String,
+        /// The differences not written.
+        changes: Vec<FieldChange>,
+        /// PeopleSoft's version time.
+        peoplesoft_version: DateTime<Utc>,
+        /// Hold for review instead of a conflict.
+        hold: bool,
+    },
+}
+
+/// An RFC 3339 stamp (how stamps are normalised when they parse).
+fn stamp_time(stamp: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(stamp)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Decides what to do with one record; see the [module docs](self).
@@ -102,6 +131,7 @@ pub(crate) fn decide(facts: Facts<'_>) -> Decision {
         detection,
         stamp_field,
         policy,
+        row_modified,
     } = facts;
     let (create, changes, changed_in_peoplesoft) = match current {
         Current::NotRead => {
@@ -127,7 +157,46 @@ pub(crate) fn decide(facts: Facts<'_>) -> Decision {
             if changes.is_empty() {
                 return Decision::AlreadyInPeopleSoft { stamp };
             }
+            let stamp_name = stamp_field.unwrap_or("stamp");
+            // PeopleSoft's version time: its stamp, or when the baseline saw this content.
+            let version = stamp
+                .as_deref()
+                .and_then(|s| stamp_time(s).map(|t| (t, format!("{stamp_name} {s}"))))
+                .or_else(|| {
+                    baseline
+                        .filter(|b| hash.matches(&b.hash))
+                        .map(|b| match b.stamp.as_deref().and_then(stamp_time) {
+                            Some(t) => (
+                                t,
+                                format!("{stamp_name} {} seen by {}", t.to_rfc3339(), b.origin),
+                            ),
+                            None => (
+                                b.recorded_at,
+                                format!(
+                                    "content seen by {} at {}",
+                                    b.origin,
+                                    b.recorded_at.to_rfc3339()
+                                ),
+                            ),
+                        })
+                });
+            if let (Some(row_at), Some((version_at, what))) = (row_modified, &version) {
+                if *version_at > row_at {
+                    return Decision::Stale {
+                        why: format!(
+                            "PeopleSoft's version ({what}) is newer than the row's change ({}): the row was based on an older version",
+                            row_at.to_rfc3339()
+                        ),
+                        changes,
+                        peoplesoft_version: *version_at,
+                        hold: policy == ConflictPolicy::HoldForReview,
+                    };
+                }
+            }
             let why = match baseline {
+                // PeopleSoft's current version is known to predate the row's change: the
+                // row is the newer edit.
+                None if row_modified.is_some() && version.is_some() => None,
                 None => Some(
                     "no baseline for this key, so a PeopleSoft change since the last sync cannot be ruled out (seed baselines from the forward sync)"
                         .to_string(),
@@ -243,6 +312,9 @@ mod tests {
             ),
             Decision::Conflict { .. } => "conflict".into(),
             Decision::Held { .. } => "held".into(),
+            Decision::Stale { hold, .. } => {
+                if *hold { "stale-held" } else { "stale" }.into()
+            }
         }
     }
 
@@ -288,6 +360,7 @@ mod tests {
                 detection,
                 stamp_field: Some("LASTUPDDTTM"),
                 policy,
+                row_modified: None,
             });
             assert_eq!(shape(&d), want, "{what}: {d:?}");
         }
@@ -303,6 +376,7 @@ mod tests {
             detection: ChangeDetection::Stamp,
             stamp_field: Some("LASTUPDDTTM"),
             policy: ConflictPolicy::HoldForReview,
+            row_modified: None,
         });
         assert_eq!(
             d,
@@ -318,6 +392,7 @@ mod tests {
             detection: ChangeDetection::GovernedHash,
             stamp_field: None,
             policy: ConflictPolicy::PeopleSoftWins,
+            row_modified: None,
         });
         let Decision::Conflict { why, .. } = d else {
             panic!("{d:?}")
@@ -330,6 +405,7 @@ mod tests {
             detection: ChangeDetection::GovernedHash,
             stamp_field: None,
             policy: ConflictPolicy::PeopleSoftWins,
+            row_modified: None,
         });
         let Decision::Conflict { why, .. } = d else {
             panic!("{d:?}")
@@ -343,6 +419,7 @@ mod tests {
             detection: ChangeDetection::GovernedHash,
             stamp_field: None,
             policy: ConflictPolicy::DatabricksWins,
+            row_modified: None,
         });
         let Decision::Write { overwrites, .. } = d else {
             panic!("{d:?}")
@@ -350,6 +427,98 @@ mod tests {
         assert!(overwrites
             .unwrap()
             .starts_with("governed fields differ from what the forward sync saw at 2026-01-01"),);
+    }
+
+    fn at(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, h, 0, 0).unwrap()
+    }
+
+    fn stamp_at(h: u32) -> Option<String> {
+        Some(at(h).to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    }
+
+    #[test]
+    fn a_peoplesoft_version_newer_than_the_row_is_never_sent() {
+        let want = h("want");
+        // The forward sync saw PeopleSoft's newer content (stamp 10:00) after the steward
+        // edited the row at 09:00: the baseline equals PeopleSoft, yet the row is stale.
+        let mut seen = baseline("ps", None);
+        seen.stamp = stamp_at(10);
+        for policy in [
+            ConflictPolicy::PeopleSoftWins,
+            ConflictPolicy::DatabricksWins,
+            ConflictPolicy::HoldForReview,
+        ] {
+            for (what, current) in [
+                ("stamp read", found("ps", stamp_at(10).as_deref(), change())),
+                ("stamp only in the baseline", found("ps", None, change())),
+            ] {
+                let d = decide(Facts {
+                    desired_hash: &want,
+                    baseline: Some(&seen),
+                    current,
+                    detection: ChangeDetection::GovernedHash,
+                    stamp_field: Some("LASTUPDDTTM"),
+                    policy,
+                    row_modified: Some(at(9)),
+                });
+                let want_shape = if policy == ConflictPolicy::HoldForReview {
+                    "stale-held"
+                } else {
+                    "stale"
+                };
+                assert_eq!(shape(&d), want_shape, "{what} {policy:?}: {d:?}");
+                let Decision::Stale { why, .. } = d else {
+                    unreachable!()
+                };
+                assert!(
+                    why.contains("LASTUPDDTTM 2026-03-01T10:00:00")
+                        && why.contains("2026-03-01T09:00:00"),
+                    "{why}"
+                );
+            }
+        }
+        // Without a stamp anywhere, the time the forward sync saw the content counts.
+        let seen_late = baseline("ps", None); // recorded 2026-01-01
+        let d = decide(Facts {
+            desired_hash: &want,
+            baseline: Some(&seen_late),
+            current: found("ps", None, change()),
+            detection: ChangeDetection::GovernedHash,
+            stamp_field: None,
+            policy: ConflictPolicy::DatabricksWins,
+            row_modified: Some(Utc.with_ymd_and_hms(2025, 12, 31, 0, 0, 0).unwrap()),
+        });
+        assert_eq!(shape(&d), "stale", "{d:?}");
+    }
+
+    #[test]
+    fn a_row_changed_after_peoplesofts_version_is_written() {
+        let want = h("want");
+        // No baseline, but the Get's stamp predates the row's change: the row is newer.
+        let d = decide(Facts {
+            desired_hash: &want,
+            baseline: None,
+            current: found("ps", stamp_at(8).as_deref(), change()),
+            detection: ChangeDetection::GovernedHash,
+            stamp_field: Some("LASTUPDDTTM"),
+            policy: ConflictPolicy::PeopleSoftWins,
+            row_modified: Some(at(9)),
+        });
+        assert_eq!(shape(&d), "update", "{d:?}");
+        // A PeopleSoft change since the baseline is still a conflict by policy, even when
+        // it predates the row's change (the row did not include it).
+        let old = baseline("old", None);
+        let d = decide(Facts {
+            desired_hash: &want,
+            baseline: Some(&old),
+            current: found("ps", stamp_at(8).as_deref(), change()),
+            detection: ChangeDetection::GovernedHash,
+            stamp_field: Some("LASTUPDDTTM"),
+            policy: ConflictPolicy::PeopleSoftWins,
+            row_modified: Some(at(9)),
+        });
+        assert_eq!(shape(&d), "conflict", "{d:?}");
     }
 
     /// The governed hash as baselines recorded it before 0.2 (two FNV-1a lanes).
@@ -377,6 +546,7 @@ mod tests {
             detection: ChangeDetection::GovernedHash,
             stamp_field: None,
             policy: ConflictPolicy::PeopleSoftWins,
+            row_modified: None,
         };
         assert!(matches!(
             decide(facts(Current::NotRead)),

@@ -331,6 +331,24 @@ fn outcome(
         peoplesoft_message: None,
         changes: Vec::new(),
         attempts: 1,
+        peoplesoft_version: None,
+        row_version: None,
+    }
+}
+
+/// Fills in the versions an outcome does not carry yet.
+fn with_versions(step: Step, peoplesoft: Option<String>, row: Option<String>) -> Step {
+    match step {
+        Step::Done(mut o, b) => {
+            if o.peoplesoft_version.is_none() {
+                o.peoplesoft_version = peoplesoft;
+            }
+            if o.row_version.is_none() {
+                o.row_version = row;
+            }
+            Step::Done(o, b)
+        }
+        other => other,
     }
 }
 
@@ -402,8 +420,18 @@ impl PeopleSoftSink {
                 ))
             })
             .collect();
-        let n = entries.len();
-        self.inner.store.put_many(stream, entries).await?;
+        // A baseline says since when PeopleSoft has had this content: when the stored one
+        // already has it, keep it (and its earlier time), so a later forward cycle does not
+        // make old content look newer, nor newer content look accepted.
+        let mut changed = Vec::with_capacity(entries.len());
+        for (key, b) in entries {
+            match self.inner.store.get(stream, &key).await? {
+                Some(old) if old.hash == b.hash && (b.stamp.is_none() || old.stamp == b.stamp) => {}
+                _ => changed.push((key, b)),
+            }
+        }
+        let n = changed.len();
+        self.inner.store.put_many(stream, changed).await?;
         Ok(n)
     }
 
@@ -623,6 +651,9 @@ impl PeopleSoftSink {
                 None,
             );
         }
+        let row_modified = c.row_modified(row);
+        let row_version =
+            row_modified.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
         let stored = match fresh.get(&rec.key_id) {
             Some(b) => Ok(Some(b.clone())),
             None => self.inner.store.get(stream, &rec.key_id).await,
@@ -638,6 +669,7 @@ impl PeopleSoftSink {
             detection: t.change_detection,
             stamp_field: t.stamp.as_ref().map(|s| s.ci_field.as_str()),
             policy: t.conflict_policy,
+            row_modified,
         };
         if let Decision::SameAsBaseline {
             origin,
@@ -732,8 +764,27 @@ impl PeopleSoftSink {
             }
         };
 
+        let ps_version = match &current {
+            Current::Found { stamp, .. } => stamp.clone(),
+            _ => None,
+        };
+        let step = self
+            .decide_and_write(c, &rec, facts(current), ps_version.clone())
+            .await;
+        with_versions(step, ps_version, row_version)
+    }
+
+    /// Applies the decision for a record whose PeopleSoft state was read.
+    async fn decide_and_write(
+        &self,
+        c: &Compiled<'_>,
+        rec: &Prepared,
+        facts: Facts<'_>,
+        ps_version: Option<String>,
+    ) -> Step {
+        let t = c.target;
         let now = self.inner.client.clock().now();
-        let (create, changes, overwrites) = match decide(facts(current)) {
+        let (create, changes, overwrites) = match decide(facts) {
             Decision::Read | Decision::SameAsBaseline { .. } => {
                 unreachable!("`decide` settles these before the read")
             }
@@ -776,6 +827,28 @@ impl PeopleSoftSink {
                 o.changes = changes;
                 return Step::Done(o, None);
             }
+            Decision::Stale {
+                why,
+                changes,
+                peoplesoft_version,
+                hold,
+            } => {
+                let action = if hold {
+                    RecordAction::Held
+                } else {
+                    RecordAction::Conflict
+                };
+                let mut o = outcome(
+                    &rec.key,
+                    action,
+                    format!("not sent: {why}; a newer PeopleSoft edit is never overwritten"),
+                );
+                o.changes = changes;
+                o.peoplesoft_version = ps_version.or_else(|| {
+                    Some(peoplesoft_version.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                });
+                return Step::Done(o, None);
+            }
             Decision::Write {
                 create,
                 changes,
@@ -805,7 +878,7 @@ impl PeopleSoftSink {
         }
         self.write_record(
             c,
-            &rec,
+            rec,
             template,
             method,
             action,

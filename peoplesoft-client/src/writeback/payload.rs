@@ -26,6 +26,7 @@ pub(crate) struct Compiled<'a> {
     keys: Vec<Col<'a>>,
     pub(crate) fields: Vec<Col<'a>>,
     modified_by: Option<usize>,
+    modified_at: Option<usize>,
     stamp_col: Option<usize>,
     tz: Tz,
     zone: SourceTimeZone,
@@ -87,6 +88,7 @@ impl<'a> Compiled<'a> {
             &target.stamp.as_ref().and_then(|s| s.column.clone()),
             "stamp",
         )?;
+        let modified_at = find(&target.modified_at_column, "modified_at")?;
         let tz: Tz = target
             .time_zone
             .parse()
@@ -96,6 +98,7 @@ impl<'a> Compiled<'a> {
             keys,
             fields,
             modified_by,
+            modified_at,
             stamp_col,
             tz,
             zone: SourceTimeZone::new(tz),
@@ -166,6 +169,16 @@ impl<'a> Compiled<'a> {
             Value::Timestamp(t) => Some(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
             Value::String(s) => self.stamp_text(&Json::String(s.clone())),
             other => Some(other.to_string()),
+        }
+    }
+
+    /// When the governed row was last changed (the `modified_at` column): a timestamp, or a
+    /// text timestamp read in the target's zone. `None` without the column or a value.
+    pub(crate) fn row_modified(&self, row: &Row) -> Option<chrono::DateTime<chrono::Utc>> {
+        match row.get(self.modified_at?)? {
+            Value::Timestamp(t) => Some(*t),
+            Value::String(s) => parse_timestamp(s.trim(), &self.zone).ok(),
+            _ => None,
         }
     }
 

@@ -92,6 +92,14 @@ pub struct RecordOutcome {
     pub changes: Vec<FieldChange>,
     /// How many times the record was processed in this batch (1 unless retried).
     pub attempts: u32,
+    /// PeopleSoft's version of the record when it was read: its last-update stamp (RFC 3339
+    /// UTC when it parses), if the target has one and the Get returned it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peoplesoft_version: Option<String>,
+    /// The row's version: its modification time (RFC 3339 UTC), if the target names the
+    /// column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_version: Option<String>,
 }
 
 /// Why a batch stopped before every record was processed.
