@@ -15,9 +15,19 @@ use sync_core::engine::{
 };
 use sync_core::sqlite::SqliteSink;
 use sync_core::state::{CheckpointStore, FileCheckpointStore};
-use sync_core::Sink;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
-use crate::config::{Config, Destination, PeopleSoftAuth, StateKind, StreamKind, StreamSettings};
+use databricks_client::DatabricksSource;
+use peoplesoft_client::writeback::{JsonFileBaselineStore, PeopleSoftSink, WriteReport};
+use sync_core::engine::{HookContext, StreamHook};
+use sync_core::mapping::Mapping;
+use sync_core::state::MemoryCheckpointStore;
+use sync_core::{ColumnDef, Sink, TableSchema};
+
+use crate::config::{
+    Config, Destination, PeopleSoftAuth, StateKind, StreamKind, StreamSettings, WritebackSettings,
+};
 
 /// A boxed error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -36,6 +46,179 @@ pub struct Built {
     pub definitions: Vec<StreamDefinition>,
     /// The audit log.
     pub audit: Arc<dyn AuditLog>,
+    /// The write-back streams (`[[writeback]]`), when the file has any.
+    pub writeback: Option<Writeback>,
+}
+
+/// The write-back streams of a pipeline file: their own [`Pipeline`] (named
+/// `<pipeline>.writeback`, sharing the checkpoint store, audit log, stop handle and the one
+/// PeopleSoft client), the [`PeopleSoftSink`] and the per-record reports of the run.
+pub struct Writeback {
+    /// The reverse pipeline: `DatabricksSource` per governed table → `PeopleSoftSink`.
+    pub pipeline: Pipeline,
+    /// The sink (for `check`'s Get probe).
+    pub sink: PeopleSoftSink,
+    /// Every batch report of this process, in order.
+    pub reports: Arc<Mutex<Vec<WriteReport>>>,
+    /// The settings, in file order.
+    pub streams: Vec<WritebackSettings>,
+    /// True: reads PeopleSoft, sends no POST/PUT, stores no baseline or checkpoint.
+    pub dry_run: bool,
+}
+
+/// The JSON-lines file of `stream`'s per-record write-back results in `state_dir`.
+pub fn writeback_results_file(state_dir: &std::path::Path, stream: &str) -> std::path::PathBuf {
+    state_dir.join(format!("writeback-{stream}.jsonl"))
+}
+
+/// Annotates the audit with each write-back stream's per-record outcomes of the cycle.
+struct WritebackAudit {
+    reports: Arc<Mutex<Vec<WriteReport>>>,
+}
+
+#[async_trait::async_trait]
+impl StreamHook for WritebackAudit {
+    async fn after_stream(
+        &self,
+        ctx: &HookContext,
+    ) -> Result<BTreeMap<String, String>, sync_core::ConnectorError> {
+        let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        let mut merged: Option<WriteReport> = None;
+        for r in reports
+            .iter()
+            .filter(|r| r.run_id == ctx.run_id && r.stream == ctx.stream)
+        {
+            match &mut merged {
+                None => merged = Some(r.clone()),
+                Some(m) => m.records.extend(r.records.iter().cloned()),
+            }
+        }
+        Ok(merged.map(|m| m.annotations(50)).unwrap_or_default())
+    }
+}
+
+/// The governed table's schema as the write-back reads it.
+pub fn writeback_schema(w: &WritebackSettings) -> TableSchema {
+    TableSchema {
+        name: w.name.clone(),
+        columns: w
+            .columns
+            .iter()
+            .map(|(n, t)| {
+                let c = ColumnDef::new(n.clone(), *t);
+                if w.key_columns.contains(n) {
+                    c.not_null()
+                } else {
+                    c
+                }
+            })
+            .collect(),
+        primary_key: w.key_columns.clone(),
+        cursor_column: Some(w.modified_at_column.clone()),
+        write_mode: Default::default(),
+        effective_dating: None,
+    }
+}
+
+/// Builds the write-back pipeline of `config` (`None` without `[[writeback]]`).
+#[allow(clippy::too_many_arguments)]
+fn writeback(
+    config: &Config,
+    peoplesoft: &PeopleSoftClient,
+    databricks: Option<&DatabricksClient>,
+    store: Arc<dyn CheckpointStore>,
+    audit: Arc<dyn AuditLog>,
+    stop: &StopHandle,
+    dry_run: bool,
+    progress: impl Fn(&Progress) + Send + Sync + 'static,
+) -> Result<Option<Writeback>, BoxError> {
+    if config.writeback.is_empty() {
+        return Ok(None);
+    }
+    let Some(client) = databricks else {
+        return Err("`[[writeback]]` needs a Databricks destination".into());
+    };
+    let dir = config.state.dir.clone();
+    let reports: Arc<Mutex<Vec<WriteReport>>> = Arc::default();
+    let collected = reports.clone();
+    let mut sink = PeopleSoftSink::builder(peoplesoft.clone())
+        .baselines(Arc::new(JsonFileBaselineStore::new(
+            dir.join("writeback-baselines.json"),
+        )))
+        .dry_run(dry_run)
+        .on_report(move |r| {
+            collected
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(r.clone());
+            if r.dry_run {
+                return;
+            }
+            let path = writeback_results_file(&dir, &r.stream);
+            let written = std::fs::create_dir_all(&dir).and_then(|()| {
+                use std::io::Write;
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)?
+                    .write_all(r.to_json_lines().as_bytes())
+            });
+            if let Err(e) = written {
+                tracing::error!(
+                    "write-back results of `{}` could not be appended to {}: {e}",
+                    r.stream,
+                    path.display()
+                );
+            }
+        });
+    for w in &config.writeback {
+        sink = sink.target(w.name.clone(), w.target.clone());
+    }
+    let sink = sink.build()?;
+    let store: Arc<dyn CheckpointStore> = if dry_run {
+        // A dry run must not mark the previewed windows as done.
+        Arc::new(MemoryCheckpointStore::new())
+    } else {
+        store
+    };
+    let mut builder = Pipeline::builder(
+        format!("{}.writeback", config.pipeline.name),
+        Arc::new(sink.clone()),
+    )
+    .checkpoints(store)
+    .audit(audit)
+    .rejects(Arc::new(JsonlRejectStore::new(
+        config.state.dir.join("writeback-rejects.jsonl"),
+    )))
+    .stop_handle(stop.clone())
+    .on_progress(progress)
+    .after_stream(Arc::new(WritebackAudit {
+        reports: reports.clone(),
+    }));
+    for w in &config.writeback {
+        let schema = writeback_schema(w);
+        let mapper = Mapping::identity(&schema).compile()?;
+        let source = DatabricksSource::new(client.clone(), w.table.clone(), &schema)?;
+        let policy = WindowPolicy {
+            start: w.start,
+            lookback: w.lookback,
+            settle_lag: w.settle_lag,
+            max_window: w.max_window,
+            min_window: chrono::Duration::minutes(1).min(w.max_window),
+        };
+        builder = builder.stream(
+            StreamConfig::new(w.name.clone(), Arc::new(source), Arc::new(mapper), policy)
+                .batch_size(w.batch_size)
+                .max_attempts(w.max_attempts),
+        );
+    }
+    Ok(Some(Writeback {
+        pipeline: builder.build()?,
+        sink,
+        reports,
+        streams: config.writeback.clone(),
+        dry_run,
+    }))
 }
 
 fn secret_from_env(var: &str, key: &str) -> Result<SecretString, BoxError> {
@@ -234,12 +417,25 @@ pub async fn build(
 }
 
 /// [`build`] around an existing PeopleSoft client (one client, so one credential latch and
-/// one request limiter, for every stream).
+/// one request limiter, for every stream, forward and write-back).
 pub async fn build_with(
     config: &Config,
     peoplesoft: PeopleSoftClient,
     progress: impl Fn(&Progress) + Send + Sync + 'static,
 ) -> Result<Built, BoxError> {
+    build_with_options(config, peoplesoft, false, progress).await
+}
+
+/// [`build_with`], with the write-back in dry-run mode when `writeback_dry_run` (reads
+/// PeopleSoft, sends no POST/PUT, keeps no baseline and no checkpoint).
+pub async fn build_with_options(
+    config: &Config,
+    peoplesoft: PeopleSoftClient,
+    writeback_dry_run: bool,
+    progress: impl Fn(&Progress) + Send + Sync + 'static,
+) -> Result<Built, BoxError> {
+    let progress = Arc::new(progress);
+    let for_writeback = progress.clone();
     let databricks = databricks_client(config)?;
     let sink: Arc<dyn Sink> = match (&config.destination, &databricks) {
         (Destination::Sqlite { path }, _) => Arc::new(SqliteSink::open(path)?),
@@ -264,12 +460,22 @@ pub async fn build_with(
             ),
         };
     let stop = StopHandle::new();
+    let writeback = writeback(
+        config,
+        &peoplesoft,
+        databricks.as_ref(),
+        store.clone(),
+        audit.clone(),
+        &stop,
+        writeback_dry_run,
+        move |p: &Progress| for_writeback(p),
+    )?;
     let mut builder = Pipeline::builder(config.pipeline.name.clone(), sink)
         .checkpoints(store)
         .audit(audit.clone())
         .rejects(Arc::new(JsonlRejectStore::new(dir.join("rejects.jsonl"))))
         .stop_handle(stop.clone())
-        .on_progress(progress)
+        .on_progress(move |p: &Progress| progress(p))
         .options(EngineOptions {
             max_concurrent_streams: config.pipeline.max_concurrent_streams,
             ..EngineOptions::default()
@@ -317,5 +523,6 @@ pub async fn build_with(
         databricks,
         definitions,
         audit,
+        writeback,
     })
 }

@@ -10,11 +10,13 @@ use sync_core::mapping::Mapping;
 use sync_core::schedule::Schedule;
 use toml::Spanned;
 
-use super::file::{PeopleSoftSection, PipelineFile, PipelineSection, StreamSection};
+use super::file::{
+    PeopleSoftSection, PipelineFile, PipelineSection, StreamSection, WritebackSection,
+};
 use super::{
     parse_duration, Blackout, CaptureSettings, Config, Destination, Domain, PeopleSoftAuth,
     PeopleSoftSettings, PipelineSettings, Problem, StateKind, StateSettings, StreamKind,
-    StreamSettings,
+    StreamSettings, WritebackSettings,
 };
 
 struct Checker<'a> {
@@ -531,10 +533,10 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     }
 
     // Streams.
-    if file.streams.is_empty() {
+    if file.streams.is_empty() && file.writeback.is_empty() {
         c.problems.push(Problem {
             line: 0,
-            message: "no `[[streams]]` defined".into(),
+            message: "no `[[streams]]` or `[[writeback]]` defined".into(),
         });
     }
     let mut seen = BTreeMap::new();
@@ -667,6 +669,11 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
             capture,
         });
     }
+    let writeback = file
+        .writeback
+        .iter()
+        .filter_map(|w| writeback_settings(&mut c, w, &file, destination.as_ref(), &streams, time_zone))
+        .collect();
     if !c.problems.is_empty() {
         let mut p = c.problems;
         p.sort_by_key(|p| p.line);
@@ -705,6 +712,297 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         },
         destination,
         streams,
+        writeback,
+    })
+}
+
+/// The fully qualified, lower-case table of a forward stream (`None`: not in Databricks).
+fn forward_table(s: &StreamSettings, destination: Option<&Destination>) -> Option<String> {
+    let Some(Destination::Databricks {
+        catalog, schema, ..
+    }) = destination
+    else {
+        return None;
+    };
+    let table = match (&s.table, &s.kind) {
+        (Some(t), _) => t.clone(),
+        (None, StreamKind::Domain { domain, .. }) => domain.definition().mapping.table,
+        (None, StreamKind::Custom { mapping, .. }) => mapping.table.clone(),
+    };
+    let full = match table.split('.').count() {
+        1 => format!("{catalog}.{schema}.{table}"),
+        2 => format!("{catalog}.{table}"),
+        _ => table,
+    };
+    Some(full.replace('`', "").to_ascii_lowercase())
+}
+
+/// One `[[writeback]]` entry: every problem reported, the settings when there is none.
+fn writeback_settings(
+    c: &mut Checker<'_>,
+    w: &WritebackSection,
+    file: &PipelineFile,
+    destination: Option<&Destination>,
+    streams: &[StreamSettings],
+    peoplesoft_zone: chrono_tz::Tz,
+) -> Option<WritebackSettings> {
+    use peoplesoft_client::writeback::{ChangeDetection, CiTarget, ConflictPolicy, FieldMap};
+    let name = w.name.get_ref().clone();
+    let before = c.problems.len();
+    if name.trim().is_empty() {
+        c.problem(&w.name, "`writeback.name` is empty");
+    }
+    if file.streams.iter().any(|s| s.name.get_ref() == &name)
+        || file
+            .writeback
+            .iter()
+            .filter(|o| o.name.get_ref() == &name)
+            .count()
+            > 1
+    {
+        c.problem(
+            &w.name,
+            format!("writeback `{name}`: the name is already used by another stream or write-back (state is kept per name)"),
+        );
+    }
+    if !matches!(destination, Some(Destination::Databricks { .. })) {
+        c.problem(
+            &w.name,
+            format!("writeback `{name}` reads a governed Databricks table: it needs `destination.kind = \"databricks\"`"),
+        );
+    }
+    let parts: Vec<&str> = w.table.get_ref().split('.').collect();
+    let table = match parts.as_slice() {
+        [cat, sch, tab] => databricks_client::TableName::new(*cat, *sch, *tab)
+            .map_err(|e| c.problem(&w.table, format!("writeback `{name}`: `table`: {e}")))
+            .ok(),
+        _ => {
+            c.problem(
+                &w.table,
+                format!(
+                    "writeback `{name}`: `table` must be `catalog.schema.table`, not `{}`",
+                    w.table.get_ref()
+                ),
+            );
+            None
+        }
+    };
+    if let Some(t) = &table {
+        let full = t.full_name().to_ascii_lowercase();
+        for s in streams {
+            if forward_table(s, destination).as_deref() == Some(full.as_str()) {
+                c.problem(
+                    &w.table,
+                    format!(
+                        "writeback `{name}`: `table` {} is also the table of forward stream `{}`. A forward MERGE would overwrite a steward's edit that was not written back yet, and PeopleSoft's own rows would look like governed changes. Keep the governed table separate (for example `main.mdm.{}`) and fill it from the forward table in Databricks",
+                        t.full_name(),
+                        s.name,
+                        t.table()
+                    ),
+                );
+            }
+        }
+    }
+    // Columns and the CI field map.
+    let mut columns: Vec<(String, sync_core::ColumnType)> = Vec::new();
+    let mut maps = |c: &mut Checker<'_>,
+                    list: &Spanned<Vec<super::file::FieldSection>>,
+                    key: &str|
+     -> Vec<FieldMap> {
+        if list.get_ref().is_empty() {
+            c.problem(list, format!("writeback `{name}`: `{key}` must map at least one column"));
+        }
+        let mut out = Vec::new();
+        for f in list.get_ref() {
+            let ty = match &f.column_type {
+                None => sync_core::ColumnType::String,
+                Some(t) => match t.parse() {
+                    Ok(t) => t,
+                    Err(e) => {
+                        c.problem(list, format!("writeback `{name}`: `{key}` column `{}`: {e}", f.column));
+                        sync_core::ColumnType::String
+                    }
+                },
+            };
+            if columns.iter().any(|(n, _)| n.eq_ignore_ascii_case(&f.column)) {
+                c.problem(list, format!("writeback `{name}`: column `{}` is mapped twice", f.column));
+            }
+            columns.push((f.column.clone(), ty));
+            out.push(FieldMap::new(f.column.clone(), f.ci_field.clone()));
+        }
+        out
+    };
+    let keys = maps(c, &w.keys, "keys");
+    let fields = maps(c, &w.fields, "fields");
+    let modified_at = w.modified_at_column.get_ref().clone();
+    if columns.iter().any(|(n, _)| n.eq_ignore_ascii_case(&modified_at)) {
+        c.problem(
+            &w.modified_at_column,
+            format!("writeback `{name}`: `modified_at_column` `{modified_at}` is also a mapped column"),
+        );
+    }
+    columns.push((modified_at.clone(), sync_core::ColumnType::Timestamp));
+    let modified_by = w.modified_by_column.as_ref().map(|m| m.get_ref().clone());
+    let identities: Vec<String> = match &w.integration_identity {
+        None => Vec::new(),
+        Some(v) => match v.get_ref() {
+            toml::Value::String(s) => vec![s.clone()],
+            toml::Value::Array(a) if a.iter().all(|x| x.is_str()) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            _ => {
+                c.problem(v, format!("writeback `{name}`: `integration_identity` must be a string or a list of strings"));
+                Vec::new()
+            }
+        },
+    };
+    match (&modified_by, identities.is_empty()) {
+        (Some(m), _) => columns.push((m.clone(), sync_core::ColumnType::String)),
+        (None, false) => c.problem(
+            w.integration_identity.as_ref().expect("identities came from it"),
+            format!("writeback `{name}`: `integration_identity` needs `modified_by_column` (the column that says who changed a row)"),
+        ),
+        (None, true) => {}
+    }
+    if modified_by.is_some() && identities.is_empty() {
+        c.problem(
+            w.modified_by_column.as_ref().unwrap_or(&w.name),
+            format!("writeback `{name}`: `modified_by_column` needs `integration_identity` (the value the integration itself writes there), or echoes of the forward sync are written back"),
+        );
+    }
+    let policy = match w.conflict_policy.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None => ConflictPolicy::PeopleSoftWins,
+        Some((_, "peoplesoft_wins")) => ConflictPolicy::PeopleSoftWins,
+        Some((_, "hold_for_review")) => ConflictPolicy::HoldForReview,
+        Some((_, "databricks_wins")) => ConflictPolicy::DatabricksWins,
+        Some((v, other)) => {
+            c.problem(v, format!("writeback `{name}`: `conflict_policy` must be `peoplesoft_wins`, `hold_for_review` or `databricks_wins`, not `{other}`"));
+            ConflictPolicy::PeopleSoftWins
+        }
+    };
+    let detection = match w.change_detection.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "governed_hash")) => ChangeDetection::GovernedHash,
+        Some((_, "stamp")) => ChangeDetection::Stamp,
+        Some((v, other)) => {
+            c.problem(v, format!("writeback `{name}`: `change_detection` must be `governed_hash` or `stamp`, not `{other}`"));
+            ChangeDetection::GovernedHash
+        }
+    };
+    let ci = &w.ci;
+    let version = match &ci.version {
+        None => 1,
+        Some(v) => u32::try_from(*v.get_ref()).ok().filter(|n| *n > 0).unwrap_or_else(|| {
+            c.problem(v, format!("writeback `{name}`: `ci.version` must be a positive number"));
+            1
+        }),
+    };
+    if detection == ChangeDetection::Stamp && ci.stamp_field.is_none() {
+        c.problem(
+            w.change_detection.as_ref().unwrap_or(&w.name),
+            format!("writeback `{name}`: `change_detection = \"stamp\"` needs `ci.stamp_field` (e.g. LASTUPDDTTM)"),
+        );
+    }
+    let zone = c.zone(&ci.time_zone, "writeback.ci.time_zone", peoplesoft_zone);
+    let key_pairs: Vec<(&str, &str)> = keys
+        .iter()
+        .map(|k| (k.column.as_str(), k.ci_field.as_str()))
+        .collect();
+    let mut target = CiTarget::cirt(ci.name.get_ref(), version, &key_pairs)
+        .conflict_policy(policy)
+        .change_detection(detection)
+        .modified_at(modified_at.clone())
+        .time_zone(zone.name());
+    target.fields = fields;
+    if let Some(m) = &modified_by {
+        target.echo.modified_by_column = Some(m.clone());
+        target.echo.integration_oprids = identities;
+    }
+    if let Some(f) = &ci.stamp_field {
+        target = target.stamp(f.get_ref().clone(), None);
+    }
+    let pick = |v: &Option<Spanned<String>>, d: &str| v.as_ref().map(|v| v.get_ref().clone()).unwrap_or_else(|| d.to_string());
+    let (get, create, update) = (
+        pick(&ci.get, &target.get),
+        pick(&ci.create, &target.create),
+        pick(&ci.update, &target.update),
+    );
+    target = target.templates(get, create, update);
+    target.payload.request_envelope = ci.request_envelope.clone();
+    target.payload.response_path = ci.response_path.clone();
+    if let Some(m) = &ci.not_found_messages {
+        target.not_found_messages = m.clone();
+    }
+    if c.problems.len() == before {
+        if let Err(e) = target.validate() {
+            let at = match e.to_string() {
+                m if m.contains("writeback.get") => ci.get.as_ref().unwrap_or(&ci.name),
+                m if m.contains("writeback.create") => ci.create.as_ref().unwrap_or(&ci.name),
+                m if m.contains("writeback.update") => ci.update.as_ref().unwrap_or(&ci.name),
+                _ => &ci.name,
+            };
+            c.problem(at, format!("writeback `{name}`: {e}"));
+        }
+    }
+    let check_key = match &ci.check_key {
+        None => Vec::new(),
+        Some(k) => {
+            let pairs = k.get_ref().0.clone();
+            for (f, _) in &pairs {
+                if !target.keys.iter().any(|m| m.ci_field == *f) {
+                    c.problem(k, format!("writeback `{name}`: `ci.check_key` field `{f}` is not a key field"));
+                }
+            }
+            pairs
+        }
+    };
+    let dflt = &file.defaults;
+    let or = |o: &Option<Spanned<String>>, d: &Option<Spanned<String>>| o.clone().or_else(|| d.clone());
+    let start = match or(&w.start, &dflt.start) {
+        None => DateTime::<Utc>::from_timestamp(0, 0).expect("epoch"),
+        Some(v) => DateTime::parse_from_rfc3339(v.get_ref())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|_| {
+                c.problem(&v, format!("writeback `{name}`: `start` must be RFC 3339 like 2024-01-01T00:00:00Z, not `{}`", v.get_ref()));
+                Utc::now()
+            }),
+    };
+    let lookback = c.duration(&or(&w.lookback, &dflt.lookback), "lookback", Duration::hours(1));
+    let settle_lag = c.duration(&or(&w.settle_lag, &dflt.settle_lag), "settle_lag", Duration::minutes(5));
+    let max_window = c.duration(&or(&w.max_window, &dflt.max_window), "max_window", Duration::days(1));
+    let batch_size = match &w.batch_size {
+        None => 500,
+        Some(v) if (1..=100_000).contains(v.get_ref()) => *v.get_ref() as usize,
+        Some(v) => {
+            c.problem(v, format!("writeback `{name}`: `batch_size` must be 1-100000"));
+            500
+        }
+    };
+    let max_attempts = match w.max_attempts.clone().or_else(|| dflt.max_attempts.clone()) {
+        None => 5,
+        Some(v) if (1..=1000).contains(v.get_ref()) => *v.get_ref() as u32,
+        Some(v) => {
+            c.problem(&v, format!("writeback `{name}`: `max_attempts` must be 1-1000"));
+            5
+        }
+    };
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(WritebackSettings {
+        name,
+        table: table?,
+        columns,
+        key_columns: target.keys.iter().map(|k| k.column.clone()).collect(),
+        modified_at_column: modified_at,
+        target,
+        check_key,
+        start,
+        lookback,
+        settle_lag,
+        max_window,
+        batch_size,
+        max_attempts,
     })
 }
 

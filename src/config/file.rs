@@ -26,6 +26,110 @@ pub(crate) struct PipelineFile {
     /// `[[streams]]`.
     #[serde(default)]
     pub(crate) streams: Vec<StreamSection>,
+    /// `[[writeback]]`: reverse streams, governed Databricks table → PeopleSoft CIRT.
+    #[serde(default)]
+    pub(crate) writeback: Vec<WritebackSection>,
+}
+
+/// `[[writeback]]`: one reverse stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WritebackSection {
+    /// Stream name (must differ from every `[[streams]]` name).
+    pub(crate) name: Spanned<String>,
+    /// The governed table, `catalog.schema.table`.
+    pub(crate) table: Spanned<String>,
+    /// Key columns → CI key fields, in the CI's key order.
+    pub(crate) keys: Spanned<Vec<FieldSection>>,
+    /// Governed columns → CI fields.
+    pub(crate) fields: Spanned<Vec<FieldSection>>,
+    /// The column holding when a row was last changed (TIMESTAMP): the read cursor and the
+    /// "never older than PeopleSoft" check.
+    pub(crate) modified_at_column: Spanned<String>,
+    /// The column naming who last changed a row (echo suppression).
+    #[serde(default)]
+    pub(crate) modified_by_column: Option<Spanned<String>>,
+    /// The integration's own identities in `modified_by_column` (a string or a list).
+    #[serde(default)]
+    pub(crate) integration_identity: Option<Spanned<toml::Value>>,
+    /// `peoplesoft_wins` (default), `hold_for_review` or `databricks_wins`.
+    #[serde(default)]
+    pub(crate) conflict_policy: Option<Spanned<String>>,
+    /// `governed_hash` (default) or `stamp`.
+    #[serde(default)]
+    pub(crate) change_detection: Option<Spanned<String>>,
+    /// Where reading the governed table starts (RFC 3339; default: `defaults.start`).
+    #[serde(default)]
+    pub(crate) start: Option<Spanned<String>>,
+    /// Re-read before the high-water mark (default: `defaults.lookback`, else 1h).
+    #[serde(default)]
+    pub(crate) lookback: Option<Spanned<String>>,
+    /// Stay this far behind now (default: `defaults.settle_lag`, else 5m).
+    #[serde(default)]
+    pub(crate) settle_lag: Option<Spanned<String>>,
+    /// Widest window (default: `defaults.max_window`, else 1d).
+    #[serde(default)]
+    pub(crate) max_window: Option<Spanned<String>>,
+    /// Rows per batch (default 500).
+    #[serde(default)]
+    pub(crate) batch_size: Option<Spanned<i64>>,
+    /// Attempts of a failed window before it is stuck (default: `defaults.max_attempts`, 5).
+    #[serde(default)]
+    pub(crate) max_attempts: Option<Spanned<i64>>,
+    /// The PeopleSoft Component Interface REST service.
+    pub(crate) ci: CiSection,
+}
+
+/// One `{ column = "...", ci_field = "...", type = "..." }` of `keys` or `fields`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FieldSection {
+    /// Column of the governed table.
+    pub(crate) column: String,
+    /// Field of the Component Interface.
+    pub(crate) ci_field: String,
+    /// Databricks type of the column (default `STRING`).
+    #[serde(default, rename = "type")]
+    pub(crate) column_type: Option<String>,
+}
+
+/// `[writeback.ci]`: the CIRT service, as the site's WADL describes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CiSection {
+    /// The Component Interface (service `CIRT_<name>`), e.g. `VNDR_ID`.
+    pub(crate) name: Spanned<String>,
+    /// Service operation version (default 1).
+    #[serde(default)]
+    pub(crate) version: Option<Spanned<i64>>,
+    /// Get URL template (default `CIRT_<CI>_G_GET.v<N>/{KEY1}/{KEY2}…`, keys in `keys` order).
+    #[serde(default)]
+    pub(crate) get: Option<Spanned<String>>,
+    /// Create URL template (default `CIRT_<CI>_C_POST.v<N>`).
+    #[serde(default)]
+    pub(crate) create: Option<Spanned<String>>,
+    /// Update URL template (default `CIRT_<CI>_U_PUT.v<N>`; `_UD_PUT` works the same way).
+    #[serde(default)]
+    pub(crate) update: Option<Spanned<String>>,
+    /// The last-update stamp field in Get responses, e.g. `LASTUPDDTTM`.
+    #[serde(default)]
+    pub(crate) stamp_field: Option<Spanned<String>>,
+    /// Zone of PeopleSoft datetimes (default `peoplesoft.time_zone`).
+    #[serde(default)]
+    pub(crate) time_zone: Option<Spanned<String>>,
+    /// Object keys wrapping the fields in Create/Update bodies, outermost first.
+    #[serde(default)]
+    pub(crate) request_envelope: Vec<String>,
+    /// Path to the field object in Get responses.
+    #[serde(default)]
+    pub(crate) response_path: Vec<String>,
+    /// Substrings of a Get error meaning "no such record" (besides HTTP 404).
+    #[serde(default)]
+    pub(crate) not_found_messages: Option<Vec<String>>,
+    /// Key values `check` reads with a Get (`{ SETID = "SHARE", VENDOR_ID = "0000000001" }`);
+    /// default: a key that does not exist, which must answer "not found".
+    #[serde(default)]
+    pub(crate) check_key: Option<Spanned<OrderedPrompts>>,
 }
 
 /// `[pipeline]`.

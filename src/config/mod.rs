@@ -150,6 +150,42 @@ pub struct Config {
     pub destination: Destination,
     /// `[[streams]]`, with `[defaults]` applied, in file order.
     pub streams: Vec<StreamSettings>,
+    /// `[[writeback]]`: reverse streams, in file order. They run after the forward streams
+    /// in every cycle of `run`.
+    pub writeback: Vec<WritebackSettings>,
+}
+
+/// One `[[writeback]]` stream after parsing: the governed table, the CIRT target and the
+/// window settings of the read.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WritebackSettings {
+    /// Stream name.
+    pub name: String,
+    /// The governed table.
+    pub table: databricks_client::TableName,
+    /// The columns read from it: keys, governed fields, who and when, with their types.
+    pub columns: Vec<(String, sync_core::ColumnType)>,
+    /// Key columns, in key order.
+    pub key_columns: Vec<String>,
+    /// The modification-time column (the read cursor).
+    pub modified_at_column: String,
+    /// The PeopleSoft target (CIRT service, field map, echo rule, conflict policy).
+    pub target: peoplesoft_client::writeback::CiTarget,
+    /// Key values `check` reads (CI field → value), when given.
+    pub check_key: Vec<(String, String)>,
+    /// Where reading starts.
+    pub start: DateTime<Utc>,
+    /// Lookback.
+    pub lookback: Duration,
+    /// Settle lag.
+    pub settle_lag: Duration,
+    /// Max window.
+    pub max_window: Duration,
+    /// Rows per batch.
+    pub batch_size: usize,
+    /// Attempts before a window is stuck.
+    pub max_attempts: u32,
 }
 
 impl Config {

@@ -389,6 +389,52 @@ impl PeopleSoftSink {
             .or_else(|| (t.len() == 1).then(|| t.values().next()).flatten())
     }
 
+    /// Reads one record of `stream`'s target with its Get operation, to prove the CIRT
+    /// service answers (host, node, service name, version, permissions). `key` gives CI key
+    /// field → value; missing key fields get a value no record has.
+    ///
+    /// `Ok(true)`: the record exists; `Ok(false)`: PeopleSoft answered "no such record".
+    /// `Err` says what went wrong (a refusal, a gateway error, a 401/403, which latches the
+    /// client like any other request). Nothing is written.
+    pub async fn check_get(
+        &self,
+        stream: &str,
+        key: &[(String, String)],
+    ) -> Result<bool, String> {
+        let target = self
+            .target_for(stream)
+            .ok_or_else(|| format!("no write-back target for stream `{stream}`"))?;
+        let mut url = String::new();
+        let mut rest = target.get.as_str();
+        while let Some(open) = rest.find('{') {
+            url.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let close = after.find('}').ok_or("unclosed `{` in the Get template")?;
+            let name = &after[..close];
+            let value = key
+                .iter()
+                .find(|(f, _)| f == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("MLC-CHECK-NO-SUCH-KEY");
+            url.push_str(&crate::qas::encode(value));
+            rest = &after[close + 1..];
+        }
+        url.push_str(rest);
+        let resp = self
+            .inner
+            .client
+            .service_request(Method::GET, &url, None, Idempotency::Idempotent)
+            .await
+            .map_err(|e| e.to_string())?;
+        match classify(&resp, &target.error_body, true, &target.not_found_messages) {
+            Answer::Ok(j) if j.is_null() => Ok(false),
+            Answer::Ok(_) => Ok(true),
+            Answer::NotFound => Ok(false),
+            Answer::Rejected(m) => Err(format!("PeopleSoft refused the Get {url}: {m}")),
+            Answer::Transient(m) => Err(format!("the Get {url} failed: {m}")),
+        }
+    }
+
     /// Records baselines from rows the **forward** sync loaded (PeopleSoft → Databricks), so
     /// the same content is never written back and existing records have a known starting
     /// point. `rows` are aligned with `schema`, which must contain the target's key and
