@@ -48,6 +48,8 @@ pub struct Built {
     pub audit: Arc<dyn AuditLog>,
     /// The write-back streams (`[[writeback]]`), when the file has any.
     pub writeback: Option<Writeback>,
+    /// The state directory (audit, results files, latch).
+    pub state_dir: std::path::PathBuf,
 }
 
 /// The write-back streams of a pipeline file: their own [`Pipeline`] (named
@@ -524,5 +526,6 @@ pub async fn build_with_options(
         definitions,
         audit,
         writeback,
+        state_dir: config.state.dir.clone(),
     })
 }

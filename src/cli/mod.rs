@@ -16,7 +16,7 @@ use sync_core::schedule::Runner;
 use sync_core::{SystemClock, Window};
 
 use crate::auth_latch::LatchError;
-use crate::build::{build_with, Built};
+use crate::build::{build_with_options, Built};
 use crate::{config, ops};
 
 mod output;
@@ -71,11 +71,17 @@ pub enum Command {
     /// Prove PeopleSoft answers (host, TLS, node, credentials, each stream's query) and the
     /// destination is usable; report the row caps learned so far. Writes nothing.
     Check,
-    /// Run incremental cycles: on `pipeline.schedule` until SIGINT/SIGTERM, or once.
+    /// Run incremental cycles: on `pipeline.schedule` until SIGINT/SIGTERM, or once. Each
+    /// cycle runs the forward streams, then the `[[writeback]]` streams.
     Run {
         /// One cycle, then exit (for cron, a container job or a Databricks job).
         #[arg(long)]
         once: bool,
+        /// Preview the write-back: read each governed table and PeopleSoft's current records
+        /// and print the plan (creates, updates, conflicts, rejections, skipped echoes). Sends
+        /// no POST or PUT, runs no forward stream, keeps no checkpoint or baseline; one cycle.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Committed coverage, failed and stuck windows, skips, row caps and the last runs per
     /// stream. Sends nothing to PeopleSoft.
@@ -210,8 +216,13 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_FAILURES);
         }
     }
+    let dry_run = matches!(cli.command, Command::Run { dry_run: true, .. });
+    if dry_run && config.writeback.is_empty() {
+        eprintln!("error: `run --dry-run` previews the write-back, and the file has no `[[writeback]]` stream");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let progress = progress::Progress::new(cli.progress);
-    let built = match build_with(&config, peoplesoft, progress.callback()).await {
+    let built = match build_with_options(&config, peoplesoft, dry_run, progress.callback()).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
@@ -220,10 +231,11 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     let result = match cli.command {
         Command::Check => check(&built).await,
-        Command::Run { once: true } => run_once(&built).await,
-        Command::Run { once: false } => run_scheduled(&built, &config).await,
+        Command::Run { dry_run: true, .. } => writeback_cycle(&built).await,
+        Command::Run { once: true, .. } => run_once(&built).await,
+        Command::Run { once: false, .. } => run_scheduled(&built, &config).await,
         Command::Status => output::status(&built).await,
-        Command::Replay => output::report(built.pipeline.replay().await),
+        Command::Replay => replay(&built).await,
         Command::Backfill { from, to, streams } => {
             if from >= to {
                 Err("--from must be before --to".into())
@@ -285,6 +297,25 @@ async fn check(b: &Built) -> CmdResult {
             }
         }
     }
+    if let Some(w) = &b.writeback {
+        // Each CIRT service answers a Get (a record given as `ci.check_key`, or a key no
+        // record has, which must answer "not found"). Nothing is written.
+        for s in &w.streams {
+            let given = !s.check_key.is_empty();
+            match w.sink.check_get(&s.name, &s.check_key).await {
+                Ok(true) => println!("  write-back {}: CIRT {} Get ok (record found)", s.name, s.target.ci),
+                Ok(false) if given => {
+                    println!("  write-back {}: FAILED: CIRT {} Get answered \"not found\" for `ci.check_key`; check the service name, version and key order against the WADL", s.name, s.target.ci);
+                    ok = false;
+                }
+                Ok(false) => println!("  write-back {}: CIRT {} Get ok (answers \"not found\" for a probe key; set `ci.check_key` to an existing record for a stronger check)", s.name, s.target.ci),
+                Err(e) => {
+                    println!("  write-back {}: FAILED: {e}", s.name);
+                    ok = false;
+                }
+            }
+        }
+    }
     if let Some(d) = &b.databricks {
         let r = d.ping().await;
         println!("Databricks: {r}");
@@ -309,6 +340,20 @@ async fn check(b: &Built) -> CmdResult {
     Ok(ok)
 }
 
+async fn replay(b: &Built) -> CmdResult {
+    let forward = output::report(b.pipeline.replay().await)?;
+    let Some(w) = &b.writeback else {
+        return Ok(forward);
+    };
+    let back = output::report(w.pipeline.replay().await)?;
+    Ok(forward & back & output::writeback_records(w, None))
+}
+
+async fn run_cycle_once(b: &Built) -> CmdResult {
+    let forward = output::report(b.pipeline.run_cycle().await)?;
+    Ok(forward & writeback_cycle(b).await?)
+}
+
 async fn run_once(b: &Built) -> CmdResult {
     let stop = b.stop.clone();
     tokio::spawn(async move {
@@ -318,7 +363,25 @@ async fn run_once(b: &Built) -> CmdResult {
         );
         stop.stop();
     });
-    output::report(b.pipeline.run_cycle().await)
+    run_cycle_once(b).await
+}
+
+/// One cycle of the write-back streams (after the forward ones), with the per-record plan or
+/// results; `Ok(true)` when clean (conflicts and held records are reported, not failures;
+/// rejected and failed records are).
+async fn writeback_cycle(b: &Built) -> CmdResult {
+    let Some(w) = &b.writeback else {
+        return Ok(true);
+    };
+    if b.peoplesoft.auth_latch().get().is_some() {
+        // The forward streams' credentials were rejected: the same account writes back.
+        println!("write-back not run: the PeopleSoft credentials are latched");
+        return Ok(false);
+    }
+    let report = w.pipeline.run_cycle().await;
+    let run_id = report.as_ref().ok().map(|r| r.run_id.clone());
+    let clean = output::report(report)?;
+    Ok(clean & output::writeback_records(w, run_id.as_deref()))
 }
 
 async fn run_scheduled(b: &Built, config: &config::Config) -> CmdResult {
@@ -347,7 +410,7 @@ async fn run_scheduled(b: &Built, config: &config::Config) -> CmdResult {
                 return;
             }
             b.peoplesoft.begin_cycle();
-            let ok = match output::report(b.pipeline.run_cycle().await) {
+            let ok = match run_cycle_once(b).await {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("cycle failed: {e}");

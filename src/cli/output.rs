@@ -3,8 +3,167 @@
 use sync_core::audit::Outcome;
 use sync_core::engine::{CycleReport, StreamVerification};
 
+use peoplesoft_client::writeback::{RecordAction, RecordOutcome};
+
 use super::CmdResult;
-use crate::build::Built;
+use crate::build::{writeback_results_file, Built, Writeback};
+
+/// `SETID=SHARE VENDOR_ID=0000000042`.
+fn key_text(r: &RecordOutcome) -> String {
+    r.key
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One line per record that needs a reader's eye (everything but `unchanged`), with both
+/// versions and the field differences.
+fn record_line(r: &RecordOutcome) {
+    println!("  {:<9} {}: {}", r.action.as_str(), key_text(r), r.reason);
+    if r.peoplesoft_version.is_some() || r.row_version.is_some() {
+        println!(
+            "            PeopleSoft version {}, row version {}",
+            r.peoplesoft_version.as_deref().unwrap_or("unknown"),
+            r.row_version.as_deref().unwrap_or("unknown")
+        );
+    }
+    for c in &r.changes {
+        println!(
+            "            {}: {} -> {}",
+            c.field,
+            c.from.as_deref().map_or("(none)".to_string(), |v| format!("{v:?}")),
+            c.to.as_deref().map_or("(null)".to_string(), |v| format!("{v:?}"))
+        );
+    }
+    if let Some(m) = &r.peoplesoft_message {
+        if r.action == RecordAction::Rejected || r.action == RecordAction::Failed {
+            println!("            PeopleSoft said: {m}");
+        }
+    }
+}
+
+/// Prints the write-back's per-record outcomes of run `run_id` (every report of this
+/// process when `None`): counts per action per stream, then every record that is not
+/// `unchanged`. `true` when no record was rejected or failed.
+pub(super) fn writeback_records(w: &Writeback, run_id: Option<&str>) -> bool {
+    let reports = w.reports.lock().unwrap_or_else(|e| e.into_inner());
+    let mut clean = true;
+    for s in &w.streams {
+        let records: Vec<&RecordOutcome> = reports
+            .iter()
+            .filter(|r| r.stream == s.name && run_id.is_none_or(|id| r.run_id == id))
+            .flat_map(|r| r.records.iter())
+            .collect();
+        let count = |a: RecordAction| records.iter().filter(|r| r.action == a).count();
+        let echoes = records
+            .iter()
+            .filter(|r| r.action == RecordAction::Unchanged && r.reason.starts_with("echo"))
+            .count();
+        println!(
+            "write-back {} ({} -> CIRT {}){}",
+            s.name,
+            s.table.full_name(),
+            s.target.ci,
+            if w.dry_run {
+                ": DRY RUN, plan only, nothing sent"
+            } else {
+                ""
+            }
+        );
+        println!(
+            "  created {}, updated {}, unchanged {} ({echoes} echo(es) skipped), conflict {}, held {}, rejected {}, failed {}",
+            count(RecordAction::Created),
+            count(RecordAction::Updated),
+            count(RecordAction::Unchanged),
+            count(RecordAction::Conflict),
+            count(RecordAction::Held),
+            count(RecordAction::Rejected),
+            count(RecordAction::Failed),
+        );
+        for r in records.iter().filter(|r| r.action != RecordAction::Unchanged) {
+            record_line(r);
+        }
+        clean &= count(RecordAction::Rejected) == 0 && count(RecordAction::Failed) == 0;
+    }
+    clean
+}
+
+/// `status` for the write-back: committed coverage and failed windows of each stream, and
+/// the per-record outcomes of its last run (from the results file in the state directory).
+async fn writeback_status(w: &Writeback, state_dir: &std::path::Path) -> CmdResult {
+    let streams = w.pipeline.status().await?;
+    let mut clean = true;
+    for s in &streams {
+        let settings = w.streams.iter().find(|x| x.name == s.stream);
+        println!(
+            "{} (write-back{})",
+            s.stream,
+            settings
+                .map(|x| format!(": {} -> CIRT {}", x.table.full_name(), x.target.ci))
+                .unwrap_or_default()
+        );
+        match s.committed.as_slice() {
+            [] => println!("  committed: nothing yet"),
+            intervals => {
+                for iv in intervals {
+                    println!("  committed: {iv}");
+                }
+            }
+        }
+        for f in &s.failed {
+            let stuck = if s.stuck.contains(f) { " STUCK" } else { "" };
+            println!(
+                "  failed{stuck}: {} attempts={} last error: {}",
+                f.window, f.attempts, f.last_error
+            );
+            clean = false;
+        }
+        let path = writeback_results_file(state_dir, &s.stream);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                println!("  no write-back results yet");
+                continue;
+            }
+            Err(e) => return Err(format!("{}: {e}", path.display()).into()),
+        };
+        let lines: Vec<(String, RecordOutcome)> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| {
+                let run = v.get("run_id")?.as_str()?.to_string();
+                let rec = serde_json::from_value(v.get("record")?.clone()).ok()?;
+                Some((run, rec))
+            })
+            .collect();
+        let Some(last) = lines.last().map(|(r, _)| r.clone()) else {
+            println!("  no write-back results yet");
+            continue;
+        };
+        let records: Vec<&RecordOutcome> = lines
+            .iter()
+            .filter(|(r, _)| *r == last)
+            .map(|(_, rec)| rec)
+            .collect();
+        let mut counts = std::collections::BTreeMap::new();
+        for r in &records {
+            *counts.entry(r.action).or_insert(0usize) += 1;
+        }
+        println!(
+            "  last run {last}: {}",
+            RecordAction::ALL
+                .iter()
+                .map(|a| format!("{a} {}", counts.get(a).copied().unwrap_or(0)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for r in records.iter().filter(|r| r.action != RecordAction::Unchanged) {
+            record_line(r);
+        }
+    }
+    Ok(clean)
+}
 
 /// Prints a cycle's report; `Ok(true)` when it is clean.
 pub(super) fn report(r: Result<CycleReport, sync_core::Error>) -> CmdResult {
@@ -127,7 +286,11 @@ pub(super) async fn status(b: &Built) -> CmdResult {
             .rev()
             .take(1)
             .any(|e| e.outcome == Outcome::Failed);
-    Ok(!failed)
+    let writeback_clean = match &b.writeback {
+        Some(w) => writeback_status(w, &b.state_dir).await?,
+        None => true,
+    };
+    Ok(!failed && writeback_clean)
 }
 
 /// Prints a verification; `Ok(true)` when nothing differs.
