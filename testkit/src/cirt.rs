@@ -133,6 +133,13 @@ pub struct CirtConfig {
     /// The clock that stamps `LASTUPDDTTM` (default: the system clock). Share the
     /// pipeline's `ManualClock` to keep stamps next to the engine's notion of "now".
     pub clock: Arc<dyn Clock>,
+    /// A QAS stand-in ([`PeopleSoftServer::addr`](crate::PeopleSoftServer::addr)) that
+    /// receives every request for a service operation other than `CIRT_*` (ExecuteQuery,
+    /// QueryPrompts, …), unchanged, credentials included: one host then serves both
+    /// directions as a real gateway does, so one client (one credential latch) reaches both.
+    /// Passed-through requests are not recorded. Default: none (they get an IBResponse
+    /// error).
+    pub qas_upstream: Option<std::net::SocketAddr>,
 }
 
 impl Default for CirtConfig {
@@ -146,6 +153,7 @@ impl Default for CirtConfig {
             seed_oprid: SEED_OPRID.into(),
             not_found_status: 200,
             clock: Arc::new(SystemClock),
+            qas_upstream: None,
         }
     }
 }
@@ -160,6 +168,7 @@ impl fmt::Debug for CirtConfig {
             .field("version", &self.version)
             .field("seed_oprid", &self.seed_oprid)
             .field("not_found_status", &self.not_found_status)
+            .field("qas_upstream", &self.qas_upstream)
             .finish_non_exhaustive()
     }
 }
@@ -405,6 +414,74 @@ fn encode_segment(s: &str) -> String {
         }
     }
     out
+}
+
+/// Sends `req` to the QAS stand-in at `upstream` (HTTP/1.1, one connection per request) and
+/// answers with its status, content type and body; a 502 page when it cannot be reached.
+fn pass_through(upstream: std::net::SocketAddr, req: &Request) -> ResponseTemplate {
+    use std::io::{Read, Write};
+    let target = match req.url.query() {
+        Some(q) => format!("{}?{q}", req.url.path()),
+        None => req.url.path().to_string(),
+    };
+    let mut head = format!(
+        "{} {target} HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        req.method.as_str(),
+        req.body.len()
+    );
+    for (name, value) in req.headers.iter() {
+        let name = name.as_str();
+        if ["authorization", "accept", "content-type"].contains(&name) {
+            if let Ok(v) = value.to_str() {
+                head.push_str(&format!("{name}: {v}\r\n"));
+            }
+        }
+    }
+    head.push_str("\r\n");
+    let answer = (|| -> std::io::Result<Vec<u8>> {
+        let mut stream = std::net::TcpStream::connect(upstream)?;
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(&req.body)?;
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out)?;
+        Ok(out)
+    })();
+    let bad_gateway = |why: String| {
+        ResponseTemplate::new(502).set_body_raw(
+            format!("<html><body><h1>502 Bad Gateway</h1>{why}</body></html>").into_bytes(),
+            "text/html",
+        )
+    };
+    let raw = match answer {
+        Ok(raw) => raw,
+        Err(e) => return bad_gateway(e.to_string()),
+    };
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return bad_gateway("no HTTP head from the QAS stand-in".into());
+    };
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse::<u16>().ok())
+        .unwrap_or(502);
+    let mut content_type = "application/json".to_string();
+    let mut template = ResponseTemplate::new(status);
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            let (k, v) = (k.trim(), v.trim());
+            if k.eq_ignore_ascii_case("content-type") {
+                content_type = v.to_string();
+            } else if k.eq_ignore_ascii_case("www-authenticate")
+                || k.eq_ignore_ascii_case("retry-after")
+            {
+                template = template.insert_header(k, v);
+            }
+        }
+    }
+    template.set_body_raw(body, content_type.as_str())
 }
 
 /// Percent-decodes (no `+` → space: this is a path or a query value encoded like one).
@@ -813,6 +890,16 @@ impl Shared {
     }
 
     fn handle(&self, req: &Request) -> ResponseTemplate {
+        if let Some(upstream) = self.config.qas_upstream {
+            let op = req
+                .url
+                .path()
+                .strip_prefix(REST_PATH)
+                .and_then(|r| r.split('/').filter(|s| !s.is_empty()).nth(1));
+            if op.is_some_and(|op| !op.starts_with("CIRT_")) {
+                return pass_through(upstream, req);
+            }
+        }
         let method = req.method.as_str().to_ascii_uppercase();
         let oprid_sent = basic_credentials(req);
         let body: Option<Json> = if req.body.is_empty() {

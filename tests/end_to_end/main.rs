@@ -11,6 +11,7 @@ mod e2e_databricks;
 mod e2e_sqlite;
 mod operational_safety;
 mod reconcile;
+mod reverse_cli;
 mod reverse_sync;
 mod secrets;
 mod sync_cli;
