@@ -1049,3 +1049,81 @@ async fn a_key_repeated_in_one_batch_sees_its_own_earlier_write() {
     assert_eq!(report.records[0].action, RecordAction::Created);
     assert_eq!(report.records[1].action, RecordAction::Unchanged);
 }
+
+/// The forward sync saw PeopleSoft's current content of V001 (LASTUPDDTTM 2026-01-10 15:30
+/// UTC) and seeded the baseline with it; the governed row renames the vendor and was changed
+/// at `row_modified`. Returns the outcome and how many PUTs were sent.
+async fn stale_case(row_modified: &str, policy: ConflictPolicy) -> (RecordOutcome, usize) {
+    let server = MockServer::start().await;
+    mock_get(
+        &server,
+        "V001",
+        ResponseTemplate::new(200).set_body_string(fixture("vendor_v001.json")),
+        1,
+    )
+    .await;
+    Mock::given(method("PUT"))
+        .and(path(put_path()))
+        .respond_with(ok_json(json!({})))
+        .mount(&server)
+        .await;
+    no_other_requests(&server).await;
+    let t = target()
+        .stamp("LASTUPDDTTM", Some("ps_updated_at"))
+        .modified_at("ps_updated_at")
+        .conflict_policy(policy)
+        .time_zone("America/Chicago");
+    let store = MemoryBaselineStore::new();
+    let sink = sink_with(&server, t, Arc::new(store.clone()), false);
+    sink.seed_baselines(
+        STREAM,
+        &schema_with_stamp(),
+        &[row_with_stamp(
+            "V001",
+            "Acme Corp",
+            "2026-01-10T15:30:00Z",
+            "MLC_SYNC",
+        )],
+    )
+    .await
+    .unwrap();
+    let b = batch(vec![row_with_stamp(
+        "V001",
+        "Acme Renamed",
+        row_modified,
+        "jane",
+    )]);
+    sink.write(&schema_with_stamp(), &b).await.unwrap();
+    let puts = server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.method.as_str() == "PUT")
+        .count();
+    (only(&sink.last_report().unwrap()).clone(), puts)
+}
+
+#[tokio::test]
+async fn a_forward_baseline_never_makes_a_newer_peoplesoft_edit_look_accepted() {
+    // The steward's change (12:00) predates PeopleSoft's edit (15:30) that the forward sync
+    // brought in: never sent, whatever the policy, with both versions in the outcome.
+    for policy in [ConflictPolicy::PeopleSoftWins, ConflictPolicy::DatabricksWins] {
+        let (r, puts) = stale_case("2026-01-10T12:00:00Z", policy).await;
+        assert_eq!(r.action, RecordAction::Conflict, "{policy:?}: {r:#?}");
+        assert_eq!(puts, 0);
+        assert!(r.reason.contains("newer than the row's change"), "{}", r.reason);
+        assert_eq!(
+            r.peoplesoft_version.as_deref(),
+            Some("2026-01-10T15:30:00.000000Z")
+        );
+        assert_eq!(r.row_version.as_deref(), Some("2026-01-10T12:00:00.000000Z"));
+        assert_eq!(r.changes[0].from.as_deref(), Some("Acme Corp "));
+        assert_eq!(r.changes[0].to.as_deref(), Some("Acme Renamed"));
+    }
+    let (r, puts) = stale_case("2026-01-10T12:00:00Z", ConflictPolicy::HoldForReview).await;
+    assert_eq!((r.action, puts), (RecordAction::Held, 0), "{r:#?}");
+    // Changed after PeopleSoft's version: the row is the newer edit and goes out.
+    let (r, puts) = stale_case("2026-01-10T16:00:00Z", ConflictPolicy::PeopleSoftWins).await;
+    assert_eq!((r.action, puts), (RecordAction::Updated, 1), "{r:#?}");
+}
