@@ -244,3 +244,110 @@ fn a_mapping_problem_points_at_the_columns_line() {
         assert!(problems[0].message.contains("vouchers"), "{problems:#?}");
     }
 }
+
+/// `GOOD` with a Databricks destination (the write-back reads a governed Databricks table).
+fn good_databricks() -> String {
+    GOOD.replace(
+        "kind = \"sqlite\"\npath = \"warehouse.db\"",
+        "kind = \"databricks\"\ncatalog = \"main\"\nschema = \"erp\"",
+    )
+}
+
+const WRITEBACK: &str = r#"
+[[writeback]]
+name = "vendor_master"
+table = "main.mdm.vendor_master"
+keys = [
+  { column = "setid", ci_field = "SETID" },
+  { column = "vendor_id", ci_field = "VENDOR_ID" },
+]
+fields = [
+  { column = "name1", ci_field = "NAME1" },
+  { column = "credit_limit", ci_field = "CREDIT_LIMIT", type = "DECIMAL(15,2)" },
+]
+modified_at_column = "modified_at"
+modified_by_column = "modified_by"
+integration_identity = ["ML_CONNECTOR", "mlc-service-principal"]
+conflict_policy = "hold_for_review"
+[writeback.ci]
+name = "VNDR_ID"
+stamp_field = "LASTUPDDTTM"
+check_key = { SETID = "SHARE", VENDOR_ID = "0000000001" }
+"#;
+
+#[test]
+fn a_writeback_stream_parses_with_the_documented_cirt_defaults() {
+    let c = parse(&format!("{}{WRITEBACK}", good_databricks())).unwrap_or_else(|p| panic!("{p:?}"));
+    let w = &c.writeback[0];
+    assert_eq!(w.table.full_name(), "main.mdm.vendor_master");
+    assert_eq!(w.target.get, "CIRT_VNDR_ID_G_GET.v1/{SETID}/{VENDOR_ID}");
+    assert_eq!(w.target.create, "CIRT_VNDR_ID_C_POST.v1");
+    assert_eq!(w.target.update, "CIRT_VNDR_ID_U_PUT.v1");
+    assert_eq!(w.target.modified_at_column.as_deref(), Some("modified_at"));
+    assert_eq!(w.target.echo.integration_oprids.len(), 2);
+    assert_eq!(
+        w.target.conflict_policy,
+        peoplesoft_client::writeback::ConflictPolicy::HoldForReview
+    );
+    assert_eq!(w.target.time_zone, "America/Chicago", "peoplesoft.time_zone");
+    assert_eq!(w.key_columns, ["setid", "vendor_id"]);
+    assert!(w.columns.contains(&(
+        "credit_limit".into(),
+        sync_core::ColumnType::Decimal {
+            precision: 15,
+            scale: 2
+        }
+    )));
+    assert_eq!(w.check_key.len(), 2);
+    assert_eq!(w.batch_size, 500);
+}
+
+#[test]
+fn writeback_problems_are_all_reported_with_their_lines() {
+    let bad = WRITEBACK
+        .replace("main.mdm.vendor_master", "vendor_master")
+        .replace("hold_for_review", "steward_wins")
+        .replace("DECIMAL(15,2)", "MONEY")
+        .replace("VENDOR_ID = \"0000000001\"", "VENDOR = \"1\"")
+        .replace("modified_by_column = \"modified_by\"\n", "");
+    let text = format!("{}{bad}", good_databricks());
+    let p = parse(&text).unwrap_err();
+    let has = |line: usize, s: &str| {
+        assert!(
+            p.iter().any(|x| x.line == line && x.message.contains(s)),
+            "line {line}: {s}: {p:#?}"
+        )
+    };
+    let table = 1 + text.lines().position(|l| l.starts_with("table = ")).unwrap();
+    has(table, "`table` must be `catalog.schema.table`");
+    has(table + 5, "`fields` column `credit_limit`");
+    has(table + 10, "`integration_identity` needs `modified_by_column`");
+    has(table + 11, "`conflict_policy` must be");
+    has(table + 15, "`ci.check_key` field `VENDOR` is not a key field");
+    // A write-back needs the governed table in Databricks.
+    let p = parse(&format!("{GOOD}{WRITEBACK}")).unwrap_err();
+    assert!(
+        p.iter().any(|x| x.message.contains("needs `destination.kind = \"databricks\"`")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn a_governed_table_that_is_also_a_forward_table_is_rejected() {
+    let text = format!(
+        "{}{}",
+        good_databricks(),
+        WRITEBACK.replace("main.mdm.vendor_master", "main.erp.ps_vendors")
+    );
+    let p = parse(&text).unwrap_err();
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].message
+            .contains("is also the table of forward stream `vendors`. A forward MERGE would overwrite a steward's edit"),
+        "{p:#?}"
+    );
+    assert_eq!(
+        p[0].line,
+        1 + text.lines().position(|l| l.starts_with("table = ")).unwrap()
+    );
+}
