@@ -140,6 +140,7 @@ fn the_documented_example_file_is_valid() {
     let text = include_str!("../../pipeline.example.toml");
     let c = parse(text).unwrap_or_else(|p| panic!("{p:#?}"));
     assert_eq!(c.streams.len(), 6);
+    assert_eq!(c.writeback.len(), 1);
     assert_eq!(c.peoplesoft.blackouts.len(), 1);
 }
 
