@@ -1,5 +1,12 @@
 //! `cargo run --example reverse_sync`
 //!
+//! **A self-contained library demo.** It builds both pipelines in code against in-process
+//! stand-ins and does **not** read `pipeline.toml`. To run reverse sync as a product, describe
+//! `[[writeback]]` streams in `pipeline.toml` and use `ml-connector run --dry-run` /
+//! `run` (README, "Reverse sync"). To keep the story short, this demo lets the forward sync
+//! and the steward share one table; `pipeline.toml` rejects that, because a forward MERGE can
+//! overwrite a steward's edit that was not written back yet.
+//!
 //! Vendor master data flowing **back** from Databricks into PeopleSoft, on one machine, with
 //! no credentials and no network. Three in-process stand-ins play the remote systems:
 //!
@@ -107,6 +114,8 @@ async fn main() -> Result<(), BoxError> {
         .init();
 
     println!("ml-connector reverse sync: vendor master from Databricks back into PeopleSoft");
+    println!("(a self-contained library demo on stand-ins; it does not read pipeline.toml:");
+    println!(" the product runs [[writeback]] streams with `ml-connector run [--dry-run]`)");
     println!("============================================================================\n");
 
     let dataset = SharedDataset::new(Dataset::manufacturer(42, 0.25));

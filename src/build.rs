@@ -9,14 +9,14 @@ use peoplesoft_client::{
     StreamDefinition,
 };
 use secrecy::SecretString;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use sync_core::audit::{AuditLog, JsonlAuditLog, JsonlRejectStore};
 use sync_core::engine::{
     EngineOptions, Pipeline, Progress, StopHandle, StreamConfig, WindowPolicy,
 };
 use sync_core::sqlite::SqliteSink;
 use sync_core::state::{CheckpointStore, FileCheckpointStore};
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use databricks_client::DatabricksSource;
 use peoplesoft_client::writeback::{JsonFileBaselineStore, PeopleSoftSink, WriteReport};

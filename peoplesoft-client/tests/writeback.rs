@@ -1108,16 +1108,26 @@ async fn stale_case(row_modified: &str, policy: ConflictPolicy) -> (RecordOutcom
 async fn a_forward_baseline_never_makes_a_newer_peoplesoft_edit_look_accepted() {
     // The steward's change (12:00) predates PeopleSoft's edit (15:30) that the forward sync
     // brought in: never sent, whatever the policy, with both versions in the outcome.
-    for policy in [ConflictPolicy::PeopleSoftWins, ConflictPolicy::DatabricksWins] {
+    for policy in [
+        ConflictPolicy::PeopleSoftWins,
+        ConflictPolicy::DatabricksWins,
+    ] {
         let (r, puts) = stale_case("2026-01-10T12:00:00Z", policy).await;
         assert_eq!(r.action, RecordAction::Conflict, "{policy:?}: {r:#?}");
         assert_eq!(puts, 0);
-        assert!(r.reason.contains("newer than the row's change"), "{}", r.reason);
+        assert!(
+            r.reason.contains("newer than the row's change"),
+            "{}",
+            r.reason
+        );
         assert_eq!(
             r.peoplesoft_version.as_deref(),
             Some("2026-01-10T15:30:00.000000Z")
         );
-        assert_eq!(r.row_version.as_deref(), Some("2026-01-10T12:00:00.000000Z"));
+        assert_eq!(
+            r.row_version.as_deref(),
+            Some("2026-01-10T12:00:00.000000Z")
+        );
         assert_eq!(r.changes[0].from.as_deref(), Some("Acme Corp "));
         assert_eq!(r.changes[0].to.as_deref(), Some("Acme Renamed"));
     }

@@ -32,8 +32,11 @@ fn record_line(r: &RecordOutcome) {
         println!(
             "            {}: {} -> {}",
             c.field,
-            c.from.as_deref().map_or("(none)".to_string(), |v| format!("{v:?}")),
-            c.to.as_deref().map_or("(null)".to_string(), |v| format!("{v:?}"))
+            c.from
+                .as_deref()
+                .map_or("(none)".to_string(), |v| format!("{v:?}")),
+            c.to.as_deref()
+                .map_or("(null)".to_string(), |v| format!("{v:?}"))
         );
     }
     if let Some(m) = &r.peoplesoft_message {
@@ -81,7 +84,10 @@ pub(super) fn writeback_records(w: &Writeback, run_id: Option<&str>) -> bool {
             count(RecordAction::Rejected),
             count(RecordAction::Failed),
         );
-        for r in records.iter().filter(|r| r.action != RecordAction::Unchanged) {
+        for r in records
+            .iter()
+            .filter(|r| r.action != RecordAction::Unchanged)
+        {
             record_line(r);
         }
         clean &= count(RecordAction::Rejected) == 0 && count(RecordAction::Failed) == 0;
@@ -158,7 +164,10 @@ async fn writeback_status(w: &Writeback, state_dir: &std::path::Path) -> CmdResu
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        for r in records.iter().filter(|r| r.action != RecordAction::Unchanged) {
+        for r in records
+            .iter()
+            .filter(|r| r.action != RecordAction::Unchanged)
+        {
             record_line(r);
         }
     }

@@ -672,7 +672,9 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let writeback = file
         .writeback
         .iter()
-        .filter_map(|w| writeback_settings(&mut c, w, &file, destination.as_ref(), &streams, time_zone))
+        .filter_map(|w| {
+            writeback_settings(&mut c, w, &file, destination.as_ref(), &streams, time_zone)
+        })
         .collect();
     if !c.problems.is_empty() {
         let mut p = c.problems;
@@ -810,7 +812,10 @@ fn writeback_settings(
                     key: &str|
      -> Vec<FieldMap> {
         if list.get_ref().is_empty() {
-            c.problem(list, format!("writeback `{name}`: `{key}` must map at least one column"));
+            c.problem(
+                list,
+                format!("writeback `{name}`: `{key}` must map at least one column"),
+            );
         }
         let mut out = Vec::new();
         for f in list.get_ref() {
@@ -819,13 +824,22 @@ fn writeback_settings(
                 Some(t) => match t.parse() {
                     Ok(t) => t,
                     Err(e) => {
-                        c.problem(list, format!("writeback `{name}`: `{key}` column `{}`: {e}", f.column));
+                        c.problem(
+                            list,
+                            format!("writeback `{name}`: `{key}` column `{}`: {e}", f.column),
+                        );
                         sync_core::ColumnType::String
                     }
                 },
             };
-            if columns.iter().any(|(n, _)| n.eq_ignore_ascii_case(&f.column)) {
-                c.problem(list, format!("writeback `{name}`: column `{}` is mapped twice", f.column));
+            if columns
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(&f.column))
+            {
+                c.problem(
+                    list,
+                    format!("writeback `{name}`: column `{}` is mapped twice", f.column),
+                );
             }
             columns.push((f.column.clone(), ty));
             out.push(FieldMap::new(f.column.clone(), f.ci_field.clone()));
@@ -835,10 +849,15 @@ fn writeback_settings(
     let keys = maps(c, &w.keys, "keys");
     let fields = maps(c, &w.fields, "fields");
     let modified_at = w.modified_at_column.get_ref().clone();
-    if columns.iter().any(|(n, _)| n.eq_ignore_ascii_case(&modified_at)) {
+    if columns
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case(&modified_at))
+    {
         c.problem(
             &w.modified_at_column,
-            format!("writeback `{name}`: `modified_at_column` `{modified_at}` is also a mapped column"),
+            format!(
+                "writeback `{name}`: `modified_at_column` `{modified_at}` is also a mapped column"
+            ),
         );
     }
     columns.push((modified_at.clone(), sync_core::ColumnType::Timestamp));
@@ -871,7 +890,11 @@ fn writeback_settings(
             format!("writeback `{name}`: `modified_by_column` needs `integration_identity` (the value the integration itself writes there), or echoes of the forward sync are written back"),
         );
     }
-    let policy = match w.conflict_policy.as_ref().map(|v| (v, v.get_ref().as_str())) {
+    let policy = match w
+        .conflict_policy
+        .as_ref()
+        .map(|v| (v, v.get_ref().as_str()))
+    {
         None => ConflictPolicy::PeopleSoftWins,
         Some((_, "peoplesoft_wins")) => ConflictPolicy::PeopleSoftWins,
         Some((_, "hold_for_review")) => ConflictPolicy::HoldForReview,
@@ -881,7 +904,11 @@ fn writeback_settings(
             ConflictPolicy::PeopleSoftWins
         }
     };
-    let detection = match w.change_detection.as_ref().map(|v| (v, v.get_ref().as_str())) {
+    let detection = match w
+        .change_detection
+        .as_ref()
+        .map(|v| (v, v.get_ref().as_str()))
+    {
         None | Some((_, "governed_hash")) => ChangeDetection::GovernedHash,
         Some((_, "stamp")) => ChangeDetection::Stamp,
         Some((v, other)) => {
@@ -892,10 +919,16 @@ fn writeback_settings(
     let ci = &w.ci;
     let version = match &ci.version {
         None => 1,
-        Some(v) => u32::try_from(*v.get_ref()).ok().filter(|n| *n > 0).unwrap_or_else(|| {
-            c.problem(v, format!("writeback `{name}`: `ci.version` must be a positive number"));
-            1
-        }),
+        Some(v) => u32::try_from(*v.get_ref())
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| {
+                c.problem(
+                    v,
+                    format!("writeback `{name}`: `ci.version` must be a positive number"),
+                );
+                1
+            }),
     };
     if detection == ChangeDetection::Stamp && ci.stamp_field.is_none() {
         c.problem(
@@ -921,7 +954,11 @@ fn writeback_settings(
     if let Some(f) = &ci.stamp_field {
         target = target.stamp(f.get_ref().clone(), None);
     }
-    let pick = |v: &Option<Spanned<String>>, d: &str| v.as_ref().map(|v| v.get_ref().clone()).unwrap_or_else(|| d.to_string());
+    let pick = |v: &Option<Spanned<String>>, d: &str| {
+        v.as_ref()
+            .map(|v| v.get_ref().clone())
+            .unwrap_or_else(|| d.to_string())
+    };
     let (get, create, update) = (
         pick(&ci.get, &target.get),
         pick(&ci.create, &target.create),
@@ -950,14 +987,20 @@ fn writeback_settings(
             let pairs = k.get_ref().0.clone();
             for (f, _) in &pairs {
                 if !target.keys.iter().any(|m| m.ci_field == *f) {
-                    c.problem(k, format!("writeback `{name}`: `ci.check_key` field `{f}` is not a key field"));
+                    c.problem(
+                        k,
+                        format!(
+                            "writeback `{name}`: `ci.check_key` field `{f}` is not a key field"
+                        ),
+                    );
                 }
             }
             pairs
         }
     };
     let dflt = &file.defaults;
-    let or = |o: &Option<Spanned<String>>, d: &Option<Spanned<String>>| o.clone().or_else(|| d.clone());
+    let or =
+        |o: &Option<Spanned<String>>, d: &Option<Spanned<String>>| o.clone().or_else(|| d.clone());
     let start = match or(&w.start, &dflt.start) {
         None => DateTime::<Utc>::from_timestamp(0, 0).expect("epoch"),
         Some(v) => DateTime::parse_from_rfc3339(v.get_ref())
@@ -967,14 +1010,29 @@ fn writeback_settings(
                 Utc::now()
             }),
     };
-    let lookback = c.duration(&or(&w.lookback, &dflt.lookback), "lookback", Duration::hours(1));
-    let settle_lag = c.duration(&or(&w.settle_lag, &dflt.settle_lag), "settle_lag", Duration::minutes(5));
-    let max_window = c.duration(&or(&w.max_window, &dflt.max_window), "max_window", Duration::days(1));
+    let lookback = c.duration(
+        &or(&w.lookback, &dflt.lookback),
+        "lookback",
+        Duration::hours(1),
+    );
+    let settle_lag = c.duration(
+        &or(&w.settle_lag, &dflt.settle_lag),
+        "settle_lag",
+        Duration::minutes(5),
+    );
+    let max_window = c.duration(
+        &or(&w.max_window, &dflt.max_window),
+        "max_window",
+        Duration::days(1),
+    );
     let batch_size = match &w.batch_size {
         None => 500,
         Some(v) if (1..=100_000).contains(v.get_ref()) => *v.get_ref() as usize,
         Some(v) => {
-            c.problem(v, format!("writeback `{name}`: `batch_size` must be 1-100000"));
+            c.problem(
+                v,
+                format!("writeback `{name}`: `batch_size` must be 1-100000"),
+            );
             500
         }
     };
@@ -982,7 +1040,10 @@ fn writeback_settings(
         None => 5,
         Some(v) if (1..=1000).contains(v.get_ref()) => *v.get_ref() as u32,
         Some(v) => {
-            c.problem(&v, format!("writeback `{name}`: `max_attempts` must be 1-1000"));
+            c.problem(
+                &v,
+                format!("writeback `{name}`: `max_attempts` must be 1-1000"),
+            );
             5
         }
     };

@@ -290,7 +290,10 @@ fn a_writeback_stream_parses_with_the_documented_cirt_defaults() {
         w.target.conflict_policy,
         peoplesoft_client::writeback::ConflictPolicy::HoldForReview
     );
-    assert_eq!(w.target.time_zone, "America/Chicago", "peoplesoft.time_zone");
+    assert_eq!(
+        w.target.time_zone, "America/Chicago",
+        "peoplesoft.time_zone"
+    );
     assert_eq!(w.key_columns, ["setid", "vendor_id"]);
     assert!(w.columns.contains(&(
         "credit_limit".into(),
@@ -319,16 +322,27 @@ fn writeback_problems_are_all_reported_with_their_lines() {
             "line {line}: {s}: {p:#?}"
         )
     };
-    let table = 1 + text.lines().position(|l| l.starts_with("table = ")).unwrap();
+    let table = 1 + text
+        .lines()
+        .position(|l| l.starts_with("table = "))
+        .unwrap();
     has(table, "`table` must be `catalog.schema.table`");
     has(table + 5, "`fields` column `credit_limit`");
-    has(table + 10, "`integration_identity` needs `modified_by_column`");
+    has(
+        table + 10,
+        "`integration_identity` needs `modified_by_column`",
+    );
     has(table + 11, "`conflict_policy` must be");
-    has(table + 15, "`ci.check_key` field `VENDOR` is not a key field");
+    has(
+        table + 15,
+        "`ci.check_key` field `VENDOR` is not a key field",
+    );
     // A write-back needs the governed table in Databricks.
     let p = parse(&format!("{GOOD}{WRITEBACK}")).unwrap_err();
     assert!(
-        p.iter().any(|x| x.message.contains("needs `destination.kind = \"databricks\"`")),
+        p.iter().any(|x| x
+            .message
+            .contains("needs `destination.kind = \"databricks\"`")),
         "{p:#?}"
     );
 }
@@ -349,6 +363,9 @@ fn a_governed_table_that_is_also_a_forward_table_is_rejected() {
     );
     assert_eq!(
         p[0].line,
-        1 + text.lines().position(|l| l.starts_with("table = ")).unwrap()
+        1 + text
+            .lines()
+            .position(|l| l.starts_with("table = "))
+            .unwrap()
     );
 }

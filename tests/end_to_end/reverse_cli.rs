@@ -215,16 +215,34 @@ fn write_back_from_pipeline_toml_check_dry_run_run_rerun_and_status() {
     let echo_before = w.name(echo);
     let steward_at = Utc::now() - Duration::minutes(10);
     // A: the steward renamed it; PeopleSoft's version is older (the dataset's history).
-    w.governed(a, "Steward Verified Supply Co.", "Toledo", STEWARD, steward_at);
+    w.governed(
+        a,
+        "Steward Verified Supply Co.",
+        "Toledo",
+        STEWARD,
+        steward_at,
+    );
     // B: the steward renamed it, then a PeopleSoft user changed it online (timeline 1).
     w.governed(b, "Steward Name For B", "Dayton", STEWARD, steward_at);
     // C: the steward's edit is followed by a forward cycle (timeline 2): `run` runs the
     // forward stream first, into its own table, and the governed row survives.
     w.governed(c, "Steward Name For C", "Akron", STEWARD, steward_at);
     // An echo: last written by the integration itself, never written back.
-    w.governed(echo, "Echo Value Never Sent", "Nowhere", DEFAULT_OPRID, steward_at);
+    w.governed(
+        echo,
+        "Echo Value Never Sent",
+        "Nowhere",
+        DEFAULT_OPRID,
+        steward_at,
+    );
     // A vendor that exists only in the governed table.
-    w.governed(NEW_VENDOR, "Lakeside Robotics LLC", "Toledo", STEWARD, steward_at);
+    w.governed(
+        NEW_VENDOR,
+        "Lakeside Robotics LLC",
+        "Toledo",
+        STEWARD,
+        steward_at,
+    );
     w.cirt
         .edit_vendor(b, &[("NAME1", "Renamed Online by AP".into())], "JSMITH")
         .unwrap();
@@ -247,14 +265,20 @@ fn write_back_from_pipeline_toml_check_dry_run_run_rerun_and_status() {
     assert!(out.status.success(), "{t}");
     assert_eq!(w.cirt.count("POST"), 0, "{t}");
     assert_eq!(w.cirt.count("PUT"), 0, "{t}");
-    assert!(w.cirt.count("GET") >= 4, "the dry run reads PeopleSoft: {t}");
+    assert!(
+        w.cirt.count("GET") >= 4,
+        "the dry run reads PeopleSoft: {t}"
+    );
     assert!(t.contains("DRY RUN"), "{t}");
     assert!(
         t.contains("created 1, updated 2, unchanged 1 (1 echo(es) skipped), conflict 1"),
         "{t}"
     );
     assert!(t.contains("dry run: would update"), "{t}");
-    assert!(w.dbx.rows("main.erp.ps_vendors").is_none(), "no forward run");
+    assert!(
+        w.dbx.rows("main.erp.ps_vendors").is_none(),
+        "no forward run"
+    );
     assert!(w.cirt.vendor(NEW_VENDOR).is_none());
 
     // `run --once`: the forward stream, then the write-back.
@@ -273,11 +297,16 @@ fn write_back_from_pipeline_toml_check_dry_run_run_rerun_and_status() {
     // Timeline 1: PeopleSoft's newer edit is not overwritten; both versions are reported.
     assert_eq!(w.name(b), "Renamed Online by AP");
     assert!(
-        t.contains(&format!("conflict  SETID=SHARE VENDOR_ID={b}: not sent: PeopleSoft's version (LASTUPDDTTM")),
+        t.contains(&format!(
+            "conflict  SETID=SHARE VENDOR_ID={b}: not sent: PeopleSoft's version (LASTUPDDTTM"
+        )),
         "{t}"
     );
     assert!(t.contains("PeopleSoft version 20"), "{t}");
-    assert!(t.contains("\"Renamed Online by AP\" -> \"Steward Name For B\""), "{t}");
+    assert!(
+        t.contains("\"Renamed Online by AP\" -> \"Steward Name For B\""),
+        "{t}"
+    );
     // Timeline 2: the forward cycle loaded its own table, the steward's row is intact.
     assert!(w.dbx.row_count("main.erp.ps_vendors").unwrap() > 0);
     assert_eq!(
@@ -299,12 +328,14 @@ fn write_back_from_pipeline_toml_check_dry_run_run_rerun_and_status() {
     let out = w.run(&cfg, &["status"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    assert!(t.contains("vendor_master (write-back: main.mdm.vendor_master -> CIRT VNDR_ID)"), "{t}");
+    assert!(
+        t.contains("vendor_master (write-back: main.mdm.vendor_master -> CIRT VNDR_ID)"),
+        "{t}"
+    );
     assert!(t.contains("conflict  SETID=SHARE"), "{t}");
     let audit = std::fs::read_to_string(w.state().join("audit.jsonl")).unwrap();
     assert!(audit.contains("writeback.conflict"), "{audit}");
-    let results =
-        std::fs::read_to_string(w.state().join("writeback-vendor_master.jsonl")).unwrap();
+    let results = std::fs::read_to_string(w.state().join("writeback-vendor_master.jsonl")).unwrap();
     let conflict = results
         .lines()
         .find(|l| l.contains(&format!("\"VENDOR_ID\":\"{b}\"")) && l.contains("\"conflict\""))
@@ -335,7 +366,13 @@ fn a_401_on_write_back_latches_the_account_for_the_forward_streams_too() {
     // QAS accepts the password, the CIRT service does not (e.g. the OPRID lacks it there).
     let w = World::new("another-password");
     let ids = w.vendors(1);
-    w.governed(&ids[0], "Steward Name", "Toledo", STEWARD, Utc::now() - Duration::minutes(10));
+    w.governed(
+        &ids[0],
+        "Steward Name",
+        "Toledo",
+        STEWARD,
+        Utc::now() - Duration::minutes(10),
+    );
     let cfg = w.config(GOVERNED);
     let out = w.run(&cfg, &["run", "--once"]);
     let t = text(&out);

@@ -163,9 +163,8 @@ pub(crate) fn decide(facts: Facts<'_>) -> Decision {
                 .as_deref()
                 .and_then(|s| stamp_time(s).map(|t| (t, format!("{stamp_name} {s}"))))
                 .or_else(|| {
-                    baseline
-                        .filter(|b| hash.matches(&b.hash))
-                        .map(|b| match b.stamp.as_deref().and_then(stamp_time) {
+                    baseline.filter(|b| hash.matches(&b.hash)).map(|b| {
+                        match b.stamp.as_deref().and_then(stamp_time) {
                             Some(t) => (
                                 t,
                                 format!("{stamp_name} {} seen by {}", t.to_rfc3339(), b.origin),
@@ -178,7 +177,8 @@ pub(crate) fn decide(facts: Facts<'_>) -> Decision {
                                     b.recorded_at.to_rfc3339()
                                 ),
                             ),
-                        })
+                        }
+                    })
                 });
             if let (Some(row_at), Some((version_at, what))) = (row_modified, &version) {
                 if *version_at > row_at {
@@ -312,9 +312,7 @@ mod tests {
             ),
             Decision::Conflict { .. } => "conflict".into(),
             Decision::Held { .. } => "held".into(),
-            Decision::Stale { hold, .. } => {
-                if *hold { "stale-held" } else { "stale" }.into()
-            }
+            Decision::Stale { hold, .. } => if *hold { "stale-held" } else { "stale" }.into(),
         }
     }
 
@@ -326,31 +324,151 @@ mod tests {
         let b_ps = baseline("ps", None);
         let b_old = baseline("old", Some("t1"));
         #[rustfmt::skip]
-        let table: Vec<(&str, Option<&Baseline>, Current, ChangeDetection, ConflictPolicy, &str)> = vec![
+        type Case<'a> = (&'a str, Option<&'a Baseline>, Current, ChangeDetection, ConflictPolicy, &'a str);
+        let table: Vec<Case<'_>> = vec![
             // Before the read: the baseline settles it, or the record must be read.
-            ("baseline equals the row", Some(&b_same), Current::NotRead, Hash, Ps, "same-as-baseline"),
-            ("baseline differs", Some(&b_ps), Current::NotRead, Hash, Ps, "read"),
+            (
+                "baseline equals the row",
+                Some(&b_same),
+                Current::NotRead,
+                Hash,
+                Ps,
+                "same-as-baseline",
+            ),
+            (
+                "baseline differs",
+                Some(&b_ps),
+                Current::NotRead,
+                Hash,
+                Ps,
+                "read",
+            ),
             ("no baseline", None, Current::NotRead, Hash, Ps, "read"),
             // Missing in PeopleSoft.
             ("new record", None, missing(), Hash, Ps, "create"),
-            ("deleted in PeopleSoft, PeopleSoft wins", Some(&b_ps), missing(), Hash, Ps, "conflict"),
-            ("deleted in PeopleSoft, held", Some(&b_ps), missing(), Hash, Hold, "held"),
-            ("deleted in PeopleSoft, Databricks wins", Some(&b_ps), missing(), Hash, Dbx, "create+overwrite"),
+            (
+                "deleted in PeopleSoft, PeopleSoft wins",
+                Some(&b_ps),
+                missing(),
+                Hash,
+                Ps,
+                "conflict",
+            ),
+            (
+                "deleted in PeopleSoft, held",
+                Some(&b_ps),
+                missing(),
+                Hash,
+                Hold,
+                "held",
+            ),
+            (
+                "deleted in PeopleSoft, Databricks wins",
+                Some(&b_ps),
+                missing(),
+                Hash,
+                Dbx,
+                "create+overwrite",
+            ),
             // Found, nothing to change.
-            ("already equal", None, found("want", Some("t2"), vec![]), Hash, Ps, "already:Some(\"t2\")"),
+            (
+                "already equal",
+                None,
+                found("want", Some("t2"), vec![]),
+                Hash,
+                Ps,
+                "already:Some(\"t2\")",
+            ),
             // Found, by governed hash.
-            ("unchanged since baseline", Some(&b_ps), found("ps", None, change()), Hash, Ps, "update"),
-            ("changed since baseline, PeopleSoft wins", Some(&b_old), found("ps", None, change()), Hash, Ps, "conflict"),
-            ("changed since baseline, held", Some(&b_old), found("ps", None, change()), Hash, Hold, "held"),
-            ("changed since baseline, Databricks wins", Some(&b_old), found("ps", None, change()), Hash, Dbx, "update+overwrite"),
-            ("no baseline, PeopleSoft wins", None, found("ps", None, change()), Hash, Ps, "conflict"),
-            ("no baseline, Databricks wins", None, found("ps", None, change()), Hash, Dbx, "update+overwrite"),
+            (
+                "unchanged since baseline",
+                Some(&b_ps),
+                found("ps", None, change()),
+                Hash,
+                Ps,
+                "update",
+            ),
+            (
+                "changed since baseline, PeopleSoft wins",
+                Some(&b_old),
+                found("ps", None, change()),
+                Hash,
+                Ps,
+                "conflict",
+            ),
+            (
+                "changed since baseline, held",
+                Some(&b_old),
+                found("ps", None, change()),
+                Hash,
+                Hold,
+                "held",
+            ),
+            (
+                "changed since baseline, Databricks wins",
+                Some(&b_old),
+                found("ps", None, change()),
+                Hash,
+                Dbx,
+                "update+overwrite",
+            ),
+            (
+                "no baseline, PeopleSoft wins",
+                None,
+                found("ps", None, change()),
+                Hash,
+                Ps,
+                "conflict",
+            ),
+            (
+                "no baseline, Databricks wins",
+                None,
+                found("ps", None, change()),
+                Hash,
+                Dbx,
+                "update+overwrite",
+            ),
             // Found, by stamp.
-            ("same stamp, hash differs", Some(&b_old), found("ps", Some("t1"), change()), Stamp, Ps, "update"),
-            ("new stamp", Some(&b_old), found("old", Some("t2"), change()), Stamp, Ps, "conflict"),
-            ("no stamp read: falls back to the hash (same)", Some(&b_old), found("old", None, change()), Stamp, Ps, "update"),
-            ("no stamp read: falls back to the hash (differs)", Some(&b_old), found("ps", None, change()), Stamp, Ps, "conflict"),
-            ("baseline without stamp: hash", Some(&b_ps), found("ps", Some("t9"), change()), Stamp, Ps, "update"),
+            (
+                "same stamp, hash differs",
+                Some(&b_old),
+                found("ps", Some("t1"), change()),
+                Stamp,
+                Ps,
+                "update",
+            ),
+            (
+                "new stamp",
+                Some(&b_old),
+                found("old", Some("t2"), change()),
+                Stamp,
+                Ps,
+                "conflict",
+            ),
+            (
+                "no stamp read: falls back to the hash (same)",
+                Some(&b_old),
+                found("old", None, change()),
+                Stamp,
+                Ps,
+                "update",
+            ),
+            (
+                "no stamp read: falls back to the hash (differs)",
+                Some(&b_old),
+                found("ps", None, change()),
+                Stamp,
+                Ps,
+                "conflict",
+            ),
+            (
+                "baseline without stamp: hash",
+                Some(&b_ps),
+                found("ps", Some("t9"), change()),
+                Stamp,
+                Ps,
+                "update",
+            ),
         ];
         for (what, baseline, current, detection, policy, want) in table {
             let d = decide(Facts {

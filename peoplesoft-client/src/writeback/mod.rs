@@ -396,11 +396,7 @@ impl PeopleSoftSink {
     /// `Ok(true)`: the record exists; `Ok(false)`: PeopleSoft answered "no such record".
     /// `Err` says what went wrong (a refusal, a gateway error, a 401/403, which latches the
     /// client like any other request). Nothing is written.
-    pub async fn check_get(
-        &self,
-        stream: &str,
-        key: &[(String, String)],
-    ) -> Result<bool, String> {
+    pub async fn check_get(&self, stream: &str, key: &[(String, String)]) -> Result<bool, String> {
         let target = self
             .target_for(stream)
             .ok_or_else(|| format!("no write-back target for stream `{stream}`"))?;
