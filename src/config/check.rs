@@ -876,13 +876,13 @@ fn writeback_settings(
             }
         },
     };
-    match (&modified_by, identities.is_empty()) {
+    match (&modified_by, &w.integration_identity) {
         (Some(m), _) => columns.push((m.clone(), sync_core::ColumnType::String)),
-        (None, false) => c.problem(
-            w.integration_identity.as_ref().expect("identities came from it"),
+        (None, Some(v)) if !identities.is_empty() => c.problem(
+            v,
             format!("writeback `{name}`: `integration_identity` needs `modified_by_column` (the column that says who changed a row)"),
         ),
-        (None, true) => {}
+        (None, _) => {}
     }
     if modified_by.is_some() && identities.is_empty() {
         c.problem(
@@ -1002,7 +1002,10 @@ fn writeback_settings(
     let or =
         |o: &Option<Spanned<String>>, d: &Option<Spanned<String>>| o.clone().or_else(|| d.clone());
     let start = match or(&w.start, &dflt.start) {
-        None => DateTime::<Utc>::from_timestamp(0, 0).expect("epoch"),
+        None => {
+            c.problem(&w.name, format!("writeback `{name}` needs `start` (or `[defaults] start`): where reading the governed table by `modified_at_column` begins"));
+            Utc::now()
+        }
         Some(v) => DateTime::parse_from_rfc3339(v.get_ref())
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or_else(|_| {
