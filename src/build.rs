@@ -19,7 +19,9 @@ use sync_core::sqlite::SqliteSink;
 use sync_core::state::{CheckpointStore, FileCheckpointStore};
 
 use databricks_client::DatabricksSource;
-use peoplesoft_client::writeback::{JsonFileBaselineStore, PeopleSoftSink, WriteReport};
+use peoplesoft_client::writeback::{
+    BaselineSeedingSink, JsonFileBaselineStore, PeopleSoftSink, WriteReport,
+};
 use sync_core::engine::{HookContext, StreamHook};
 use sync_core::mapping::Mapping;
 use sync_core::state::MemoryCheckpointStore;
@@ -472,6 +474,20 @@ pub async fn build_with_options(
         writeback_dry_run,
         move |p: &Progress| for_writeback(p),
     )?;
+    // The forward streams named by `seed_from` record the write-back's baselines.
+    let mut sink = sink;
+    if let Some(w) = &writeback {
+        for s in w.streams.iter() {
+            if let Some(forward) = &s.seed_from {
+                sink = Arc::new(BaselineSeedingSink::new(
+                    sink,
+                    w.sink.clone(),
+                    forward.clone(),
+                    s.name.clone(),
+                ));
+            }
+        }
+    }
     let mut builder = Pipeline::builder(config.pipeline.name.clone(), sink)
         .checkpoints(store)
         .audit(audit.clone())

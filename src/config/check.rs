@@ -998,6 +998,37 @@ fn writeback_settings(
             pairs
         }
     };
+    let seed_from = w.seed_from.as_ref().and_then(|v| {
+        let forward = v.get_ref();
+        let Some(s) = streams.iter().find(|s| &s.name == forward) else {
+            c.problem(v, format!("writeback `{name}`: `seed_from` names no `[[streams]]` entry (`{forward}`)"));
+            return None;
+        };
+        let mapped: Vec<String> = match &s.kind {
+            StreamKind::Domain { domain, .. } => domain
+                .definition()
+                .mapping
+                .columns
+                .iter()
+                .map(|m| m.column.clone())
+                .collect(),
+            StreamKind::Custom { mapping, .. } => {
+                mapping.columns.iter().map(|m| m.column.clone()).collect()
+            }
+        };
+        let missing: Vec<&str> = target
+            .keys
+            .iter()
+            .chain(&target.fields)
+            .map(|f| f.column.as_str())
+            .filter(|col| !mapped.iter().any(|m| m.eq_ignore_ascii_case(col)))
+            .collect();
+        if !missing.is_empty() {
+            c.problem(v, format!("writeback `{name}`: `seed_from` stream `{forward}` has no column(s) {} (its rows seed the baselines by the write-back's column names)", missing.join(", ")));
+            return None;
+        }
+        Some(forward.clone())
+    });
     let dflt = &file.defaults;
     let or =
         |o: &Option<Spanned<String>>, d: &Option<Spanned<String>>| o.clone().or_else(|| d.clone());
@@ -1061,6 +1092,7 @@ fn writeback_settings(
         modified_at_column: modified_at,
         target,
         check_key,
+        seed_from,
         start,
         lookback,
         settle_lag,

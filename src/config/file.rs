@@ -76,6 +76,10 @@ pub(crate) struct WritebackSection {
     /// Attempts of a failed window before it is stuck (default: `defaults.max_attempts`, 5).
     #[serde(default)]
     pub(crate) max_attempts: Option<Spanned<i64>>,
+    /// A forward stream whose loaded rows seed this write-back's baselines (its table must
+    /// have the key and governed columns under the same names).
+    #[serde(default)]
+    pub(crate) seed_from: Option<Spanned<String>>,
     /// The PeopleSoft Component Interface REST service.
     pub(crate) ci: CiSection,
 }

@@ -174,6 +174,8 @@ pub struct WritebackSettings {
     pub target: peoplesoft_client::writeback::CiTarget,
     /// Key values `check` reads (CI field → value), when given.
     pub check_key: Vec<(String, String)>,
+    /// The forward stream whose loaded rows seed the baselines (`seed_from`).
+    pub seed_from: Option<String>,
     /// Where reading starts.
     pub start: DateTime<Utc>,
     /// Lookback.

@@ -51,7 +51,8 @@ impl World {
             .unwrap();
         dbx.execute_sql(&format!(
             "CREATE TABLE {GOVERNED} (setid STRING NOT NULL, vendor_id STRING NOT NULL, \
-             name1 STRING, city STRING, modified_by STRING, modified_at TIMESTAMP) USING DELTA"
+             name1 STRING, city STRING, vendor_status STRING, modified_by STRING, \
+             modified_at TIMESTAMP) USING DELTA"
         ))
         .unwrap();
         World {
@@ -151,14 +152,27 @@ stamp_field = "LASTUPDDTTM"
 
     /// A row of the governed table, as a steward tool or a Databricks job writes it.
     fn governed(&self, vendor: &str, name1: &str, city: &str, by: &str, at: DateTime<Utc>) {
+        self.governed_with_status(vendor, name1, city, "A", by, at)
+    }
+
+    fn governed_with_status(
+        &self,
+        vendor: &str,
+        name1: &str,
+        city: &str,
+        status: &str,
+        by: &str,
+        at: DateTime<Utc>,
+    ) {
         let lit = |s: &str| sql::literal(&Value::String(s.into()), Some(ColumnType::String));
         self.dbx
             .execute_sql(&format!(
-                "INSERT INTO {GOVERNED} VALUES ({}, {}, {}, {}, {}, {})",
+                "INSERT INTO {GOVERNED} VALUES ({}, {}, {}, {}, {}, {}, {})",
                 lit("SHARE"),
                 lit(vendor),
                 lit(name1),
                 lit(city),
+                lit(status),
                 lit(by),
                 sql::literal(&Value::Timestamp(at), Some(ColumnType::Timestamp)),
             ))
@@ -393,4 +407,58 @@ fn a_401_on_write_back_latches_the_account_for_the_forward_streams_too() {
     assert_eq!(w.qas.stats().total_requests, qas_before);
     assert_eq!(w.cirt.requests().len(), 1);
     drop(w.rt);
+}
+
+#[test]
+fn without_a_stamp_the_forward_stream_seeds_baselines_and_a_newer_edit_still_wins() {
+    let w = World::new(DEFAULT_PASSWORD);
+    let ids = w.vendors(2);
+    let (a, b) = (&ids[0], &ids[1]);
+    // No LASTUPDDTTM: the vendors forward stream seeds the baselines instead.
+    let cfg = w.config(GOVERNED);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("stamp_field = \"LASTUPDDTTM\"\n", "")
+        .replace(
+            "{ column = \"city\", ci_field = \"CITY\" }",
+            "{ column = \"vendor_status\", ci_field = \"VENDOR_STATUS\" }",
+        )
+        .replace("[writeback.ci]", "seed_from = \"vendors\"\n[writeback.ci]");
+    std::fs::write(&cfg, text).unwrap();
+
+    let out = w.run(&cfg, &["run", "--once"]);
+    assert!(out.status.success(), "{}", text_of(&out));
+    let baselines = std::fs::read_to_string(w.state().join("writeback-baselines.json")).unwrap();
+    assert!(baselines.contains(a.as_str()), "{baselines}");
+
+    // After the forward sync: the steward renames A and B; then PeopleSoft renames B.
+    let status = |v: &str| {
+        w.cirt.vendor(v).unwrap()["VENDOR_STATUS"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let at = Utc::now();
+    w.governed_with_status(a, "Steward Name For A", "-", &status(a), STEWARD, at);
+    w.governed_with_status(b, "Steward Name For B", "-", &status(b), STEWARD, at);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    w.cirt
+        .edit_vendor(b, &[("NAME1", "Renamed Online by AP".into())], "JSMITH")
+        .unwrap();
+    w.cirt.clear_requests();
+    let out = w.run(&cfg, &["run", "--once"]);
+    let t = text_of(&out);
+    assert!(out.status.success(), "{t}");
+    assert_eq!(w.name(a), "Steward Name For A", "{t}");
+    assert_eq!(w.name(b), "Renamed Online by AP", "{t}");
+    assert_eq!(w.cirt.count("PUT"), 1, "{t}");
+    assert!(
+        t.contains(&format!("conflict  SETID=SHARE VENDOR_ID={b}")),
+        "{t}"
+    );
+    drop(w.rt);
+}
+
+fn text_of(o: &Output) -> String {
+    text(o)
 }

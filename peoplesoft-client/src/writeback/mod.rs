@@ -445,7 +445,7 @@ impl PeopleSoftSink {
         let target = self.target_for(stream).ok_or_else(|| {
             BaselineStoreError(format!("no write-back target for stream `{stream}`"))
         })?;
-        let compiled = Compiled::new(target, schema).map_err(BaselineStoreError)?;
+        let compiled = Compiled::for_seeding(target, schema).map_err(BaselineStoreError)?;
         let now = self.inner.client.clock().now();
         let entries: Vec<(String, Baseline)> = rows
             .iter()

@@ -62,6 +62,16 @@ fn column<'a>(schema: &TableSchema, map: &'a FieldMap, what: &str) -> Result<Col
 
 impl<'a> Compiled<'a> {
     pub(crate) fn new(target: &'a CiTarget, schema: &TableSchema) -> Result<Self, String> {
+        Self::resolve(target, schema, false)
+    }
+
+    /// For rows of the forward sync (baseline seeding): only the key, governed and stamp
+    /// columns are needed; the write-back's echo and modification-time columns are not read.
+    pub(crate) fn for_seeding(target: &'a CiTarget, schema: &TableSchema) -> Result<Self, String> {
+        Self::resolve(target, schema, true)
+    }
+
+    fn resolve(target: &'a CiTarget, schema: &TableSchema, seeding: bool) -> Result<Self, String> {
         let keys = target
             .keys
             .iter()
@@ -83,12 +93,18 @@ impl<'a> Compiled<'a> {
                 }),
             }
         };
-        let modified_by = find(&target.echo.modified_by_column, "echo.modified_by")?;
+        let (modified_by, modified_at) = if seeding {
+            (None, None)
+        } else {
+            (
+                find(&target.echo.modified_by_column, "echo.modified_by")?,
+                find(&target.modified_at_column, "modified_at")?,
+            )
+        };
         let stamp_col = find(
             &target.stamp.as_ref().and_then(|s| s.column.clone()),
             "stamp",
         )?;
-        let modified_at = find(&target.modified_at_column, "modified_at")?;
         let tz: Tz = target
             .time_zone
             .parse()
