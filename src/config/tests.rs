@@ -369,3 +369,27 @@ fn a_governed_table_that_is_also_a_forward_table_is_rejected() {
             .unwrap()
     );
 }
+
+#[test]
+fn seed_from_needs_a_forward_stream_with_the_writeback_columns() {
+    let ok = WRITEBACK
+        .replace("{ column = \"credit_limit\", ci_field = \"CREDIT_LIMIT\", type = \"DECIMAL(15,2)\" },\n", "")
+        .replace("[writeback.ci]", "seed_from = \"vendors\"\n[writeback.ci]");
+    let c = parse(&format!("{}{ok}", good_databricks())).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(c.writeback[0].seed_from.as_deref(), Some("vendors"));
+    let bad = WRITEBACK.replace("[writeback.ci]", "seed_from = \"vendors\"\n[writeback.ci]");
+    let p = parse(&format!("{}{bad}", good_databricks())).unwrap_err();
+    assert!(
+        p.iter().any(|x| x
+            .message
+            .contains("`seed_from` stream `vendors` has no column(s) credit_limit")),
+        "{p:#?}"
+    );
+    let bad = WRITEBACK.replace("[writeback.ci]", "seed_from = \"vendorz\"\n[writeback.ci]");
+    let p = parse(&format!("{}{bad}", good_databricks())).unwrap_err();
+    assert!(
+        p.iter()
+            .any(|x| x.message.contains("names no `[[streams]]` entry")),
+        "{p:#?}"
+    );
+}
