@@ -10,12 +10,17 @@
 //!    the last sync, forward or reverse, saw) is `unchanged`, with no request. Re-running a
 //!    batch therefore skips every record already applied.
 //! 3. **Get** the current PeopleSoft record. Equal values → `unchanged`.
-//! 4. **Conflict control.** If PeopleSoft changed the record since the baseline (governed
+//! 4. **Never older than PeopleSoft.** With a [`modified_at`](CiTarget::modified_at) column,
+//!    when PeopleSoft's current version (the Get's [stamp](CiTarget::stamp), or the time the
+//!    baseline first saw the current content) is newer than the row's change, nothing is sent
+//!    whatever the policy: `conflict` (`held` under `HoldForReview`), with both versions in
+//!    [`RecordOutcome::peoplesoft_version`] / [`RecordOutcome::row_version`].
+//! 5. **Conflict control.** If PeopleSoft changed the record since the baseline (governed
 //!    hash, or the last-update stamp with [`ChangeDetection::Stamp`]), or there is no baseline
 //!    for an existing record, the [`ConflictPolicy`] decides: `DatabricksWins` updates,
 //!    `PeopleSoftWins` skips with a `conflict` outcome, `HoldForReview` skips with `held`.
 //!    PeopleSoft changes are never overwritten unless the policy says so.
-//! 5. **Create** (POST) when the record does not exist, **Update** (PUT) otherwise, and
+//! 6. **Create** (POST) when the record does not exist, **Update** (PUT) otherwise, and
 //!    record the new baseline.
 //!
 //! Every record gets a [`RecordOutcome`] (created / updated / unchanged / conflict / held /
@@ -64,7 +69,12 @@
 //! [`PeopleSoftSink::seed_baselines`] (or by wrapping its sink in [`BaselineSeedingSink`]), so
 //! content that came from PeopleSoft is not written back (no ping-pong) and existing records
 //! have a known starting point. Without a baseline, an existing PeopleSoft record that
-//! differs from the row is treated as a conflict (a PeopleSoft change cannot be ruled out).
+//! differs from the row is treated as a conflict (a PeopleSoft change cannot be ruled out),
+//! unless the Get's stamp shows PeopleSoft's version predates the row's change. A seeded
+//! baseline keeps the time its content was first seen (seeding the same content again does
+//! not move it), so a PeopleSoft edit the forward sync brought in after a steward's change
+//! never counts as the version that change was based on: set
+//! [`modified_at`](CiTarget::modified_at), or a seeded baseline is trusted as before.
 //! Baselines are flushed after each round of a batch; if a crash loses some, the next run
 //! reads PeopleSoft, finds the values equal and records them again.
 //!
