@@ -150,6 +150,8 @@ fn writeback(
             dir.join("writeback-baselines.json"),
         )))
         .dry_run(dry_run)
+        .max_attempts(config.peoplesoft.write_attempts)
+        .retry_delay(config.peoplesoft.write_retry_delay)
         .on_report(move |r| {
             collected
                 .lock()

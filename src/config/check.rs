@@ -423,6 +423,22 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         )
         .to_std()
         .unwrap_or_default();
+    let write_attempts = match &ps.write_attempts {
+        None => 3,
+        Some(n) if (1..=10).contains(n.get_ref()) => *n.get_ref() as u32,
+        Some(n) => {
+            c.problem(n, "`peoplesoft.write_attempts` must be 1-10");
+            3
+        }
+    };
+    let write_retry_delay = c
+        .duration(
+            &ps.write_retry_delay,
+            "peoplesoft.write_retry_delay",
+            Duration::seconds(5),
+        )
+        .to_std()
+        .unwrap_or_default();
     let mut blackouts = Vec::new();
     for b in &ps.blackout {
         let time = |v: &Spanned<String>, key: &str, c: &mut Checker<'_>| {
@@ -711,6 +727,8 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
             request_timeout,
             max_rows,
             blackouts,
+            write_attempts,
+            write_retry_delay,
         },
         destination,
         streams,

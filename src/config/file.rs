@@ -249,6 +249,12 @@ pub(crate) struct PeopleSoftSection {
     /// override). Unset: the engine detects such a cap.
     #[serde(default)]
     pub(crate) profile_max_rows: Option<Spanned<i64>>,
+    /// Rounds per write-back batch for records that fail transiently (default 3).
+    #[serde(default)]
+    pub(crate) write_attempts: Option<Spanned<i64>>,
+    /// Pause before a write-back retry round, doubled per round (default `5s`).
+    #[serde(default)]
+    pub(crate) write_retry_delay: Option<Spanned<String>>,
     /// Blackout windows (no requests).
     #[serde(default)]
     pub(crate) blackout: Vec<BlackoutSection>,

@@ -290,6 +290,11 @@ pub struct PeopleSoftSettings {
     pub max_rows: Option<u32>,
     /// Blackouts.
     pub blackouts: Vec<Blackout>,
+    /// Write-back: rounds per batch for records that fail transiently (each round starts
+    /// again from the Get, so a write that reached PeopleSoft is not sent twice).
+    pub write_attempts: u32,
+    /// Write-back: pause before a retry round (doubled per round).
+    pub write_retry_delay: std::time::Duration,
 }
 
 /// `[destination]`.

@@ -401,6 +401,33 @@ impl CirtStandIn {
     pub fn clear_requests(&self) {
         self.shared.lock().requests.clear();
     }
+
+    /// The next `times` Create/Update requests whose body has a key field equal to
+    /// `key_value` answer **502** with a gateway HTML page (a transient failure). With
+    /// `applied`, the write is saved first and only the answer is lost (a timed-out write
+    /// that did reach PeopleSoft); otherwise nothing is saved.
+    pub fn fail_write(&self, key_value: &str, times: u32, applied: bool) {
+        self.shared.lock().write_faults.push(WriteFault {
+            key_value: key_value.to_string(),
+            remaining: times,
+            applied,
+        });
+    }
+}
+
+/// A programmed failure of Create/Update requests for one key ([`CirtStandIn::fail_write`]).
+#[derive(Debug, Clone)]
+struct WriteFault {
+    key_value: String,
+    remaining: u32,
+    applied: bool,
+}
+
+fn gateway_page() -> ResponseTemplate {
+    ResponseTemplate::new(502).set_body_raw(
+        b"<html><body><h1>502 Bad Gateway</h1>The proxy server received an invalid response.</body></html>".to_vec(),
+        "text/html",
+    )
 }
 
 /// Percent-encodes one path segment (unreserved characters stay).
@@ -513,6 +540,8 @@ struct State {
     oprids: HashMap<(String, Vec<String>), String>,
     /// The last stamp issued (stamps strictly increase).
     last_stamp: Option<DateTime<Utc>>,
+    /// Programmed write failures.
+    write_faults: Vec<WriteFault>,
 }
 
 struct Shared {
@@ -907,7 +936,39 @@ impl Shared {
         } else {
             serde_json::from_slice(&req.body).ok()
         };
-        let (status, error, resp) = self.route(req, &method, oprid_sent.as_ref(), body.as_ref());
+        // A programmed write failure for a key in the body, if any.
+        let fault = match (&body, method.as_str()) {
+            (Some(Json::Object(fields)), "POST" | "PUT") => {
+                let mut state = self.lock();
+                let hit = state.write_faults.iter_mut().find(|f| {
+                    f.remaining > 0
+                        && fields
+                            .values()
+                            .any(|v| v.as_str() == Some(f.key_value.as_str()))
+                });
+                hit.map(|f| {
+                    f.remaining -= 1;
+                    f.applied
+                })
+            }
+            _ => None,
+        };
+        let (status, error, resp) = match fault {
+            Some(false) => (
+                502,
+                Some("programmed gateway failure".into()),
+                gateway_page(),
+            ),
+            Some(true) => {
+                let _saved = self.route(req, &method, oprid_sent.as_ref(), body.as_ref());
+                (
+                    502,
+                    Some("programmed gateway failure after the save".into()),
+                    gateway_page(),
+                )
+            }
+            None => self.route(req, &method, oprid_sent.as_ref(), body.as_ref()),
+        };
         self.lock().requests.push(CirtRequest {
             method,
             path: req.url.path().to_string(),

@@ -462,3 +462,60 @@ fn without_a_stamp_the_forward_stream_seeds_baselines_and_a_newer_edit_still_win
 fn text_of(o: &Output) -> String {
     text(o)
 }
+
+#[test]
+fn a_failed_record_is_retried_next_cycle_and_a_lost_answer_is_not_sent_twice() {
+    let w = World::new(DEFAULT_PASSWORD);
+    let ids = w.vendors(3);
+    let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
+    let at = Utc::now() - Duration::minutes(10);
+    w.governed(a, "Steward Name For A", "Toledo", STEWARD, at);
+    w.governed(b, "Steward Name For B", "Toledo", STEWARD, at);
+    w.governed(c, "Steward Name For C", "Toledo", STEWARD, at);
+    let cfg = w.config(GOVERNED);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "min_gap = \"0ms\"",
+        "min_gap = \"0ms\"\nwrite_attempts = 2\nwrite_retry_delay = \"10ms\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    // B: the gateway fails both rounds and nothing is saved. C: the update is saved but its
+    // answer is lost (a timed-out write that reached PeopleSoft).
+    w.cirt.fail_write(b, 2, false);
+    w.cirt.fail_write(c, 1, true);
+    let out = w.run(&cfg, &["run", "--once"]);
+    let t = text_of(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed record fails the cycle: {t}"
+    );
+    assert!(
+        t.contains(&format!("failed    SETID=SHARE VENDOR_ID={b}")),
+        "{t}"
+    );
+    assert_eq!(w.name(a), "Steward Name For A");
+    assert_ne!(w.name(b), "Steward Name For B");
+    // C was re-read before any second write: PeopleSoft already had it, one PUT only.
+    assert_eq!(w.name(c), "Steward Name For C");
+    let puts_for = |v: &str| {
+        w.cirt
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.method == "PUT" && r.body.as_ref().unwrap()["VENDOR_ID"].as_str() == Some(v)
+            })
+            .count()
+    };
+    assert_eq!(puts_for(c), 1, "{t}");
+    assert_eq!(puts_for(b), 2, "{t}");
+
+    // The next cycle replays the failed window: only B is written, A and C are not resent.
+    w.cirt.clear_requests();
+    let out = w.run(&cfg, &["run", "--once"]);
+    let t = text_of(&out);
+    assert!(out.status.success(), "{t}");
+    assert_eq!(w.name(b), "Steward Name For B");
+    assert_eq!(w.cirt.write_count(), 1, "{t}");
+    assert_eq!(puts_for(b), 1, "{t}");
+    drop(w.rt);
+}
