@@ -140,8 +140,8 @@ pub struct CredentialFingerprint(String);
 impl CredentialFingerprint {
     pub(crate) fn compute(key: &[u8], parts: &[&[u8]]) -> Self {
         use hmac::{KeyInit as _, Mac as _};
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key)
-            .expect("HMAC takes keys of any length");
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
         for p in parts {
             // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
             mac.update(&(p.len() as u64).to_be_bytes());
