@@ -33,6 +33,15 @@
 //! [`StreamState::current_swept_on`]; a failed sweep is reported and retried next cycle. A sink
 //! that does not [maintain current flags](Sink::maintains_current_flags) is refused by
 //! [`PipelineBuilder::build`] for such streams.
+//!
+//! ## Tracing
+//!
+//! A cycle runs in a `pipeline` span (fields `run_id`, `pipeline`), each stream in a `stream`
+//! span (`stream`) inside it, and each window attempt in a `window` span (`window` as
+//! `[from, to)`, `attempt`) inside that, so events carry their context without repeating it.
+//! The spans and the engine's events use the target [`TARGET`] (`ml_connector::engine`), so
+//! the filter `RUST_LOG=warn,ml_connector=info` shows the tree with the engine's progress
+//! (one line per committed window and per finished stream) and only warnings from elsewhere.
 
 mod batch;
 mod builder;
@@ -57,3 +66,7 @@ pub use progress::{HookContext, Progress, ProgressFn, StreamHook};
 pub use reconcile::{StreamVerification, VerifyOptions, WindowCheck};
 pub use report::{CycleReport, StreamReport, StreamStatus};
 pub use stop::StopHandle;
+
+/// The `tracing` target of the engine's spans and events: `ml_connector::engine`, so that
+/// `RUST_LOG=ml_connector=info` (the CLI's crate) shows them, whatever crate runs the engine.
+pub const TARGET: &str = "ml_connector::engine";

@@ -23,6 +23,7 @@ use super::hash::{
 };
 use super::pipeline::Pipeline;
 use super::truncation::{can_split, classify, Verdict};
+use super::TARGET;
 use crate::audit::{AuditEntry, Outcome};
 use crate::error::{ConnectorError, Error, Result};
 use crate::sink::{DeletePolicy, KeyedHash, Receipt};
@@ -89,6 +90,7 @@ impl VerifyOptions {
 
 /// One window of a reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WindowCheck {
     /// The window.
     pub window: Window,
@@ -135,6 +137,7 @@ impl WindowCheck {
 
 /// Reconciliation of one stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StreamVerification {
     /// Stream name.
     pub stream: String,
@@ -427,10 +430,11 @@ impl Pipeline {
             // Not confirmable: reported as moved-or-deleted only in the log.
             if !extras.is_empty() {
                 tracing::info!(
-                    stream = %cfg.name,
-                    "{} target key(s) not in their source window; a full verify (no --sample/--from/--to) tells deletes from moved rows",
-                    extras.len()
-                );
+                target: TARGET,
+                                   stream = %cfg.name,
+                                   "{} target key(s) not in their source window; a full verify (no --sample/--from/--to) tells deletes from moved rows",
+                                   extras.len()
+                               );
             }
         }
 
@@ -439,9 +443,10 @@ impl Pipeline {
         if let Some(rows) = null_cursor_rows {
             if rows > 0 {
                 tracing::warn!(
-                    stream = %cfg.name,
-                    "{rows} source row(s) have a NULL cursor: no cursor window reaches them"
-                );
+                target: TARGET,
+                                   stream = %cfg.name,
+                                   "{rows} source row(s) have a NULL cursor: no cursor window reaches them"
+                               );
             }
             st.null_cursor_rows = Some(NullCursorCount {
                 rows,
@@ -523,7 +528,7 @@ impl Pipeline {
                 entry.annotations.insert(k.into(), v.to_string());
             }
             if let Err(e) = self.audit.append(&entry).await {
-                tracing::error!(stream = %cfg.name, "audit entry not written: {e}");
+                tracing::error!(target: TARGET, stream = %cfg.name, "audit entry not written: {e}");
             }
         }
         Ok(StreamVerification {
