@@ -36,6 +36,7 @@ use sync_core::{EffectiveDated, Window};
 use crate::config::QueryName;
 use crate::error::ConfigError;
 use crate::qas::{QueryOwner, DEFAULT_MAX_ROWS};
+use crate::records::{self, RecordField};
 
 /// How a window bound is written as a prompt value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -219,19 +220,22 @@ pub struct StreamDefinition {
 }
 
 /// One column of a default mapping: (PeopleSoft field, Databricks type, nullable).
-type Col<'a> = (&'a str, &'a str, bool);
 
 fn snake(field: &str) -> String {
     field.to_ascii_lowercase()
 }
 
-fn mapping(table: &str, cols: &[Col<'_>], keys: &[&str], cursor: &str) -> Mapping {
-    let columns: Vec<_> = cols
+/// The default mapping of a record's fields: one column per field (lower-case name), keys not
+/// nullable, blanks read as NULL for text, date and datetime fields.
+fn mapping(table: &str, fields: &[RecordField], cursor: &str) -> Mapping {
+    let keys: Vec<&str> = fields.iter().filter(|f| f.key).map(|f| f.name).collect();
+    let columns: Vec<_> = fields
         .iter()
-        .map(|(src, ty, nullable)| {
-            let blank = *ty == "STRING" || *ty == "DATE" || *ty == "TIMESTAMP";
+        .map(|f| {
+            let (src, ty) = (f.name, f.column_type);
+            let blank = ty == "STRING" || ty == "DATE" || ty == "TIMESTAMP";
             let mut c =
-                json!({"column": snake(src), "source": src, "type": ty, "nullable": nullable});
+                json!({"column": snake(src), "source": src, "type": ty, "nullable": !f.key});
             if blank {
                 c["transforms"] = json!(["blank_as_null"]);
             }
@@ -248,15 +252,13 @@ fn mapping(table: &str, cols: &[Col<'_>], keys: &[&str], cursor: &str) -> Mappin
     serde_json::from_value(v).expect("default mappings are valid")
 }
 
-#[allow(clippy::too_many_arguments)]
 fn define(
     name: &str,
     query: &str,
     table: &str,
-    keys: &[&str],
     cursor: &str,
     format: PromptFormat,
-    cols: &[Col<'_>],
+    fields: &[RecordField],
 ) -> StreamDefinition {
     StreamDefinition {
         name: name.into(),
@@ -269,7 +271,11 @@ fn define(
         range: RangeSemantics::HalfOpen,
         source_time_zone: Tz::UTC,
         max_rows: DEFAULT_MAX_ROWS,
-        key_fields: keys.iter().map(|s| s.to_string()).collect(),
+        key_fields: fields
+            .iter()
+            .filter(|f| f.key)
+            .map(|f| f.name.to_string())
+            .collect(),
         cursor_field: cursor.into(),
         alias_prefixes: AliasPrefixes::Strip,
         effective_dating: None,
@@ -277,14 +283,9 @@ fn define(
         profile_cap_floor: 100,
         key_prompts: Vec::new(),
         null_cursor_check: false,
-        mapping: mapping(table, cols, keys, cursor),
+        mapping: mapping(table, fields, cursor),
     }
 }
-
-const S: &str = "STRING";
-const D: &str = "DATE";
-const TS: &str = "TIMESTAMP";
-const AMT: &str = "DECIMAL(26,3)";
 
 impl StreamDefinition {
     /// Vendors: `MLC_VENDORS` over VENDOR, cursor LAST_ACTIVITY_DT (date prompts).
@@ -293,23 +294,9 @@ impl StreamDefinition {
             "vendors",
             "MLC_VENDORS",
             "ps_vendors",
-            &["SETID", "VENDOR_ID"],
             "LAST_ACTIVITY_DT",
             PromptFormat::Date,
-            &[
-                ("SETID", S, false),
-                ("VENDOR_ID", S, false),
-                ("NAME1", S, true),
-                ("NAME2", S, true),
-                ("VENDOR_NAME_SHORT", S, true),
-                ("VENDOR_STATUS", S, true),
-                ("VENDOR_CLASS", S, true),
-                ("VENDOR_PERSISTENCE", S, true),
-                ("WTHD_SW", "BOOLEAN", true),
-                ("ENTERED_BY", S, true),
-                ("ADD_DT", D, true),
-                ("LAST_ACTIVITY_DT", D, true),
-            ],
+            records::Vendor::FIELDS,
         )
     }
 
@@ -319,21 +306,9 @@ impl StreamDefinition {
             "customers",
             "MLC_CUSTOMERS",
             "ps_customers",
-            &["SETID", "CUST_ID"],
             "CUST_STATUS_DT",
             PromptFormat::Date,
-            &[
-                ("SETID", S, false),
-                ("CUST_ID", S, false),
-                ("NAME1", S, true),
-                ("CUST_STATUS", S, true),
-                ("CUST_STATUS_DT", D, true),
-                ("SINCE_DT", D, true),
-                ("ADD_DT", D, true),
-                ("CUSTOMER_TYPE", S, true),
-                ("CR_LIMIT", AMT, true),
-                ("CURRENCY_CD", S, true),
-            ],
+            records::Customer::FIELDS,
         )
     }
 
@@ -343,24 +318,9 @@ impl StreamDefinition {
             "purchase_orders",
             "MLC_PO_HEADERS",
             "ps_purchase_orders",
-            &["BUSINESS_UNIT", "PO_ID"],
             "LAST_DTTM_UPDATE",
             PromptFormat::NativeDateTime,
-            &[
-                ("BUSINESS_UNIT", S, false),
-                ("PO_ID", S, false),
-                ("PO_DT", D, true),
-                ("PO_STATUS", S, true),
-                ("VENDOR_SETID", S, true),
-                ("VENDOR_ID", S, true),
-                ("BUYER_ID", S, true),
-                ("CURRENCY_CD", S, true),
-                ("ENTERED_DT", D, true),
-                ("APPROVAL_DT", D, true),
-                ("ACTIVITY_DATE", D, true),
-                ("LAST_DTTM_UPDATE", TS, true),
-                ("OPRID_MODIFIED_BY", S, true),
-            ],
+            records::PurchaseOrder::FIELDS,
         )
     }
 
@@ -371,23 +331,9 @@ impl StreamDefinition {
             "purchase_order_lines",
             "MLC_PO_LINES",
             "ps_purchase_order_lines",
-            &["BUSINESS_UNIT", "PO_ID", "LINE_NBR"],
             "LAST_DTTM_UPDATE",
             PromptFormat::NativeDateTime,
-            &[
-                ("BUSINESS_UNIT", S, false),
-                ("PO_ID", S, false),
-                ("LINE_NBR", "INT", false),
-                ("INV_ITEM_ID", S, true),
-                ("DESCR254_MIXED", S, true),
-                ("CATEGORY_ID", S, true),
-                ("UNIT_OF_MEASURE", S, true),
-                ("QTY_PO", "DECIMAL(15,4)", true),
-                ("PRICE_PO", "DECIMAL(15,5)", true),
-                ("MERCHANDISE_AMT", AMT, true),
-                ("CANCEL_STATUS", S, true),
-                ("LAST_DTTM_UPDATE", TS, true),
-            ],
+            records::PurchaseOrderLine::FIELDS,
         )
     }
 
@@ -397,24 +343,9 @@ impl StreamDefinition {
             "journal_headers",
             "MLC_JOURNALS",
             "ps_journal_headers",
-            &["BUSINESS_UNIT", "JOURNAL_ID", "JOURNAL_DATE", "UNPOST_SEQ"],
             "DTTM_STAMP_SEC",
             PromptFormat::NativeDateTime,
-            &[
-                ("BUSINESS_UNIT", S, false),
-                ("JOURNAL_ID", S, false),
-                ("JOURNAL_DATE", D, false),
-                ("UNPOST_SEQ", "INT", false),
-                ("LEDGER_GROUP", S, true),
-                ("SOURCE", S, true),
-                ("DESCR", S, true),
-                ("JRNL_HDR_STATUS", S, true),
-                ("FISCAL_YEAR", "INT", true),
-                ("ACCOUNTING_PERIOD", "INT", true),
-                ("POSTED_DATE", D, true),
-                ("OPRID", S, true),
-                ("DTTM_STAMP_SEC", TS, true),
-            ],
+            records::JournalHeader::FIELDS,
         )
     }
 
@@ -425,33 +356,9 @@ impl StreamDefinition {
             "journal_lines",
             "MLC_JOURNAL_LINES",
             "ps_journal_lines",
-            &[
-                "BUSINESS_UNIT",
-                "JOURNAL_ID",
-                "JOURNAL_DATE",
-                "UNPOST_SEQ",
-                "JOURNAL_LINE",
-                "LEDGER",
-            ],
             "DTTM_STAMP_SEC",
             PromptFormat::NativeDateTime,
-            &[
-                ("BUSINESS_UNIT", S, false),
-                ("JOURNAL_ID", S, false),
-                ("JOURNAL_DATE", D, false),
-                ("UNPOST_SEQ", "INT", false),
-                ("JOURNAL_LINE", "INT", false),
-                ("LEDGER", S, false),
-                ("ACCOUNT", S, true),
-                ("DEPTID", S, true),
-                ("PRODUCT", S, true),
-                ("MONETARY_AMOUNT", AMT, true),
-                ("FOREIGN_AMOUNT", AMT, true),
-                ("FOREIGN_CURRENCY", S, true),
-                ("CURRENCY_CD", S, true),
-                ("LINE_DESCR", S, true),
-                ("DTTM_STAMP_SEC", TS, true),
-            ],
+            records::JournalLine::FIELDS,
         )
     }
 
@@ -462,34 +369,9 @@ impl StreamDefinition {
             "employees",
             "MLC_JOB",
             "ps_job",
-            &["EMPLID", "EMPL_RCD", "EFFDT", "EFFSEQ"],
             "LASTUPDDTTM",
             PromptFormat::NativeDateTime,
-            &[
-                ("EMPLID", S, false),
-                ("EMPL_RCD", "INT", false),
-                ("EFFDT", D, false),
-                ("EFFSEQ", "INT", false),
-                ("EMPL_STATUS", S, true),
-                ("ACTION", S, true),
-                ("ACTION_REASON", S, true),
-                ("ACTION_DT", D, true),
-                ("BUSINESS_UNIT", S, true),
-                ("COMPANY", S, true),
-                ("PAYGROUP", S, true),
-                ("DEPTID", S, true),
-                ("JOBCODE", S, true),
-                ("POSITION_NBR", S, true),
-                ("LOCATION", S, true),
-                ("FULL_PART_TIME", S, true),
-                ("REG_TEMP", S, true),
-                ("STD_HOURS", "DECIMAL(6,2)", true),
-                ("COMPRATE", "DECIMAL(18,6)", true),
-                ("ANNUAL_RT", "DECIMAL(18,3)", true),
-                ("CURRENCY_CD", S, true),
-                ("LASTUPDDTTM", TS, true),
-                ("IS_CURRENT", "BOOLEAN", true),
-            ],
+            records::JobRow::FIELDS,
         );
         d.effective_dating(Some(EffectiveDating::new(&["EMPLID", "EMPL_RCD"])))
     }
@@ -502,36 +384,9 @@ impl StreamDefinition {
             "paychecks",
             "MLC_PAYCHECKS",
             "ps_paychecks",
-            &[
-                "COMPANY",
-                "PAYGROUP",
-                "PAY_END_DT",
-                "OFF_CYCLE",
-                "PAGE_NUM",
-                "LINE_NUM",
-                "SEPCHK",
-            ],
             "CHECK_DT",
             PromptFormat::Date,
-            &[
-                ("COMPANY", S, false),
-                ("PAYGROUP", S, false),
-                ("PAY_END_DT", D, false),
-                ("OFF_CYCLE", "BOOLEAN", false),
-                ("PAGE_NUM", "INT", false),
-                ("LINE_NUM", "INT", false),
-                ("SEPCHK", "INT", false),
-                ("EMPLID", S, true),
-                ("EMPL_RCD", "INT", true),
-                ("CHECK_DT", D, true),
-                ("PAYCHECK_NBR", "BIGINT", true),
-                ("PAYCHECK_STATUS", S, true),
-                ("PAYCHECK_OPTION", S, true),
-                ("TOTAL_GROSS", AMT, true),
-                ("TOTAL_TAXES", AMT, true),
-                ("TOTAL_DEDUCTIONS", AMT, true),
-                ("NET_PAY", AMT, true),
-            ],
+            records::Paycheck::FIELDS,
         )
     }
 

@@ -246,6 +246,16 @@ mod tests {
         }
     }
 
+    /// What, baseline, PeopleSoft's record, detection, policy → the decision's shape.
+    type Case<'a> = (
+        &'a str,
+        Option<&'a Baseline>,
+        Current,
+        ChangeDetection,
+        ConflictPolicy,
+        &'a str,
+    );
+
     #[test]
     fn every_branch_of_the_decision() {
         use ChangeDetection::{GovernedHash as Hash, Stamp};
@@ -254,7 +264,7 @@ mod tests {
         let b_ps = baseline("ps", None);
         let b_old = baseline("old", Some("t1"));
         #[rustfmt::skip]
-        let table: Vec<(&str, Option<&Baseline>, Current, ChangeDetection, ConflictPolicy, &str)> = vec![
+        let table: Vec<Case<'_>> = vec![
             // Before the read: the baseline settles it, or the record must be read.
             ("baseline equals the row", Some(&b_same), Current::NotRead, Hash, Ps, "same-as-baseline"),
             ("baseline differs", Some(&b_ps), Current::NotRead, Hash, Ps, "read"),

@@ -14,7 +14,7 @@ use super::config::RejectPolicy;
 use super::hash::row_hash_except;
 use super::plan::Planned;
 use super::run::{Msg, StreamRun, Tally};
-use super::truncation::{can_split, classify, settle_probes, Probe, Verdict};
+use super::truncation::{classify, next_step, settle_probes, Probe, Step, Verdict};
 use super::TARGET;
 use crate::audit::RejectedRecord;
 use crate::error::{ConnectorError, FailureKind};
@@ -89,17 +89,13 @@ impl StreamRun<'_> {
                     let n = page.records.len() as u64;
                     let verdict = self.classify(n, page.truncated);
                     tally.read += n;
-                    let mut resume_after = None;
-                    if verdict != Verdict::Complete {
-                        if self.can_split(&p.window) {
-                            break End::Split { verdict, rows: n };
-                        }
-                        if !self.caps.key_paging || n == 0 {
-                            break End::Unsplittable { verdict, page };
-                        }
+                    let resume_after = match next_step(cfg, &self.caps, &p.window, verdict, n) {
+                        Step::Take => None,
+                        Step::Split(verdict) => break End::Split { verdict, rows: n },
+                        Step::Unreadable(verdict) => break End::Unsplittable { verdict, page },
                         // Rows tied within the narrowest window: page on by key after this page.
-                        resume_after = page.records.last().cloned();
-                    }
+                        Step::TakeThenPageByKey(_) => page.records.last().cloned(),
+                    };
                     if let Err(e) = self
                         .take_page(page, &p, &mut batch, id, &mut tally, &tx)
                         .await
@@ -281,10 +277,6 @@ impl StreamRun<'_> {
     fn classify(&self, n: u64, truncated: bool) -> Verdict {
         let mut know = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
         classify(&self.caps, &mut know, n, truncated)
-    }
-
-    fn can_split(&self, w: &Window) -> bool {
-        can_split(self.cfg, &self.caps, w)
     }
 
     fn split_reason(&self, verdict: Verdict, rows: u64) -> String {

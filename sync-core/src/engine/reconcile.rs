@@ -22,7 +22,7 @@ use super::hash::{
     derived_column, legacy_row_hash_except, row_hash_except, row_hash_matches_except,
 };
 use super::pipeline::Pipeline;
-use super::truncation::{can_split, classify, Verdict};
+use super::truncation::{classify, next_step, Step};
 use super::TARGET;
 use crate::audit::{AuditEntry, Outcome};
 use crate::error::{ConnectorError, Error, Result};
@@ -560,39 +560,33 @@ impl Pipeline {
             let mut split = false;
             while let Some(page) = pages.next().await {
                 let page = page?;
-                let verdict = classify(
-                    &caps,
-                    &mut st.row_cap,
-                    page.records.len() as u64,
-                    page.truncated,
-                );
-                if verdict != Verdict::Complete {
-                    if can_split(cfg, &caps, &w) {
+                let n = page.records.len() as u64;
+                let verdict = classify(&caps, &mut st.row_cap, n, page.truncated);
+                match next_step(cfg, &caps, &w, verdict, n) {
+                    Step::Take => {}
+                    Step::Split(_) => {
                         split = true;
                         break;
                     }
-                    let last = page.records.last().cloned();
-                    match (caps.key_paging, last) {
-                        (true, Some(last)) => {
-                            local.extend(page.records);
-                            let source = &cfg.source;
-                            pages = futures::stream::once(async move {
-                                source.read_after(w, &last).await.and_then(|p| {
-                                    p.ok_or_else(|| {
-                                        ConnectorError::permanent("key paging is not supported")
-                                    })
+                    Step::TakeThenPageByKey(_) => {
+                        let last = page.records.last().cloned().unwrap_or_default();
+                        local.extend(page.records);
+                        let source = &cfg.source;
+                        pages = futures::stream::once(async move {
+                            source.read_after(w, &last).await.and_then(|p| {
+                                p.ok_or_else(|| {
+                                    ConnectorError::permanent("key paging is not supported")
                                 })
                             })
-                            .boxed();
-                            continue;
-                        }
-                        _ => {
-                            return Err(ConnectorError::permanent(format!(
-                                "stream `{}`: verify cannot read window {w} completely: a page of {} rows may be cut and the window cannot be split further (raise max_rows, set profile_max_rows, or declare key_prompts)",
-                                cfg.name,
-                                page.records.len()
-                            )));
-                        }
+                        })
+                        .boxed();
+                        continue;
+                    }
+                    Step::Unreadable(_) => {
+                        return Err(ConnectorError::permanent(format!(
+                            "stream `{}`: verify cannot read window {w} completely: a page of {n} rows may be cut and the window cannot be split further (raise max_rows, set profile_max_rows, or declare key_prompts)",
+                            cfg.name
+                        )));
                     }
                 }
                 local.extend(page.records);
