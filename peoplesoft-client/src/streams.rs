@@ -219,8 +219,6 @@ pub struct StreamDefinition {
     pub mapping: Mapping,
 }
 
-/// One column of a default mapping: (PeopleSoft field, Databricks type, nullable).
-
 fn snake(field: &str) -> String {
     field.to_ascii_lowercase()
 }
