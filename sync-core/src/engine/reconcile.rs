@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use super::config::StreamConfig;
 use super::hash::{
@@ -211,7 +212,17 @@ impl Pipeline {
             }
             let mut st = state.streams.get(&cfg.name).cloned().unwrap_or_default();
             let run_id = super::run::make_run_id(self.clock.now());
-            let v = self.reconcile_stream(cfg, &mut st, opts, &run_id).await?;
+            let span = tracing::info_span!(
+                target: TARGET,
+                "verify",
+                run_id = %run_id,
+                pipeline = %self.name,
+                stream = %cfg.name
+            );
+            let v = self
+                .reconcile_stream(cfg, &mut st, opts, &run_id)
+                .instrument(span)
+                .await?;
             out.push(v);
         }
         Ok(out)
