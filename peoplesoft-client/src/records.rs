@@ -256,6 +256,16 @@ pub struct RecordField {
     pub key: bool,
 }
 
+/// The key fields of a record's field list (`Vendor::FIELDS`), in key order.
+///
+/// ```
+/// use peoplesoft_client::records::{key_fields, Vendor};
+/// assert_eq!(key_fields(Vendor::FIELDS), ["SETID", "VENDOR_ID"]);
+/// ```
+pub fn key_fields(fields: &[RecordField]) -> Vec<&'static str> {
+    fields.iter().filter(|f| f.key).map(|f| f.name).collect()
+}
+
 /// The Databricks column type of a typed record's Rust field type.
 trait ColumnTypeOf {
     const COLUMN_TYPE: &'static str;

@@ -226,7 +226,7 @@ fn snake(field: &str) -> String {
 /// The default mapping of a record's fields: one column per field (lower-case name), keys not
 /// nullable, blanks read as NULL for text, date and datetime fields.
 fn mapping(table: &str, fields: &[RecordField], cursor: &str) -> Mapping {
-    let keys: Vec<&str> = fields.iter().filter(|f| f.key).map(|f| f.name).collect();
+    let keys = records::key_fields(fields);
     let columns: Vec<_> = fields
         .iter()
         .map(|f| {
@@ -269,10 +269,9 @@ fn define(
         range: RangeSemantics::HalfOpen,
         source_time_zone: Tz::UTC,
         max_rows: DEFAULT_MAX_ROWS,
-        key_fields: fields
-            .iter()
-            .filter(|f| f.key)
-            .map(|f| f.name.to_string())
+        key_fields: records::key_fields(fields)
+            .into_iter()
+            .map(String::from)
             .collect(),
         cursor_field: cursor.into(),
         alias_prefixes: AliasPrefixes::Strip,
