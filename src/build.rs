@@ -205,13 +205,11 @@ fn writeback(
         let schema = writeback_schema(w);
         let mapper = Mapping::identity(&schema).compile()?;
         let source = DatabricksSource::new(client.clone(), w.table.clone(), &schema)?;
-        let policy = WindowPolicy {
-            start: w.start,
-            lookback: w.lookback,
-            settle_lag: w.settle_lag,
-            max_window: w.max_window,
-            min_window: chrono::Duration::minutes(1).min(w.max_window),
-        };
+        let policy = WindowPolicy::starting_at(w.start)
+            .lookback(w.lookback)
+            .settle_lag(w.settle_lag)
+            .max_window(w.max_window)
+            .min_window(chrono::Duration::minutes(1).min(w.max_window));
         builder = builder.stream(
             StreamConfig::new(w.name.clone(), Arc::new(source), Arc::new(mapper), policy)
                 .batch_size(w.batch_size)
@@ -496,10 +494,9 @@ pub async fn build_with_options(
         .rejects(Arc::new(JsonlRejectStore::new(dir.join("rejects.jsonl"))))
         .stop_handle(stop.clone())
         .on_progress(move |p: &Progress| progress(p))
-        .options(EngineOptions {
-            max_concurrent_streams: config.pipeline.max_concurrent_streams,
-            ..EngineOptions::default()
-        });
+        .options(
+            EngineOptions::default().max_concurrent_streams(config.pipeline.max_concurrent_streams),
+        );
     if let (
         Destination::Databricks {
             trigger_job_id: Some(job_id),
@@ -518,13 +515,11 @@ pub async fn build_with_options(
         let def = stream_definition(config, s)?;
         let mapper = Arc::new(def.mapper()?);
         let source = Arc::new(PeopleSoftSource::new(peoplesoft.clone(), def.clone())?);
-        let policy = WindowPolicy {
-            start: s.start,
-            lookback: s.lookback,
-            settle_lag: s.settle_lag,
-            max_window: s.max_window,
-            min_window: s.min_window,
-        };
+        let policy = WindowPolicy::starting_at(s.start)
+            .lookback(s.lookback)
+            .settle_lag(s.settle_lag)
+            .max_window(s.max_window)
+            .min_window(s.min_window);
         builder = builder.stream(
             StreamConfig::new(s.name.clone(), source, mapper, policy)
                 .batch_size(s.batch_size)

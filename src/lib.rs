@@ -42,3 +42,8 @@ pub mod build;
 pub mod cli;
 pub mod config;
 pub mod ops;
+
+/// The README's library example, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -139,16 +139,16 @@ pub struct CredentialFingerprint(String);
 
 impl CredentialFingerprint {
     pub(crate) fn compute(key: &[u8], parts: &[&[u8]]) -> Self {
-        use aws_lc_rs::hmac;
-        let key = hmac::Key::new(hmac::HMAC_SHA256, key);
-        let mut ctx = hmac::Context::with_key(&key);
+        use hmac::{KeyInit as _, Mac as _};
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
         for p in parts {
             // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
-            ctx.update(&(p.len() as u64).to_be_bytes());
-            ctx.update(p);
+            mac.update(&(p.len() as u64).to_be_bytes());
+            mac.update(p);
         }
-        let tag = ctx.sign();
-        Self(tag.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+        let tag = mac.finalize().into_bytes();
+        Self(tag.iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// The hex text, for storing.
@@ -174,11 +174,8 @@ impl fmt::Debug for CredentialFingerprint {
 
 /// 32 random bytes from the operating system's generator, e.g. a per-install fingerprint key.
 pub fn random_key() -> [u8; 32] {
-    use aws_lc_rs::rand::SecureRandom;
     let mut key = [0u8; 32];
-    aws_lc_rs::rand::SystemRandom::new()
-        .fill(&mut key)
-        .expect("the operating system's random generator is available");
+    getrandom::fill(&mut key).expect("the operating system's random generator is available");
     key
 }
 
@@ -191,6 +188,17 @@ pub(crate) fn process_key() -> &'static [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprints_are_standard_hmac_sha256_of_the_length_prefixed_parts() {
+        // Known answer (Python: hmac.new(b"k1", msg, hashlib.sha256)), so fingerprints stored
+        // by earlier versions (same construction, another HMAC library) still match.
+        let a = CredentialFingerprint::compute(b"k1", &[b"basic", b"PS", b"pw"]);
+        assert_eq!(
+            a.as_str(),
+            "80f71463a830457b07a0c54c6cca2b53b9e4d3a0914ebf69cb4b7fb6b4dcbbae"
+        );
+    }
 
     #[test]
     fn fingerprints_depend_on_key_and_every_part() {

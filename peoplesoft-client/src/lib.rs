@@ -74,7 +74,10 @@
 //!   as a [`ServiceResponse`]), and [`ping`](PeopleSoftClient::ping).
 //! - [`LoadProtection`] and [`BlackoutWindow`]: per-host limits and quiet hours.
 //! - [`StreamDefinition`] — query, prompts, keys, cursor and Databricks mapping for one stream,
-//!   with a default per domain; [`PeopleSoftSource`] runs it.
+//!   with a default per domain; [`PeopleSoftSource`] runs it and
+//!   [`StreamDefinition::mapper`] compiles its mapping.
+//! - [`values`] — PeopleSoft's value formats (native datetimes, `Y`/`N`, single-space blanks,
+//!   `A.` alias prefixes) as a sync-core `FieldFormat`, and mappings derived from field metadata.
 //! - [`records`] — typed rows (`Vendor`, `Customer`, `PurchaseOrder`, `PurchaseOrderLine`,
 //!   `JournalHeader`, `JournalLine`, `JobRow`, `Paycheck`).
 //!

@@ -37,7 +37,7 @@ Exit codes: 0 success, 1 failures (a window failed, a check or verification foun
 PeopleSoft or the destination is not usable, or the credentials are latched), 2 bad \
 configuration or usage.
 
-Logs: RUST_LOG=info shows the run -> stream -> window spans on stderr.";
+Logs: RUST_LOG=warn,ml_connector=info shows the run -> stream -> window spans on stderr.";
 
 /// Incremental, resumable sync of PeopleSoft finance and HR data into Databricks (or SQLite),
 /// described by one `pipeline.toml`.

@@ -574,7 +574,7 @@ fn push_timestamp(out: &mut String, t: DateTime<Utc>) {
 /// The canonical text of `t` as stored in a `TIMESTAMP` column: fixed-width RFC 3339 UTC with
 /// exactly six fraction digits and `Z` (anything finer than a microsecond is cut off; values
 /// from [`crate::convert`] never have it).
-pub(crate) fn timestamp_text(t: DateTime<Utc>) -> String {
+pub fn timestamp_text(t: DateTime<Utc>) -> String {
     let mut s = String::with_capacity(27);
     push_timestamp(&mut s, t);
     s

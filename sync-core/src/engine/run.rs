@@ -8,6 +8,7 @@ use std::time::Instant;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use super::config::StreamConfig;
 use super::hash::derived_column;
@@ -16,6 +17,7 @@ use super::plan::{plan_windows, Plan, Planned};
 use super::progress::Progress;
 use super::reconcile::{self, VerifyOptions};
 use super::report::{CycleReport, StreamReport};
+use super::TARGET;
 use crate::error::{ConnectorError, Result};
 use crate::schema::TableSchema;
 use crate::sink::Receipt;
@@ -29,6 +31,8 @@ pub(super) enum Msg {
         id: u64,
         planned: Planned,
         started: DateTime<Utc>,
+        /// The window's span, entered by the writer for everything about this window.
+        span: tracing::Span,
     },
     Rows {
         id: u64,
@@ -61,6 +65,7 @@ pub(super) struct Open {
     pub(super) started: DateTime<Utc>,
     pub(super) receipt: Receipt,
     pub(super) error: Option<ConnectorError>,
+    pub(super) span: tracing::Span,
 }
 
 /// Counts of one window attempt.
@@ -92,9 +97,29 @@ pub(super) struct StreamRun<'a> {
 }
 
 impl Pipeline {
+    /// Runs one cycle of the selected streams (`None` or empty: all) inside a `pipeline` span;
+    /// each stream runs in its own `stream` span (see [`TARGET`]).
     pub(super) async fn run(&self, plan: Plan, only: Option<&[String]>) -> Result<CycleReport> {
         let started_at = self.clock.now();
         let run_id = make_run_id(started_at);
+        let span = tracing::info_span!(
+            target: TARGET,
+            "pipeline",
+            run_id = %run_id,
+            pipeline = %self.name
+        );
+        self.run_streams(plan, only, started_at, run_id)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_streams(
+        &self,
+        plan: Plan,
+        only: Option<&[String]>,
+        started_at: DateTime<Utc>,
+        run_id: String,
+    ) -> Result<CycleReport> {
         let state = self.store.load(&self.name).await?;
         let selected: Vec<&StreamConfig> = self
             .streams
@@ -106,19 +131,26 @@ impl Pipeline {
         let state_ref = &state;
         let mut reports: Vec<(usize, StreamReport)> =
             futures::stream::iter(selected.into_iter().enumerate())
-                .map(|(i, cfg)| async move {
-                    let r = self
-                        .run_stream(cfg, state_ref, plan, run_id_ref, started_at)
-                        .await;
-                    if let Some(p) = &self.progress {
-                        p(&Progress::StreamFinished(r.clone()));
+                .map(|(i, cfg)| {
+                    // Created while the pipeline span is current, so it is the parent.
+                    let span = tracing::info_span!(target: TARGET, "stream", stream = %cfg.name);
+                    async move {
+                        let r = self
+                            .run_stream(cfg, state_ref, plan, run_id_ref, started_at)
+                            .await;
+                        log_finished(&r);
+                        if let Some(p) = &self.progress {
+                            p(&Progress::StreamFinished(r.clone()));
+                        }
+                        (i, r)
                     }
-                    (i, r)
+                    .instrument(span)
                 })
                 .buffer_unordered(limit)
                 .collect()
                 .await;
         reports.sort_by_key(|(i, _)| *i);
+        tracing::info!(target: TARGET, streams = reports.len(), "cycle finished");
         Ok(CycleReport {
             run_id,
             started_at,
@@ -162,7 +194,7 @@ impl Pipeline {
                         schema.name,
                         e.full_message()
                     ));
-                    tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+                    tracing::error!(target: TARGET, "{}", report.error.as_deref().unwrap_or_default());
                     report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
                     return report;
                 }
@@ -175,13 +207,13 @@ impl Pipeline {
         let (planned, stuck) = plan_windows(&st, cfg, cycle_start, plan);
         for s in &stuck {
             tracing::error!(
-                stream = %cfg.name,
-                window = %s.window,
-                attempts = s.attempts,
-                "window is STUCK after {} attempts and needs attention (replay retries it): {}",
-                s.attempts,
-                s.last_error
-            );
+            target: TARGET,
+                           window = %s.window,
+                           attempts = s.attempts,
+                           "window is STUCK after {} attempts and needs attention (replay retries it): {}",
+                           s.attempts,
+                           s.last_error
+                       );
         }
         report.stuck = stuck;
         report.windows_planned = planned.len();
@@ -204,7 +236,7 @@ impl Pipeline {
                     schema.name,
                     e.full_message()
                 ));
-                tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+                tracing::error!(target: TARGET, "{}", report.error.as_deref().unwrap_or_default());
                 report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
                 return report;
             }
@@ -226,13 +258,13 @@ impl Pipeline {
             knowledge: Mutex::new(st.row_cap),
         };
         let (tx, rx) = mpsc::channel(self.options.in_flight_batches.max(1));
-        let mut span: Option<Window> = None;
+        let mut covered: Option<Window> = None;
         let ((), ()) = futures::join!(
             run.read(planned, tx),
-            run.write(rx, &mut st, &mut report, &mut span)
+            run.write(rx, &mut st, &mut report, &mut covered)
         );
         report.stopped = self.stop.is_stopped();
-        if let (Some(committed), true) = (span, report.is_clean() && !report.stopped) {
+        if let (Some(committed), true) = (covered, report.is_clean() && !report.stopped) {
             run.hooks(committed, &mut report).await;
         }
         if !report.stopped && report.error.is_none() {
@@ -273,7 +305,7 @@ impl Pipeline {
                     "stream `{}`: scheduled reconciliation failed: {e}",
                     cfg.name
                 );
-                tracing::error!("{msg}");
+                tracing::error!(target: TARGET, "{msg}");
                 report.error.get_or_insert(msg);
             }
         }
@@ -294,11 +326,11 @@ impl Pipeline {
         match self.sink.refresh_current(schema, as_of).await {
             Ok(receipt) => {
                 tracing::info!(
-                    stream = %cfg.name,
-                    %as_of,
-                    statements = ?receipt.statement_ids,
-                    "current flags recomputed for the whole table (daily sweep)"
-                );
+                target: TARGET,
+                                   %as_of,
+                                   statements = ?receipt.statement_ids,
+                                   "current flags recomputed for the whole table (daily sweep)"
+                               );
                 let mut next = st.clone();
                 next.current_swept_on = Some(as_of);
                 match self.store.save_stream(&self.name, &cfg.name, &next).await {
@@ -322,10 +354,25 @@ impl Pipeline {
                     schema.name,
                     e.full_message()
                 ));
-                tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+                tracing::error!(target: TARGET, "{}", report.error.as_deref().unwrap_or_default());
             }
         }
     }
+}
+
+/// One line per stream and cycle, inside the stream's span.
+fn log_finished(r: &StreamReport) {
+    tracing::info!(
+        target: TARGET,
+        windows_committed = r.windows_committed,
+        windows_failed = r.windows_failed,
+        windows_split = r.windows_split,
+        rows_read = r.rows_read,
+        rows_written = r.rows_written,
+        rows_rejected = r.rows_rejected,
+        elapsed_ms = r.elapsed_ms,
+        "stream finished"
+    );
 }
 
 pub(super) fn make_run_id(at: DateTime<Utc>) -> String {

@@ -39,7 +39,8 @@
 //! ([`Row::cursor`]) and as the rendered local text ([`Row::cursor_text`]).
 //!
 //! [`TableSpec::mapping`] derives a sync-core [`Mapping`](sync_core::Mapping) for any table
-//! (through `peoplesoft_client::values::mapping_from_field_metadata`), and every row of the dataset maps through it.
+//! (through `peoplesoft_client::values::mapping_from_field_metadata`), and every row of the
+//! dataset maps through it with `PeopleSoftFormat`.
 //!
 //! For benchmarks, [`JournalLines`] generates any number of journal lines by index without
 //! storing them, and [`Dataset::journal_benchmark`] mounts it as the `journal_lines` table.
