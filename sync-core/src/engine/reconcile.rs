@@ -200,16 +200,26 @@ impl Pipeline {
                 return Err(Error::Config(format!("no stream named `{s}`")));
             }
         }
-        let state = self.store.load(&self.name).await?;
+        self.store.load(&self.name).await?;
         let mut out = Vec::new();
         for cfg in &self.streams {
             if !opts.streams.is_empty() && !opts.streams.contains(&cfg.name) {
                 continue;
             }
-            let mut st = state.streams.get(&cfg.name).cloned().unwrap_or_default();
-            let run_id = super::run::make_run_id(self.clock.now());
-            let v = self.reconcile_stream(cfg, &mut st, opts, &run_id).await?;
-            out.push(v);
+            let lease = self.take_lease(&cfg.name).await?.map_err(|reason| {
+                Error::State(format!(
+                    "{reason}: verify it once that worker is done (or after the lease expires)"
+                ))
+            })?;
+            let result = async {
+                let mut st = self.store.load_stream(&self.name, &cfg.name).await?;
+                let run_id = super::run::make_run_id(self.clock.now());
+                self.reconcile_stream(cfg, &mut st, &lease, opts, &run_id)
+                    .await
+            }
+            .await;
+            self.release_lease(&lease).await;
+            out.push(result?);
         }
         Ok(out)
     }
@@ -219,6 +229,7 @@ impl Pipeline {
         &self,
         cfg: &StreamConfig,
         st: &mut StreamState,
+        lease: &super::lease::StreamLease,
         opts: &VerifyOptions,
         run_id: &str,
     ) -> Result<StreamVerification> {
@@ -489,7 +500,7 @@ impl Pipeline {
             changed_state = true;
         }
         if changed_state {
-            self.store.save_stream(&self.name, &cfg.name, st).await?;
+            lease.save(self, st).await?;
         }
 
         let (missing, changed, deleted) = checks.iter().fold((0, 0, 0), |a, c| {

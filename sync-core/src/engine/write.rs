@@ -88,6 +88,14 @@ impl StreamRun<'_> {
                     planned,
                     started,
                 } => {
+                    // Renew between windows; a lost lease stops the stream before it writes
+                    // anything more (the sink's rows are idempotent, state is not touched).
+                    if let Err(e) = self.lease.renew_if_due(p).await {
+                        self.halt.store(true, Ordering::SeqCst);
+                        let msg = format!("stream `{}` stopped: {e}", cfg.name);
+                        tracing::error!("{msg}");
+                        report.error.get_or_insert(msg);
+                    }
                     open.insert(
                         id,
                         Open {
@@ -229,9 +237,12 @@ impl StreamRun<'_> {
         next.commit(o.planned.window, now);
         next.row_cap
             .merge(*self.knowledge.lock().unwrap_or_else(|e| e.into_inner()));
-        if let Err(e) = p.store.save_stream(&p.name, &self.cfg.name, &next).await {
+        if let Err(e) = self.lease.save(p, &next).await {
             // The rows are in the sink but the checkpoint did not move: the window is read
             // again next cycle, which is harmless because writes are idempotent.
+            if matches!(e, crate::Error::LeaseLost { .. }) {
+                self.halt.store(true, Ordering::SeqCst);
+            }
             let msg = format!("checkpoint not saved after a committed write: {e}");
             tracing::error!(stream = %self.cfg.name, window = %o.planned.window, "{msg}");
             report.error = Some(msg.clone());
@@ -321,9 +332,12 @@ impl StreamRun<'_> {
                 f.attempts
             );
         }
-        match p.store.save_stream(&p.name, &cfg.name, &next).await {
+        match self.lease.save(p, &next).await {
             Ok(()) => *st = next,
             Err(e) => {
+                if matches!(e, crate::Error::LeaseLost { .. }) {
+                    self.halt.store(true, Ordering::SeqCst);
+                }
                 report.error = Some(format!("failed window not recorded in state: {e}"));
             }
         }
@@ -368,7 +382,7 @@ impl StreamRun<'_> {
             at: p.clock.now(),
         });
         if next != *st {
-            match p.store.save_stream(&p.name, &self.cfg.name, &next).await {
+            match self.lease.save(p, &next).await {
                 Ok(()) => *st = next,
                 Err(e) => {
                     report.error = Some(format!("skipped cycle not recorded in state: {e}"));
