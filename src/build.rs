@@ -272,8 +272,16 @@ pub async fn build_with(
         .on_progress(progress)
         .options(EngineOptions {
             max_concurrent_streams: config.pipeline.max_concurrent_streams,
+            lease_ttl: config.state.lease_ttl,
             ..EngineOptions::default()
         });
+    let worker = std::env::var("ML_CONNECTOR_WORKER")
+        .ok()
+        .filter(|w| !w.trim().is_empty())
+        .or_else(|| config.state.worker.clone());
+    if let Some(worker) = worker {
+        builder = builder.worker(worker);
+    }
     if let (
         Destination::Databricks {
             trigger_job_id: Some(job_id),
