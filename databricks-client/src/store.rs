@@ -102,11 +102,11 @@ const KIND_STREAM: &str = "stream";
 
 /// The records of one stream's state as table rows, keyed by (kind, from, to), with the
 /// exact JSON of each record (timestamps in the key columns are rounded to microseconds).
-fn records_of(state: &StreamState) -> std::result::Result<BTreeMap<(String, Window), Record>, String> {
+fn records_of(state: &StreamState) -> std::result::Result<BTreeMap<RecordKey, Record>, String> {
     let mut out = BTreeMap::new();
     for w in state.committed.intervals() {
         out.insert(
-            (KIND_COMMITTED.to_string(), *w),
+            (KIND_COMMITTED.to_string(), w.from, w.to),
             Record {
                 failed: None,
                 json: serde_json::to_string(w).map_err(|e| e.to_string())?,
@@ -115,7 +115,7 @@ fn records_of(state: &StreamState) -> std::result::Result<BTreeMap<(String, Wind
     }
     for f in &state.failed {
         out.insert(
-            (KIND_FAILED.to_string(), f.window),
+            (KIND_FAILED.to_string(), f.window.from, f.window.to),
             Record {
                 failed: Some(f.clone()),
                 json: serde_json::to_string(f).map_err(|e| e.to_string())?,
@@ -126,7 +126,7 @@ fn records_of(state: &StreamState) -> std::result::Result<BTreeMap<(String, Wind
     rest.committed = Default::default();
     rest.failed.clear();
     out.insert(
-        (KIND_STREAM.to_string(), Window::new(epoch(), epoch())),
+        (KIND_STREAM.to_string(), epoch(), epoch()),
         Record {
             failed: None,
             json: serde_json::to_string(&rest).map_err(|e| e.to_string())?,
@@ -134,6 +134,9 @@ fn records_of(state: &StreamState) -> std::result::Result<BTreeMap<(String, Wind
     );
     Ok(out)
 }
+
+/// (kind, window_from, window_to): the stream row has the epoch for both.
+type RecordKey = (String, DateTime<Utc>, DateTime<Utc>);
 
 #[derive(Debug, Clone, PartialEq)]
 struct Record {
@@ -498,22 +501,22 @@ impl DatabricksCheckpointStore {
         let old = records_of(before).map_err(|e| self.err("save", e))?;
         let new = records_of(after).map_err(|e| self.err("save", e))?;
         let now = Utc::now();
-        let base = |kind: &str, w: &Window| -> Vec<Value> {
+        let base = |(kind, from, to): &RecordKey| -> Vec<Value> {
             vec![
                 Value::String(lease.pipeline.clone()),
                 Value::String(lease.stream.clone()),
-                Value::String(kind.to_string()),
-                Value::Timestamp(w.from),
-                Value::Timestamp(w.to),
+                Value::String(kind.clone()),
+                Value::Timestamp(*from),
+                Value::Timestamp(*to),
             ]
         };
         let mut upserts = Vec::new();
-        for ((kind, w), rec) in &new {
-            if old.get(&(kind.clone(), *w)) == Some(rec) {
+        for (key, rec) in &new {
+            if old.get(key) == Some(rec) {
                 continue;
             }
             let f = rec.failed.as_ref();
-            let mut row = base(kind, w);
+            let mut row = base(key);
             row.extend([
                 Value::Int(STATE_TABLE_LAYOUT),
                 f.map(|f| Value::Int(i32::try_from(f.attempts).unwrap_or(i32::MAX)))
@@ -534,7 +537,7 @@ impl DatabricksCheckpointStore {
         let gone: Vec<Row> = old
             .keys()
             .filter(|k| !new.contains_key(*k))
-            .map(|(kind, w)| base(kind, w))
+            .map(base)
             .collect();
         let schema = self.table_schema();
         async {
