@@ -346,7 +346,10 @@ impl DatabricksCheckpointStore {
                 KIND_STREAM => {
                     let base: StreamState = serde_json::from_str(json).map_err(corrupt)?;
                     let e = out.entry(stream.to_string()).or_default();
-                    let (c, f) = (std::mem::take(&mut e.committed), std::mem::take(&mut e.failed));
+                    let (c, f) = (
+                        std::mem::take(&mut e.committed),
+                        std::mem::take(&mut e.failed),
+                    );
                     *e = base;
                     e.committed = c;
                     e.failed = f;
@@ -486,7 +489,10 @@ impl DatabricksCheckpointStore {
                 "table {} says the stream is leased by `{owner}` (version {v}) until {until}",
                 self.leases.full_name()
             ),
-            Ok(None) => format!("table {} has no lease for the stream", self.leases.full_name()),
+            Ok(None) => format!(
+                "table {} has no lease for the stream",
+                self.leases.full_name()
+            ),
             Err(e) => format!("the lease moved (and reading it back failed: {e})"),
         };
         lease.lost(detail)
@@ -664,7 +670,11 @@ impl CheckpointStore for DatabricksCheckpointStore {
                 Ok(_) => continue,
                 // Delta reports a concurrent update of the same row as a conflict: re-read.
                 Err(e) => {
-                    tracing::info!(pipeline, stream, "lease update conflicted, reading it again: {e}");
+                    tracing::info!(
+                        pipeline,
+                        stream,
+                        "lease update conflicted, reading it again: {e}"
+                    );
                     continue;
                 }
             }

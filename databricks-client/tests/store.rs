@@ -196,7 +196,9 @@ async fn a_fence_that_matches_no_row_is_a_lost_lease_and_nothing_is_written() {
         .await;
     Mock::given(method("POST"))
         .and(path(STATEMENTS))
-        .and(body_string_contains("SELECT `owner`, `version`, `expires_at`"))
+        .and(body_string_contains(
+            "SELECT `owner`, `version`, `expires_at`",
+        ))
         .respond_with(ok_json(succeeded(
             "st-l",
             &[
@@ -227,7 +229,9 @@ async fn a_fence_that_matches_no_row_is_a_lost_lease_and_nothing_is_written() {
     );
     let texts = statement_texts(&server).await;
     assert!(
-        !texts.iter().any(|s| s.starts_with("MERGE INTO `main`.`ops`.`_ml_checkpoint_windows`")),
+        !texts
+            .iter()
+            .any(|s| s.starts_with("MERGE INTO `main`.`ops`.`_ml_checkpoint_windows`")),
         "{texts:#?}"
     );
 }

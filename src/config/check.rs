@@ -293,7 +293,11 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
             StateKind::File
         }
     };
-    let lease_ttl = c.duration(&file.state.lease_ttl, "state.lease_ttl", Duration::minutes(5));
+    let lease_ttl = c.duration(
+        &file.state.lease_ttl,
+        "state.lease_ttl",
+        Duration::minutes(5),
+    );
     if let Some(v) = &file.state.lease_ttl {
         if lease_ttl < Duration::seconds(1) {
             c.problem(v, "`state.lease_ttl` must be at least 1s");
@@ -302,7 +306,10 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let worker = file.state.worker.as_ref().and_then(|w| {
         let name = w.get_ref().trim();
         if name.is_empty() {
-            c.problem(w, "`state.worker` is empty: remove it to use the host name and process id");
+            c.problem(
+                w,
+                "`state.worker` is empty: remove it to use the host name and process id",
+            );
             None
         } else {
             Some(name.to_string())

@@ -711,11 +711,8 @@ impl CheckpointStore for FileCheckpointStore {
     /// whole pipeline, so the lease is not checked.
     async fn save_stream(&self, lease: &Lease, state: &StreamState) -> Result<()> {
         let inner = self.inner.clone();
-        let (pipeline, stream, state) = (
-            lease.pipeline.clone(),
-            lease.stream.clone(),
-            state.clone(),
-        );
+        let (pipeline, stream, state) =
+            (lease.pipeline.clone(), lease.stream.clone(), state.clone());
         tokio::task::spawn_blocking(move || inner.save_locked(&pipeline, &stream, &state))
             .await
             .map_err(|e| Error::State(format!("state writer stopped: {e}")))?

@@ -258,8 +258,7 @@ async fn a_lease_is_exclusive_until_it_expires_and_fences_the_old_holder() {
     let store = MemoryCheckpointStore::new();
     let ttl = Duration::minutes(5);
     let now = minutes(0);
-    let LeaseGrant::Granted(a) = store.acquire_lease("p", "s", "a", now, ttl).await.unwrap()
-    else {
+    let LeaseGrant::Granted(a) = store.acquire_lease("p", "s", "a", now, ttl).await.unwrap() else {
         panic!("first lease is granted");
     };
     assert_eq!(
@@ -276,7 +275,10 @@ async fn a_lease_is_exclusive_until_it_expires_and_fences_the_old_holder() {
     ));
     let a = store.renew_lease(&a, minutes(4), ttl).await.unwrap();
     assert!(matches!(
-        store.acquire_lease("p", "s", "b", minutes(8), ttl).await.unwrap(),
+        store
+            .acquire_lease("p", "s", "b", minutes(8), ttl)
+            .await
+            .unwrap(),
         LeaseGrant::Held { .. }
     ));
     let LeaseGrant::Granted(b) = store
@@ -297,12 +299,21 @@ async fn a_lease_is_exclusive_until_it_expires_and_fences_the_old_holder() {
         "names the new holder: {err}"
     );
     assert!(store.renew_lease(&a, minutes(10), ttl).await.is_err());
-    store.save_stream(&b, &StreamState::default()).await.unwrap();
+    store
+        .save_stream(&b, &StreamState::default())
+        .await
+        .unwrap();
     // Releasing makes it free at once; the released lease stays fenced.
     store.release_lease(&b, minutes(11)).await.unwrap();
     assert!(matches!(
-        store.acquire_lease("p", "s", "a", minutes(11), ttl).await.unwrap(),
+        store
+            .acquire_lease("p", "s", "a", minutes(11), ttl)
+            .await
+            .unwrap(),
         LeaseGrant::Granted(_)
     ));
-    assert!(store.save_stream(&b, &StreamState::default()).await.is_err());
+    assert!(store
+        .save_stream(&b, &StreamState::default())
+        .await
+        .is_err());
 }

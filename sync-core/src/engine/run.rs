@@ -111,9 +111,7 @@ impl Pipeline {
         let mut reports: Vec<(usize, StreamReport)> =
             futures::stream::iter(selected.into_iter().enumerate())
                 .map(|(i, cfg)| async move {
-                    let r = self
-                        .run_stream(cfg, plan, run_id_ref, started_at)
-                        .await;
+                    let r = self.run_stream(cfg, plan, run_id_ref, started_at).await;
                     if let Some(p) = &self.progress {
                         p(&Progress::StreamFinished(r.clone()));
                     }
@@ -153,10 +151,7 @@ impl Pipeline {
                 return report;
             }
             Err(e) => {
-                report.error = Some(format!(
-                    "stream `{}`: lease not taken: {e}",
-                    cfg.name
-                ));
+                report.error = Some(format!("stream `{}`: lease not taken: {e}", cfg.name));
                 tracing::error!("{}", report.error.as_deref().unwrap_or_default());
                 report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
                 return report;

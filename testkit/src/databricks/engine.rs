@@ -1137,7 +1137,9 @@ impl Catalog {
     /// compare-and-set (a lease's `WHERE version = v`) checks.
     fn update(&mut self, u: ast::Update, s: &Session<'_>) -> Result<Output, SqlFailure> {
         if u.from.is_some() || !u.table.joins.is_empty() || u.returning.is_some() {
-            return Err(SqlFailure::unsupported("UPDATE with FROM, joins or RETURNING"));
+            return Err(SqlFailure::unsupported(
+                "UPDATE with FROM, joins or RETURNING",
+            ));
         }
         let TableFactor::Table { name, alias, .. } = &u.table.relation else {
             return Err(SqlFailure::unsupported("UPDATE of a subquery"));
