@@ -365,13 +365,11 @@ fn journal_definition(lines: &JournalLines, max_rows: u32) -> StreamDefinition {
 /// Window policy: from the first cursor, windows of `page_rows / 10` seconds, no lookback or
 /// settle lag (one cycle over a closed history).
 fn policy(start: DateTime<Utc>, page_rows: u64) -> WindowPolicy {
-    WindowPolicy {
-        start,
-        lookback: Duration::zero(),
-        settle_lag: Duration::zero(),
-        max_window: Duration::seconds((page_rows / 10).max(1) as i64),
-        min_window: Duration::seconds(1),
-    }
+    WindowPolicy::starting_at(start)
+        .lookback(Duration::zero())
+        .settle_lag(Duration::zero())
+        .max_window(Duration::seconds((page_rows / 10).max(1) as i64))
+        .min_window(Duration::seconds(1))
 }
 
 struct Outcome {

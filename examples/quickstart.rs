@@ -149,10 +149,7 @@ async fn main() -> Result<(), BoxError> {
     );
 
     // --- The pipeline. ----------------------------------------------------------------------
-    let policy = WindowPolicy {
-        max_window: Duration::days(92),
-        ..WindowPolicy::starting_at(start)
-    };
+    let policy = WindowPolicy::starting_at(start).max_window(Duration::days(92));
     let mut builder = Pipeline::builder("quickstart", sink)
         .checkpoints(Arc::new(FileCheckpointStore::open(&state_dir)?))
         .audit(Arc::new(JsonlAuditLog::new(state_dir.join("audit.jsonl"))))

@@ -477,10 +477,8 @@ fn forward_pipeline(site: &Site) -> Result<Pipeline, BoxError> {
         "vendors",
         WRITEBACK_STREAM,
     );
-    let policy = WindowPolicy {
-        max_window: Duration::days(400),
-        ..WindowPolicy::starting_at(Dataset::history_start())
-    };
+    let policy =
+        WindowPolicy::starting_at(Dataset::history_start()).max_window(Duration::days(400));
     Ok(Pipeline::builder("forward", Arc::new(sink))
         .stream(StreamConfig::new("vendors", source, mapper, policy))
         .checkpoints(Arc::new(MemoryCheckpointStore::new()))
@@ -519,10 +517,8 @@ fn reverse_pipeline(site: &Site, sink: PeopleSoftSink) -> Result<Pipeline, BoxEr
         TableName::new(CATALOG, SCHEMA, TABLE)?,
         &schema,
     )?;
-    let policy = WindowPolicy {
-        max_window: Duration::days(400),
-        ..WindowPolicy::starting_at(Dataset::history_start())
-    };
+    let policy =
+        WindowPolicy::starting_at(Dataset::history_start()).max_window(Duration::days(400));
     Ok(Pipeline::builder("reverse", Arc::new(sink))
         .stream(StreamConfig::new(
             WRITEBACK_STREAM,

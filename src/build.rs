@@ -270,11 +270,11 @@ pub async fn build_with(
         .rejects(Arc::new(JsonlRejectStore::new(dir.join("rejects.jsonl"))))
         .stop_handle(stop.clone())
         .on_progress(progress)
-        .options(EngineOptions {
-            max_concurrent_streams: config.pipeline.max_concurrent_streams,
-            lease_ttl: config.state.lease_ttl,
-            ..EngineOptions::default()
-        });
+        .options(
+            EngineOptions::default()
+                .max_concurrent_streams(config.pipeline.max_concurrent_streams)
+                .lease_ttl(config.state.lease_ttl),
+        );
     let worker = std::env::var("ML_CONNECTOR_WORKER")
         .ok()
         .filter(|w| !w.trim().is_empty())
@@ -300,13 +300,11 @@ pub async fn build_with(
         let def = stream_definition(config, s)?;
         let mapper = Arc::new(def.mapper()?);
         let source = Arc::new(PeopleSoftSource::new(peoplesoft.clone(), def.clone())?);
-        let policy = WindowPolicy {
-            start: s.start,
-            lookback: s.lookback,
-            settle_lag: s.settle_lag,
-            max_window: s.max_window,
-            min_window: s.min_window,
-        };
+        let policy = WindowPolicy::starting_at(s.start)
+            .lookback(s.lookback)
+            .settle_lag(s.settle_lag)
+            .max_window(s.max_window)
+            .min_window(s.min_window);
         builder = builder.stream(
             StreamConfig::new(s.name.clone(), source, mapper, policy)
                 .batch_size(s.batch_size)

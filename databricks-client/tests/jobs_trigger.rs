@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use common::*;
 use databricks_client::JobTrigger;
-use sync_core::engine::{HookContext, StreamHook, StreamReport};
+use sync_core::engine::{HookContext, StreamHook};
 use sync_core::Window;
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -30,17 +30,16 @@ async fn starts_the_job_with_window_parameters_and_returns_the_run_id() {
     mount_catch_all(&server).await;
     let client = client(pat_config(&server, "dapi-test").build().unwrap());
     let trigger = Arc::new(JobTrigger::new(client, 77).parameter("env", "prod"));
-    let ctx = HookContext {
-        pipeline: "p".into(),
-        stream: "journal_lines".into(),
-        run_id: "20260102T000000Z-abc123".into(),
-        table: "ps_journal_lines".into(),
-        committed: Window::new(
+    let ctx = HookContext::new(
+        "p",
+        "journal_lines",
+        "20260102T000000Z-abc123",
+        "ps_journal_lines",
+        Window::new(
             Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap(),
         ),
-        report: StreamReport::default(),
-    };
+    );
     let notes = trigger.after_stream(&ctx).await.unwrap();
     assert_eq!(notes["databricks_job_run_id"], "9001");
     assert_eq!(notes["databricks_job_id"], "77");

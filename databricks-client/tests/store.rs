@@ -307,27 +307,26 @@ async fn audit_log_appends_with_merge_and_reads_entries_back() {
     .map(|(n, t)| json!({"name": n, "type_text": t}))
     .collect();
     mount_ddl_and_uc(&server, "_ml_audit", json!(schema_cols)).await;
-    let entry = AuditEntry {
-        run_id: "run-1".into(),
-        pipeline: "nightly".into(),
-        stream: "vendors".into(),
-        window: Window::new(t(0), t(2)),
-        attempt: 1,
-        started_at: t(3),
-        finished_at: t(4),
-        rows_read: 10,
+    let mut entry = AuditEntry::new(
+        "run-1",
+        "nightly",
+        "vendors",
+        Window::new(t(0), t(2)),
+        1,
+        Outcome::Committed,
+        t(3),
+    );
+    entry.finished_at = t(4);
+    entry.rows_read = 10;
+    entry.rows_written = 9;
+    entry.rows_rejected = 1;
+    entry.receipt = Receipt {
+        statement_ids: vec!["st-1".into(), "st-2".into()],
         rows_written: 9,
-        rows_rejected: 1,
-        receipt: Receipt {
-            statement_ids: vec!["st-1".into(), "st-2".into()],
-            rows_written: 9,
-            inserted: Some(9),
-            updated: Some(0),
-        },
-        outcome: Outcome::Committed,
-        error: None,
-        annotations: BTreeMap::from([("job_run_id".to_string(), "9001".to_string())]),
+        inserted: Some(9),
+        updated: Some(0),
     };
+    entry.annotations = BTreeMap::from([("job_run_id".to_string(), "9001".to_string())]);
     Mock::given(method("POST"))
         .and(path(STATEMENTS))
         .and(body_string_contains("MERGE INTO `main`.`ops`.`_ml_audit`"))

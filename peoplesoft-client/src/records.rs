@@ -242,12 +242,70 @@ fn key_str<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     text(&v).ok_or_else(|| D::Error::custom(format!("expected a string key, got {v}")))
 }
 
+/// One field of a delivered PeopleSoft record, as the typed records and the default stream
+/// definitions ([`StreamDefinition`](crate::StreamDefinition)) use it: the one catalogue of
+/// field names, keys and column types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordField {
+    /// The PeopleSoft field name (`VENDOR_ID`).
+    pub name: &'static str,
+    /// The Databricks column type of the default mapping (`STRING`, `DECIMAL(26,3)`, …).
+    pub column_type: &'static str,
+    /// Part of the record's key.
+    pub key: bool,
+}
+
+/// The key fields of a record's field list (`Vendor::FIELDS`), in key order.
+///
+/// ```
+/// use peoplesoft_client::records::{key_fields, Vendor};
+/// assert_eq!(key_fields(Vendor::FIELDS), ["SETID", "VENDOR_ID"]);
+/// ```
+pub fn key_fields(fields: &[RecordField]) -> Vec<&'static str> {
+    fields.iter().filter(|f| f.key).map(|f| f.name).collect()
+}
+
+/// The Databricks column type of a typed record's Rust field type.
+trait ColumnTypeOf {
+    const COLUMN_TYPE: &'static str;
+}
+
+impl ColumnTypeOf for String {
+    const COLUMN_TYPE: &'static str = "STRING";
+}
+impl ColumnTypeOf for NaiveDate {
+    const COLUMN_TYPE: &'static str = "DATE";
+}
+impl ColumnTypeOf for NaiveDateTime {
+    const COLUMN_TYPE: &'static str = "TIMESTAMP";
+}
+impl ColumnTypeOf for bool {
+    const COLUMN_TYPE: &'static str = "BOOLEAN";
+}
+impl ColumnTypeOf for i32 {
+    const COLUMN_TYPE: &'static str = "INT";
+}
+impl ColumnTypeOf for i64 {
+    const COLUMN_TYPE: &'static str = "BIGINT";
+}
+/// Amounts: PeopleSoft's monetary fields are `DECIMAL(26,3)`; other decimals say their own.
+impl ColumnTypeOf for Decimal {
+    const COLUMN_TYPE: &'static str = "DECIMAL(26,3)";
+}
+
 macro_rules! record {
+    (@type $ty:ty, $column_type:literal) => {
+        $column_type
+    };
+    (@type $ty:ty) => {
+        <$ty as ColumnTypeOf>::COLUMN_TYPE
+    };
     (
         $(#[$meta:meta])*
         $name:ident {
-            keys { $( $(#[$kmeta:meta])* $kfield:ident : $kty:ty = $kname:literal via $kde:literal ),* $(,)? }
-            fields { $( $(#[$fmeta:meta])* $field:ident : $fty:ty = $fname:literal via $fde:literal ),* $(,)? }
+            keys { $( $(#[$kmeta:meta])* $kfield:ident : $kty:ty $(as $kcol:literal)? = $kname:literal via $kde:literal ),* $(,)? }
+            fields { $( $(#[$fmeta:meta])* $field:ident : $fty:ty $(as $fcol:literal)? = $fname:literal via $fde:literal ),* $(,)? }
         }
     ) => {
         $(#[$meta])*
@@ -266,6 +324,14 @@ macro_rules! record {
             /// Every other field of the row, kept as sent (site customisations, extra columns).
             #[serde(flatten)]
             pub extra: Map<String, Value>,
+        }
+
+        impl $name {
+            /// The record's fields in query column order (keys first), with their column types.
+            pub const FIELDS: &'static [RecordField] = &[
+                $( RecordField { name: $kname, column_type: record!(@type $kty $(, $kcol)?), key: true }, )*
+                $( RecordField { name: $fname, column_type: record!(@type $fty $(, $fcol)?), key: false }, )*
+            ];
         }
     };
 }
@@ -393,9 +459,9 @@ record! {
             /// `UNIT_OF_MEASURE`.
             unit_of_measure: String = "UNIT_OF_MEASURE" via "opt_str",
             /// `QTY_PO`.
-            qty_po: Decimal = "QTY_PO" via "opt",
+            qty_po: Decimal as "DECIMAL(15,4)" = "QTY_PO" via "opt",
             /// `PRICE_PO`.
-            price_po: Decimal = "PRICE_PO" via "opt",
+            price_po: Decimal as "DECIMAL(15,5)" = "PRICE_PO" via "opt",
             /// `MERCHANDISE_AMT`.
             merchandise_amt: Decimal = "MERCHANDISE_AMT" via "opt",
             /// `CANCEL_STATUS`.
@@ -526,11 +592,11 @@ record! {
             /// `REG_TEMP`.
             reg_temp: String = "REG_TEMP" via "opt_str",
             /// `STD_HOURS`.
-            std_hours: Decimal = "STD_HOURS" via "opt",
+            std_hours: Decimal as "DECIMAL(6,2)" = "STD_HOURS" via "opt",
             /// `COMPRATE`.
-            comprate: Decimal = "COMPRATE" via "opt",
+            comprate: Decimal as "DECIMAL(18,6)" = "COMPRATE" via "opt",
             /// `ANNUAL_RT`.
-            annual_rt: Decimal = "ANNUAL_RT" via "opt",
+            annual_rt: Decimal as "DECIMAL(18,3)" = "ANNUAL_RT" via "opt",
             /// `CURRENCY_CD`.
             currency_cd: String = "CURRENCY_CD" via "opt_str",
             /// `LASTUPDDTTM`.

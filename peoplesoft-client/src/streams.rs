@@ -36,6 +36,7 @@ use sync_core::{EffectiveDated, Window};
 use crate::config::QueryName;
 use crate::error::ConfigError;
 use crate::qas::{QueryOwner, DEFAULT_MAX_ROWS};
+use crate::records::{self, RecordField};
 
 /// How a window bound is written as a prompt value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -218,20 +219,21 @@ pub struct StreamDefinition {
     pub mapping: Mapping,
 }
 
-/// One column of a default mapping: (PeopleSoft field, Databricks type, nullable).
-type Col<'a> = (&'a str, &'a str, bool);
-
 fn snake(field: &str) -> String {
     field.to_ascii_lowercase()
 }
 
-fn mapping(table: &str, cols: &[Col<'_>], keys: &[&str], cursor: &str) -> Mapping {
-    let columns: Vec<_> = cols
+/// The default mapping of a record's fields: one column per field (lower-case name), keys not
+/// nullable, blanks read as NULL for text, date and datetime fields.
+fn mapping(table: &str, fields: &[RecordField], cursor: &str) -> Mapping {
+    let keys = records::key_fields(fields);
+    let columns: Vec<_> = fields
         .iter()
-        .map(|(src, ty, nullable)| {
-            let blank = *ty == "STRING" || *ty == "DATE" || *ty == "TIMESTAMP";
+        .map(|f| {
+            let (src, ty) = (f.name, f.column_type);
+            let blank = ty == "STRING" || ty == "DATE" || ty == "TIMESTAMP";
             let mut c =
-                json!({"column": snake(src), "source": src, "type": ty, "nullable": nullable});
+                json!({"column": snake(src), "source": src, "type": ty, "nullable": !f.key});
             if blank {
                 c["transforms"] = json!(["blank_as_null"]);
             }
@@ -252,25 +254,22 @@ fn define(
     name: &str,
     query: &str,
     table: &str,
-    keys: &[&str],
     cursor: &str,
     format: PromptFormat,
-    cols: &[Col<'_>],
+    fields: &[RecordField],
 ) -> StreamDefinition {
     StreamDefinition::custom(
         name,
         QueryName::new(query).expect("default query names are valid"),
-        mapping(table, cols, keys, cursor),
-        keys.iter().map(|s| s.to_string()).collect(),
+        mapping(table, fields, cursor),
+        records::key_fields(fields)
+            .into_iter()
+            .map(String::from)
+            .collect(),
         cursor,
     )
     .prompt_format(format)
 }
-
-const S: &str = "STRING";
-const D: &str = "DATE";
-const TS: &str = "TIMESTAMP";
-const AMT: &str = "DECIMAL(26,3)";
 
 impl StreamDefinition {
     /// A stream over any query: `FROM_DTTM`/`TO_DTTM` prompts in PeopleSoft's native datetime
@@ -313,23 +312,9 @@ impl StreamDefinition {
             "vendors",
             "MLC_VENDORS",
             "ps_vendors",
-            &["SETID", "VENDOR_ID"],
             "LAST_ACTIVITY_DT",
             PromptFormat::Date,
-            &[
-                ("SETID", S, false),
-                ("VENDOR_ID", S, false),
-                ("NAME1", S, true),
-                ("NAME2", S, true),
-                ("VENDOR_NAME_SHORT", S, true),
-                ("VENDOR_STATUS", S, true),
-                ("VENDOR_CLASS", S, true),
-                ("VENDOR_PERSISTENCE", S, true),
-                ("WTHD_SW", "BOOLEAN", true),
-                ("ENTERED_BY", S, true),
-                ("ADD_DT", D, true),
-                ("LAST_ACTIVITY_DT", D, true),
-            ],
+            records::Vendor::FIELDS,
         )
     }
 
@@ -339,21 +324,9 @@ impl StreamDefinition {
             "customers",
             "MLC_CUSTOMERS",
             "ps_customers",
-            &["SETID", "CUST_ID"],
             "CUST_STATUS_DT",
             PromptFormat::Date,
-            &[
-                ("SETID", S, false),
-                ("CUST_ID", S, false),
-                ("NAME1", S, true),
-                ("CUST_STATUS", S, true),
-                ("CUST_STATUS_DT", D, true),
-                ("SINCE_DT", D, true),
-                ("ADD_DT", D, true),
-                ("CUSTOMER_TYPE", S, true),
-                ("CR_LIMIT", AMT, true),
-                ("CURRENCY_CD", S, true),
-            ],
+            records::Customer::FIELDS,
         )
     }
 
@@ -363,24 +336,9 @@ impl StreamDefinition {
             "purchase_orders",
             "MLC_PO_HEADERS",
             "ps_purchase_orders",
-            &["BUSINESS_UNIT", "PO_ID"],
             "LAST_DTTM_UPDATE",
             PromptFormat::NativeDateTime,
-            &[
-                ("BUSINESS_UNIT", S, false),
-                ("PO_ID", S, false),
-                ("PO_DT", D, true),
-                ("PO_STATUS", S, true),
-                ("VENDOR_SETID", S, true),
-                ("VENDOR_ID", S, true),
-                ("BUYER_ID", S, true),
-                ("CURRENCY_CD", S, true),
-                ("ENTERED_DT", D, true),
-                ("APPROVAL_DT", D, true),
-                ("ACTIVITY_DATE", D, true),
-                ("LAST_DTTM_UPDATE", TS, true),
-                ("OPRID_MODIFIED_BY", S, true),
-            ],
+            records::PurchaseOrder::FIELDS,
         )
     }
 
@@ -391,23 +349,9 @@ impl StreamDefinition {
             "purchase_order_lines",
             "MLC_PO_LINES",
             "ps_purchase_order_lines",
-            &["BUSINESS_UNIT", "PO_ID", "LINE_NBR"],
             "LAST_DTTM_UPDATE",
             PromptFormat::NativeDateTime,
-            &[
-                ("BUSINESS_UNIT", S, false),
-                ("PO_ID", S, false),
-                ("LINE_NBR", "INT", false),
-                ("INV_ITEM_ID", S, true),
-                ("DESCR254_MIXED", S, true),
-                ("CATEGORY_ID", S, true),
-                ("UNIT_OF_MEASURE", S, true),
-                ("QTY_PO", "DECIMAL(15,4)", true),
-                ("PRICE_PO", "DECIMAL(15,5)", true),
-                ("MERCHANDISE_AMT", AMT, true),
-                ("CANCEL_STATUS", S, true),
-                ("LAST_DTTM_UPDATE", TS, true),
-            ],
+            records::PurchaseOrderLine::FIELDS,
         )
     }
 
@@ -417,24 +361,9 @@ impl StreamDefinition {
             "journal_headers",
             "MLC_JOURNALS",
             "ps_journal_headers",
-            &["BUSINESS_UNIT", "JOURNAL_ID", "JOURNAL_DATE", "UNPOST_SEQ"],
             "DTTM_STAMP_SEC",
             PromptFormat::NativeDateTime,
-            &[
-                ("BUSINESS_UNIT", S, false),
-                ("JOURNAL_ID", S, false),
-                ("JOURNAL_DATE", D, false),
-                ("UNPOST_SEQ", "INT", false),
-                ("LEDGER_GROUP", S, true),
-                ("SOURCE", S, true),
-                ("DESCR", S, true),
-                ("JRNL_HDR_STATUS", S, true),
-                ("FISCAL_YEAR", "INT", true),
-                ("ACCOUNTING_PERIOD", "INT", true),
-                ("POSTED_DATE", D, true),
-                ("OPRID", S, true),
-                ("DTTM_STAMP_SEC", TS, true),
-            ],
+            records::JournalHeader::FIELDS,
         )
     }
 
@@ -445,33 +374,9 @@ impl StreamDefinition {
             "journal_lines",
             "MLC_JOURNAL_LINES",
             "ps_journal_lines",
-            &[
-                "BUSINESS_UNIT",
-                "JOURNAL_ID",
-                "JOURNAL_DATE",
-                "UNPOST_SEQ",
-                "JOURNAL_LINE",
-                "LEDGER",
-            ],
             "DTTM_STAMP_SEC",
             PromptFormat::NativeDateTime,
-            &[
-                ("BUSINESS_UNIT", S, false),
-                ("JOURNAL_ID", S, false),
-                ("JOURNAL_DATE", D, false),
-                ("UNPOST_SEQ", "INT", false),
-                ("JOURNAL_LINE", "INT", false),
-                ("LEDGER", S, false),
-                ("ACCOUNT", S, true),
-                ("DEPTID", S, true),
-                ("PRODUCT", S, true),
-                ("MONETARY_AMOUNT", AMT, true),
-                ("FOREIGN_AMOUNT", AMT, true),
-                ("FOREIGN_CURRENCY", S, true),
-                ("CURRENCY_CD", S, true),
-                ("LINE_DESCR", S, true),
-                ("DTTM_STAMP_SEC", TS, true),
-            ],
+            records::JournalLine::FIELDS,
         )
     }
 
@@ -482,34 +387,9 @@ impl StreamDefinition {
             "employees",
             "MLC_JOB",
             "ps_job",
-            &["EMPLID", "EMPL_RCD", "EFFDT", "EFFSEQ"],
             "LASTUPDDTTM",
             PromptFormat::NativeDateTime,
-            &[
-                ("EMPLID", S, false),
-                ("EMPL_RCD", "INT", false),
-                ("EFFDT", D, false),
-                ("EFFSEQ", "INT", false),
-                ("EMPL_STATUS", S, true),
-                ("ACTION", S, true),
-                ("ACTION_REASON", S, true),
-                ("ACTION_DT", D, true),
-                ("BUSINESS_UNIT", S, true),
-                ("COMPANY", S, true),
-                ("PAYGROUP", S, true),
-                ("DEPTID", S, true),
-                ("JOBCODE", S, true),
-                ("POSITION_NBR", S, true),
-                ("LOCATION", S, true),
-                ("FULL_PART_TIME", S, true),
-                ("REG_TEMP", S, true),
-                ("STD_HOURS", "DECIMAL(6,2)", true),
-                ("COMPRATE", "DECIMAL(18,6)", true),
-                ("ANNUAL_RT", "DECIMAL(18,3)", true),
-                ("CURRENCY_CD", S, true),
-                ("LASTUPDDTTM", TS, true),
-                ("IS_CURRENT", "BOOLEAN", true),
-            ],
+            records::JobRow::FIELDS,
         );
         d.effective_dating(Some(EffectiveDating::new(&["EMPLID", "EMPL_RCD"])))
     }
@@ -522,36 +402,9 @@ impl StreamDefinition {
             "paychecks",
             "MLC_PAYCHECKS",
             "ps_paychecks",
-            &[
-                "COMPANY",
-                "PAYGROUP",
-                "PAY_END_DT",
-                "OFF_CYCLE",
-                "PAGE_NUM",
-                "LINE_NUM",
-                "SEPCHK",
-            ],
             "CHECK_DT",
             PromptFormat::Date,
-            &[
-                ("COMPANY", S, false),
-                ("PAYGROUP", S, false),
-                ("PAY_END_DT", D, false),
-                ("OFF_CYCLE", "BOOLEAN", false),
-                ("PAGE_NUM", "INT", false),
-                ("LINE_NUM", "INT", false),
-                ("SEPCHK", "INT", false),
-                ("EMPLID", S, true),
-                ("EMPL_RCD", "INT", true),
-                ("CHECK_DT", D, true),
-                ("PAYCHECK_NBR", "BIGINT", true),
-                ("PAYCHECK_STATUS", S, true),
-                ("PAYCHECK_OPTION", S, true),
-                ("TOTAL_GROSS", AMT, true),
-                ("TOTAL_TAXES", AMT, true),
-                ("TOTAL_DEDUCTIONS", AMT, true),
-                ("NET_PAY", AMT, true),
-            ],
+            records::Paycheck::FIELDS,
         )
     }
 

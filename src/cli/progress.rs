@@ -135,6 +135,7 @@ impl Bars {
                     s.bar.finish_with_message(format!("{} rows, done", s.rows));
                 }
             }
+            _ => {}
         }
     }
 }

@@ -117,10 +117,7 @@ fn bench_cycle(bencher: divan::Bencher<'_, '_>, source: Arc<dyn Source>, sink: A
         effective_dating: None,
     };
     bencher.counter(ItemsCount::new(ROWS)).bench_local(|| {
-        let policy = WindowPolicy {
-            max_window: Duration::days(30),
-            ..WindowPolicy::starting_at(start)
-        };
+        let policy = WindowPolicy::starting_at(start).max_window(Duration::days(30));
         let mapper = Arc::new(Trivial(schema.clone(), start));
         let p = Pipeline::builder("bench", sink.clone())
             .stream(StreamConfig::new("s", source.clone(), mapper, policy).batch_size(5_000))

@@ -24,6 +24,7 @@ use crate::window::Window;
 /// How a window attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Outcome {
     /// Every batch was confirmed by the sink and the checkpoint advanced.
     Committed,
@@ -45,6 +46,7 @@ pub enum Outcome {
 
 /// One window attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AuditEntry {
     /// The run (one cycle of one pipeline).
     pub run_id: String,
@@ -77,6 +79,38 @@ pub struct AuditEntry {
     /// Extra facts recorded by hooks (for example a downstream job's run id).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+impl AuditEntry {
+    /// An entry for attempt `attempt` of `window` with `outcome`, started and finished at
+    /// `at`, with zero counts, an empty receipt, no error and no annotations: set the other
+    /// fields on the result.
+    pub fn new(
+        run_id: impl Into<String>,
+        pipeline: impl Into<String>,
+        stream: impl Into<String>,
+        window: Window,
+        attempt: u32,
+        outcome: Outcome,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            run_id: run_id.into(),
+            pipeline: pipeline.into(),
+            stream: stream.into(),
+            window,
+            attempt,
+            started_at: at,
+            finished_at: at,
+            rows_read: 0,
+            rows_written: 0,
+            rows_rejected: 0,
+            receipt: Receipt::default(),
+            outcome,
+            error: None,
+            annotations: BTreeMap::new(),
+        }
+    }
 }
 
 /// Where audit entries go.
@@ -117,6 +151,7 @@ pub fn failed_windows(entries: &[AuditEntry]) -> BTreeMap<String, Vec<AuditEntry
 /// Per-window totals of the latest committed attempt of each window, per stream: the
 /// source side of a completeness check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WindowTotals {
     /// The window.
     pub window: Window,
@@ -317,6 +352,7 @@ impl AuditLog for JsonlAuditLog {
 
 /// A record that failed mapping or validation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RejectedRecord {
     /// The run.
     pub run_id: String,

@@ -33,9 +33,10 @@
 //!     ]
 //! }))?;
 //!
-//! let sink = MemorySink::new(); // DatabricksSink or SqliteSink in practice
-//! let pipeline = Pipeline::builder("finance", Arc::new(sink.clone()))
-//!     .stream(StreamConfig::new("journal", Arc::new(source), Arc::new(mapping.compile()?), WindowPolicy::starting_at(start)))
+//! // Sources, mappers and sinks are passed by value or as `Arc`s shared with the caller.
+//! let sink = Arc::new(MemorySink::new()); // DatabricksSink or SqliteSink in practice
+//! let pipeline = Pipeline::builder("finance", sink.clone())
+//!     .stream(StreamConfig::new("journal", source, mapping.compile()?, WindowPolicy::starting_at(start)))
 //!     .checkpoints(Arc::new(MemoryCheckpointStore::new()))
 //!     .audit(Arc::new(MemoryAuditLog::new()))
 //!     .rejects(Arc::new(MemoryRejectStore::new()))
@@ -51,7 +52,8 @@
 //!
 //! ## Main pieces
 //! - [`engine`]: [`Pipeline`](engine::Pipeline), windows, truncation bisection, checkpoint
-//!   after commit, replay, stuck windows, graceful stop, `verify`.
+//!   after commit, replay, stuck windows, graceful stop, `verify`, tracing spans
+//!   (`RUST_LOG=warn,ml_connector=info`).
 //! - [`state`]: committed intervals and failed-window queue; memory and file stores.
 //! - [`fs`]: the one atomic file writer the stores share.
 //! - [`audit`]: one entry per window attempt; reject store.

@@ -59,3 +59,18 @@ pub trait Mapper: Send + Sync {
         self.map(&record).map_err(|errors| (record, errors))
     }
 }
+
+/// A shared mapper is a mapper.
+impl<T: Mapper + ?Sized> Mapper for std::sync::Arc<T> {
+    fn schema(&self) -> &TableSchema {
+        (**self).schema()
+    }
+
+    fn map(&self, record: &Record) -> Result<Row, Vec<FieldError>> {
+        (**self).map(record)
+    }
+
+    fn map_owned(&self, record: Record) -> Result<Row, (Record, Vec<FieldError>)> {
+        (**self).map_owned(record)
+    }
+}

@@ -173,3 +173,54 @@ pub trait Sink: Send + Sync {
         )))
     }
 }
+
+/// A shared sink is a sink: a caller can keep the `Arc` to inspect the destination while the
+/// pipeline writes to it.
+#[async_trait]
+impl<T: Sink + ?Sized> Sink for std::sync::Arc<T> {
+    async fn prepare(&self, schema: &TableSchema) -> Result<(), ConnectorError> {
+        (**self).prepare(schema).await
+    }
+
+    async fn write(&self, schema: &TableSchema, batch: &Batch) -> Result<Receipt, ConnectorError> {
+        (**self).write(schema, batch).await
+    }
+
+    async fn count(
+        &self,
+        schema: &TableSchema,
+        window: Window,
+    ) -> Result<Option<u64>, ConnectorError> {
+        (**self).count(schema, window).await
+    }
+
+    async fn row_hashes(
+        &self,
+        schema: &TableSchema,
+        window: Option<Window>,
+    ) -> Result<Option<Vec<KeyedHash>>, ConnectorError> {
+        (**self).row_hashes(schema, window).await
+    }
+
+    async fn delete(
+        &self,
+        schema: &TableSchema,
+        keys: &[Vec<Value>],
+        policy: DeletePolicy,
+        deleted_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, ConnectorError> {
+        (**self).delete(schema, keys, policy, deleted_at).await
+    }
+
+    fn maintains_current_flags(&self) -> bool {
+        (**self).maintains_current_flags()
+    }
+
+    async fn refresh_current(
+        &self,
+        schema: &TableSchema,
+        as_of: NaiveDate,
+    ) -> Result<Receipt, ConnectorError> {
+        (**self).refresh_current(schema, as_of).await
+    }
+}

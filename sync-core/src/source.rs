@@ -141,3 +141,35 @@ pub trait Source: Send + Sync {
         Ok(None)
     }
 }
+
+/// A shared source is a source: pipelines and callers can hold the same source in an `Arc`.
+#[async_trait]
+impl<T: Source + ?Sized> Source for std::sync::Arc<T> {
+    fn identity(&self) -> String {
+        (**self).identity()
+    }
+
+    fn read(&self, window: Window) -> PageStream<'_> {
+        (**self).read(window)
+    }
+
+    async fn count(&self, window: Window) -> Result<Option<u64>, ConnectorError> {
+        (**self).count(window).await
+    }
+
+    fn capabilities(&self) -> SourceCapabilities {
+        (**self).capabilities()
+    }
+
+    async fn read_after(
+        &self,
+        window: Window,
+        last: &Record,
+    ) -> Result<Option<Page>, ConnectorError> {
+        (**self).read_after(window, last).await
+    }
+
+    async fn count_null_cursors(&self) -> Result<Option<u64>, ConnectorError> {
+        (**self).count_null_cursors().await
+    }
+}

@@ -23,6 +23,7 @@ pub const STATE_FORMAT_VERSION: u32 = 1;
 
 /// A window that failed and waits to be retried.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FailedWindow {
     /// The window.
     pub window: Window,
@@ -47,6 +48,7 @@ impl FailedWindow {
 /// A cycle in which a stream's windows were deferred without being attempted (for example a
 /// blackout window with the `skip` action). Not a failure: no attempt is counted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Skipped {
     /// Why (the source's message).
     pub reason: String,
@@ -59,6 +61,7 @@ pub struct Skipped {
 
 /// The state of one stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StreamState {
     /// Cursor intervals committed to the sink.
     #[serde(default)]
@@ -97,6 +100,7 @@ pub struct StreamState {
 /// [`largest_page`](Self::largest_page) is complete. A page at or above it is ambiguous until a
 /// split shows its halves hold more rows than it did, which proves a cap: [`detected`](Self::detected).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RowCapKnowledge {
     /// The most rows any page of this stream's source has returned.
     #[serde(default)]
@@ -124,6 +128,7 @@ impl RowCapKnowledge {
 
 /// Rows with a NULL cursor, as counted at a moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct NullCursorCount {
     /// How many.
     pub rows: u64,
@@ -201,6 +206,7 @@ impl StreamState {
 
 /// The state of every stream of one pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PipelineState {
     /// Format version ([`STATE_FORMAT_VERSION`]).
     pub version: u32,

@@ -40,13 +40,11 @@ impl Rig {
     }
 
     fn policy(&self) -> WindowPolicy {
-        WindowPolicy {
-            start: minutes(0),
-            lookback: Duration::minutes(30),
-            settle_lag: Duration::minutes(2),
-            max_window: Duration::minutes(240),
-            min_window: Duration::minutes(1),
-        }
+        WindowPolicy::starting_at(minutes(0))
+            .lookback(Duration::minutes(30))
+            .settle_lag(Duration::minutes(2))
+            .max_window(Duration::minutes(240))
+            .min_window(Duration::minutes(1))
     }
 
     fn pipeline(&self, stream: StreamConfig) -> Pipeline {

@@ -37,13 +37,11 @@ impl Rig {
     }
 
     fn policy(&self) -> WindowPolicy {
-        WindowPolicy {
-            start: minutes(0),
-            lookback: Duration::minutes(30),
-            settle_lag: Duration::minutes(2),
-            max_window: Duration::minutes(60),
-            min_window: Duration::minutes(1),
-        }
+        WindowPolicy::starting_at(minutes(0))
+            .lookback(Duration::minutes(30))
+            .settle_lag(Duration::minutes(2))
+            .max_window(Duration::minutes(60))
+            .min_window(Duration::minutes(1))
     }
 
     fn stream(&self, policy: WindowPolicy) -> StreamConfig {
@@ -133,10 +131,7 @@ async fn truncation_bisects_down_to_min_window_then_fails_with_a_clear_error() {
         source.upsert(i, 1, minutes(200), minutes(0));
     }
     rig.clock.set(minutes(300));
-    let policy = WindowPolicy {
-        max_window: Duration::minutes(240),
-        ..rig.policy()
-    };
+    let policy = rig.policy().max_window(Duration::minutes(240));
     let stream = StreamConfig::new(
         "rows",
         Arc::new(source.clone()),
@@ -313,6 +308,7 @@ async fn rejects_fail_the_window_or_are_quarantined_and_always_kept() {
                 assert!(s.is_clean());
                 assert_eq!(rig.sink.len("rows"), 1);
             }
+            other => panic!("untested policy {other:?}"),
         }
     }
 }
@@ -480,10 +476,7 @@ async fn reading_overlaps_writing() {
             self.0.write(s, b).await
         }
     }
-    let policy = WindowPolicy {
-        max_window: Duration::days(1),
-        ..rig.policy()
-    };
+    let policy = rig.policy().max_window(Duration::days(1));
     let stream = StreamConfig::new(
         "rows",
         Arc::new(source),
@@ -497,10 +490,7 @@ async fn reading_overlaps_writing() {
         .audit(Arc::new(rig.audit.clone()))
         .rejects(Arc::new(rig.rejects.clone()))
         .clock(rig.clock.clone())
-        .options(EngineOptions {
-            in_flight_batches: 2,
-            ..EngineOptions::default()
-        })
+        .options(EngineOptions::default().in_flight_batches(2))
         .build()
         .unwrap();
     let started = tokio::time::Instant::now();
@@ -518,19 +508,13 @@ async fn streams_run_concurrently_under_the_limit() {
     let mut source = rig.source.clone();
     source.page_latency = std::time::Duration::from_millis(500);
     source.upsert(1, 1, minutes(1), minutes(0));
-    let policy = WindowPolicy {
-        max_window: Duration::days(1),
-        ..rig.policy()
-    };
+    let policy = rig.policy().max_window(Duration::days(1));
     let mut b = Pipeline::builder("p", Arc::new(rig.sink.clone()))
         .checkpoints(Arc::new(rig.store.clone()))
         .audit(Arc::new(rig.audit.clone()))
         .rejects(Arc::new(rig.rejects.clone()))
         .clock(rig.clock.clone())
-        .options(EngineOptions {
-            max_concurrent_streams: 2,
-            ..EngineOptions::default()
-        });
+        .options(EngineOptions::default().max_concurrent_streams(2));
     for i in 0..4 {
         b = b.stream(StreamConfig::new(
             format!("s{i}"),
@@ -598,10 +582,7 @@ async fn backfill_reloads_a_range_whatever_is_committed() {
 #[test]
 fn build_rejects_bad_configuration_with_names() {
     let rig = Rig::new();
-    let bad = WindowPolicy {
-        min_window: Duration::hours(2),
-        ..rig.policy()
-    };
+    let bad = rig.policy().min_window(Duration::hours(2));
     let err = Pipeline::builder("p", Arc::new(rig.sink.clone()))
         .stream(rig.stream(bad))
         .checkpoints(Arc::new(rig.store.clone()))

@@ -96,13 +96,11 @@ async fn simulate(seed: u64, steps: usize) -> Result<(), String> {
     let store = MemoryCheckpointStore::new();
     let audit = MemoryAuditLog::new();
     let rejects = MemoryRejectStore::new();
-    let policy = WindowPolicy {
-        start: minutes(0),
-        lookback: Duration::minutes(LOOKBACK_MIN),
-        settle_lag: Duration::minutes(SETTLE_MIN),
-        max_window: Duration::minutes(30 + rng.i64(0..240)),
-        min_window: Duration::minutes(1),
-    };
+    let policy = WindowPolicy::starting_at(minutes(0))
+        .lookback(Duration::minutes(LOOKBACK_MIN))
+        .settle_lag(Duration::minutes(SETTLE_MIN))
+        .max_window(Duration::minutes(30 + rng.i64(0..240)))
+        .min_window(Duration::minutes(1));
     let batch_size = 1 + rng.usize(..12);
     let crashed = Arc::new(Notify::new());
     let build = |countdown: i64| {
@@ -290,13 +288,11 @@ async fn the_model_detects_rows_beyond_the_late_row_horizon() {
     let clock = Arc::new(ManualClock::new(minutes(0)));
     let source = SimSource::new(clock.clone());
     let sink = MemorySink::new();
-    let policy = WindowPolicy {
-        start: minutes(0),
-        lookback: Duration::minutes(LOOKBACK_MIN),
-        settle_lag: Duration::minutes(SETTLE_MIN),
-        max_window: Duration::minutes(60),
-        min_window: Duration::minutes(1),
-    };
+    let policy = WindowPolicy::starting_at(minutes(0))
+        .lookback(Duration::minutes(LOOKBACK_MIN))
+        .settle_lag(Duration::minutes(SETTLE_MIN))
+        .max_window(Duration::minutes(60))
+        .min_window(Duration::minutes(1));
     let p = Pipeline::builder("m", Arc::new(sink.clone()))
         .stream(StreamConfig::new(
             "rows",

@@ -56,24 +56,22 @@ impl Fleet {
     }
 
     fn worker(&self, name: &str) -> Pipeline {
-        let policy = WindowPolicy {
-            start: minutes(0),
-            lookback: Duration::zero(),
-            settle_lag: Duration::zero(),
-            max_window: Duration::minutes(60),
-            min_window: Duration::minutes(1),
-        };
+        let policy = WindowPolicy::starting_at(minutes(0))
+            .lookback(Duration::zero())
+            .settle_lag(Duration::zero())
+            .max_window(Duration::minutes(60))
+            .min_window(Duration::minutes(1));
         let mut b = Pipeline::builder("p", Arc::new(self.sink.clone()))
             .checkpoints(Arc::new(self.store.clone()))
             .audit(Arc::new(self.audit.clone()))
             .rejects(Arc::new(MemoryRejectStore::new()))
             .clock(self.clock.clone())
             .worker(name)
-            .options(EngineOptions {
-                max_concurrent_streams: 1,
-                lease_ttl: Duration::minutes(TTL_MINUTES),
-                ..EngineOptions::default()
-            });
+            .options(
+                EngineOptions::default()
+                    .max_concurrent_streams(1)
+                    .lease_ttl(Duration::minutes(TTL_MINUTES)),
+            );
         for (i, src) in self.sources.iter().enumerate() {
             let table = format!("t{i}");
             b = b.stream(

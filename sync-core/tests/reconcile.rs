@@ -41,13 +41,11 @@ impl Rig {
     }
 
     fn pipeline(&self, deletes: DeletePolicy, reconcile: Option<Schedule>) -> Pipeline {
-        let policy = WindowPolicy {
-            start: minutes(0),
-            lookback: Duration::minutes(30),
-            settle_lag: Duration::minutes(2),
-            max_window: Duration::minutes(60),
-            min_window: Duration::minutes(1),
-        };
+        let policy = WindowPolicy::starting_at(minutes(0))
+            .lookback(Duration::minutes(30))
+            .settle_lag(Duration::minutes(2))
+            .max_window(Duration::minutes(60))
+            .min_window(Duration::minutes(1));
         Pipeline::builder("p", Arc::new(self.sink.clone()))
             .stream(
                 StreamConfig::new(

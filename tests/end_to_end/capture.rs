@@ -117,10 +117,7 @@ async fn date_cursor_streams_pick_up_a_change_at_20_00_local_on_the_next_cycle()
     };
     // 19:30 Chicago on 2 November (01:30 UTC on the 3rd): the first cycle.
     site.clock.set(local(2, 19, 30));
-    let policy = WindowPolicy {
-        max_window: Duration::days(92),
-        ..WindowPolicy::starting_at(Dataset::history_start())
-    };
+    let policy = WindowPolicy::starting_at(Dataset::history_start()).max_window(Duration::days(92));
     let p = pipeline_with(
         &site,
         sink.clone(),
@@ -180,10 +177,7 @@ async fn a_late_row_in_the_repeated_fall_back_hour_arrives() {
     // second time round.
     site.clock
         .set(Utc.with_ymd_and_hms(2026, 11, 1, 7, 15, 0).unwrap());
-    let policy = WindowPolicy {
-        max_window: Duration::days(92),
-        ..WindowPolicy::starting_at(Dataset::history_start())
-    };
+    let policy = WindowPolicy::starting_at(Dataset::history_start()).max_window(Duration::days(92));
     let p = pipeline_with(
         &site,
         sink.clone(),

@@ -218,12 +218,10 @@ async fn reconciliation_into_databricks_finds_changes_and_applies_deletes() {
     let standin = DatabricksStandIn::start().await;
     let site = site(0.3);
     let dir = tempfile::tempdir().unwrap();
-    let policy = sync_core::engine::WindowPolicy {
-        max_window: Duration::days(92),
-        ..sync_core::engine::WindowPolicy::starting_at(
-            ml_connector_testkit::dataset::Dataset::history_start(),
-        )
-    };
+    let policy = sync_core::engine::WindowPolicy::starting_at(
+        ml_connector_testkit::dataset::Dataset::history_start(),
+    )
+    .max_window(Duration::days(92));
     let p = pipeline_full(
         &site,
         sink(&standin),

@@ -62,10 +62,7 @@ fn databricks(standin: &DatabricksStandIn) -> DatabricksClient {
 /// have), on the shared site and clock.
 fn worker(site: &Site, standin: &DatabricksStandIn, name: &str) -> Pipeline {
     let client = databricks(standin);
-    let policy = WindowPolicy {
-        max_window: Duration::days(92),
-        ..WindowPolicy::starting_at(Dataset::history_start())
-    };
+    let policy = WindowPolicy::starting_at(Dataset::history_start()).max_window(Duration::days(92));
     let mut b = Pipeline::builder(
         "fleet",
         Arc::new(DatabricksSink::from_config_defaults(client.clone()).unwrap()),
@@ -77,11 +74,11 @@ fn worker(site: &Site, standin: &DatabricksStandIn, name: &str) -> Pipeline {
     .rejects(Arc::new(MemoryRejectStore::new()))
     .clock(site.clock.clone())
     .worker(name)
-    .options(EngineOptions {
-        max_concurrent_streams: 2,
-        lease_ttl: Duration::minutes(TTL_MINUTES),
-        ..EngineOptions::default()
-    });
+    .options(
+        EngineOptions::default()
+            .max_concurrent_streams(2)
+            .lease_ttl(Duration::minutes(TTL_MINUTES)),
+    );
     for def in &site.streams {
         let mapper = Arc::new(def.mapper().unwrap());
         b = b.stream(

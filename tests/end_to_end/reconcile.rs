@@ -20,10 +20,7 @@ fn sqlite(dir: &Path) -> Arc<SqliteSink> {
 }
 
 fn policy() -> WindowPolicy {
-    WindowPolicy {
-        max_window: Duration::days(92),
-        ..WindowPolicy::starting_at(Dataset::history_start())
-    }
+    WindowPolicy::starting_at(Dataset::history_start()).max_window(Duration::days(92))
 }
 
 fn deleted_at(sink: &SqliteSink, table: &str, key_col: &str, key: &str) -> Option<String> {

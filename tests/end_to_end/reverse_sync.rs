@@ -231,10 +231,8 @@ fn forward_pipeline(w: &World) -> Pipeline {
         "vendors",
         WRITEBACK_STREAM,
     );
-    let policy = WindowPolicy {
-        max_window: Duration::days(400),
-        ..WindowPolicy::starting_at(Dataset::history_start())
-    };
+    let policy =
+        WindowPolicy::starting_at(Dataset::history_start()).max_window(Duration::days(400));
     Pipeline::builder("forward", Arc::new(sink))
         .stream(StreamConfig::new("vendors", source, mapper, policy))
         .checkpoints(Arc::new(MemoryCheckpointStore::new()))
@@ -274,10 +272,8 @@ fn reverse_pipeline(w: &World, sink: PeopleSoftSink) -> Pipeline {
     let mapping = Mapping::identity(&schema);
     let table = TableName::new(CATALOG, SCHEMA, TABLE).unwrap();
     let source = DatabricksSource::new(w.dbx_client.clone(), table, &schema).unwrap();
-    let policy = WindowPolicy {
-        max_window: Duration::days(400),
-        ..WindowPolicy::starting_at(Dataset::history_start())
-    };
+    let policy =
+        WindowPolicy::starting_at(Dataset::history_start()).max_window(Duration::days(400));
     Pipeline::builder("reverse", Arc::new(sink))
         .stream(StreamConfig::new(
             WRITEBACK_STREAM,

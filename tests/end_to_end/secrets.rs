@@ -132,10 +132,8 @@ async fn no_secret_reaches_logs_errors_debug_or_files() {
         .clock(clock);
         for def in sample_streams(&dataset.read()) {
             let mapper = Arc::new(def.mapper().unwrap());
-            let policy = WindowPolicy {
-                max_window: Duration::days(120),
-                ..WindowPolicy::starting_at(Dataset::history_start())
-            };
+            let policy =
+                WindowPolicy::starting_at(Dataset::history_start()).max_window(Duration::days(120));
             b = b.stream(StreamConfig::new(
                 def.name.clone(),
                 Arc::new(PeopleSoftSource::new(client.clone(), def).unwrap()),
@@ -218,10 +216,8 @@ async fn no_secret_reaches_logs_errors_debug_or_files() {
         let state = dir.path().join(format!("dbx-{}", &secret[..3]));
         let def = sample_streams(&dataset.read()).remove(0);
         let mapper = Arc::new(def.mapper().unwrap());
-        let policy = WindowPolicy {
-            max_window: Duration::days(400),
-            ..WindowPolicy::starting_at(Dataset::history_start())
-        };
+        let policy =
+            WindowPolicy::starting_at(Dataset::history_start()).max_window(Duration::days(400));
         let p = Pipeline::builder("dbx", sink)
             .stream(StreamConfig::new(
                 def.name.clone(),

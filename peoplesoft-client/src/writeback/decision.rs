@@ -246,6 +246,16 @@ mod tests {
         }
     }
 
+    /// What, baseline, PeopleSoft's record, detection, policy → the decision's shape.
+    type Case<'a> = (
+        &'a str,
+        Option<&'a Baseline>,
+        Current,
+        ChangeDetection,
+        ConflictPolicy,
+        &'a str,
+    );
+
     #[test]
     fn every_branch_of_the_decision() {
         use ChangeDetection::{GovernedHash as Hash, Stamp};
@@ -254,7 +264,7 @@ mod tests {
         let b_ps = baseline("ps", None);
         let b_old = baseline("old", Some("t1"));
         #[rustfmt::skip]
-        let table: Vec<(&str, Option<&Baseline>, Current, ChangeDetection, ConflictPolicy, &str)> = vec![
+        let table: Vec<Case<'_>> = vec![
             // Before the read: the baseline settles it, or the record must be read.
             ("baseline equals the row", Some(&b_same), Current::NotRead, Hash, Ps, "same-as-baseline"),
             ("baseline differs", Some(&b_ps), Current::NotRead, Hash, Ps, "read"),
@@ -352,23 +362,11 @@ mod tests {
             .starts_with("governed fields differ from what the forward sync saw at 2026-01-01"),);
     }
 
-    /// The governed hash as baselines recorded it before 0.2 (two FNV-1a lanes).
-    fn legacy(s: &str) -> String {
-        let text = format!("S5:NAME1;S{}:{s};", s.len());
-        let (mut a, mut b) = (0xcbf2_9ce4_8422_2325u64, 0x6c62_272e_07bb_0142u64);
-        for &byte in text.as_bytes() {
-            a = (a ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-            b = (b ^ u64::from(byte))
-                .wrapping_mul(0x0000_0100_0000_01b3)
-                .rotate_left(5);
-        }
-        format!("{a:016x}{b:016x}")
-    }
-
     #[test]
     fn baselines_recorded_before_0_2_still_match() {
         let mut b = baseline("want", None);
-        b.hash = legacy("want");
+        // What 0.1 recorded for NAME1 = "want" (two FNV-1a lanes over `S5:NAME1;S4:want;`).
+        b.hash = "58518e12204a9934823604c0fbfa7932".into();
         let want = h("want");
         let facts = |current| Facts {
             desired_hash: &want,

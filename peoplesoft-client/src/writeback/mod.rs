@@ -172,7 +172,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Method;
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 use sync_core::http::Idempotency;
 use sync_core::{Batch, ConnectorError, FailureKind, Receipt, Row, Sink, TableSchema, Window};
 
@@ -331,6 +331,44 @@ fn outcome(
         peoplesoft_message: None,
         changes: Vec::new(),
         attempts: 1,
+    }
+}
+
+/// What the decision needs to know about PeopleSoft's current record (`None`: missing): the
+/// fields a create or update would change, and the record's governed hash and stamp.
+fn current_of(
+    c: &Compiled<'_>,
+    rec: &Prepared,
+    current_json: Option<&Map<String, Json>>,
+) -> Current {
+    match current_json {
+        None => {
+            let mut changes = c.key_changes(rec);
+            changes.extend(rec.desired.iter().map(|(f, v, _)| FieldChange {
+                field: f.clone(),
+                from: None,
+                to: value_text(v, c),
+            }));
+            Current::Missing { changes }
+        }
+        Some(fields) => {
+            let current = c.current(fields);
+            let changes = current
+                .iter()
+                .zip(&rec.desired)
+                .filter(|((_, cur, _), (_, want, _))| !same(cur, want))
+                .map(|((f, _, raw), (_, want, _))| FieldChange {
+                    field: f.clone(),
+                    from: raw.clone(),
+                    to: value_text(want, c),
+                })
+                .collect();
+            Current::Found {
+                hash: payload::governed_hash(current.iter().map(|(f, v, _)| (f.as_str(), v))),
+                stamp: c.stamp_of(fields),
+                changes,
+            }
+        }
     }
 }
 
@@ -657,79 +695,9 @@ impl PeopleSoftSink {
             );
         }
 
-        // Read the current PeopleSoft record.
-        let resp = match self
-            .call(
-                &rec.key,
-                "Get",
-                c.fill(&t.get, &rec),
-                Method::GET,
-                None,
-                Idempotency::Idempotent,
-            )
-            .await
-        {
-            Ok(r) => r,
+        let current = match self.read_current(c, &rec).await {
+            Ok(json) => current_of(c, &rec, json.as_ref()),
             Err(step) => return step,
-        };
-        let current_json = match classify(&resp, &t.error_body, true, &t.not_found_messages) {
-            Answer::Ok(j) if j.is_null() => None,
-            Answer::Ok(j) => match locate(&j, &t.payload.response_path) {
-                Some(m) if m.is_empty() => None,
-                Some(m) => Some(m.clone()),
-                None => {
-                    let mut o = outcome(
-                        &rec.key,
-                        RecordAction::Rejected,
-                        format!(
-                            "the Get response has no field object at payload.response_path {:?}; check the site's CIRT response shape",
-                            t.payload.response_path
-                        ),
-                    );
-                    o.peoplesoft_message = Some(crate::error::truncate_body(&resp.body));
-                    return Step::Done(o, None);
-                }
-            },
-            Answer::NotFound => None,
-            Answer::Rejected(m) => {
-                let mut o = outcome(
-                    &rec.key,
-                    RecordAction::Rejected,
-                    format!("PeopleSoft refused the Get: {m}"),
-                );
-                o.peoplesoft_message = Some(m);
-                return Step::Done(o, None);
-            }
-            Answer::Transient(m) => return Step::Transient(rec.key.clone(), m),
-        };
-        let current = match &current_json {
-            None => {
-                let mut changes = c.key_changes(&rec);
-                changes.extend(rec.desired.iter().map(|(f, v, _)| FieldChange {
-                    field: f.clone(),
-                    from: None,
-                    to: value_text(v, c),
-                }));
-                Current::Missing { changes }
-            }
-            Some(fields) => {
-                let current = c.current(fields);
-                let changes = current
-                    .iter()
-                    .zip(&rec.desired)
-                    .filter(|((_, cur, _), (_, want, _))| !same(cur, want))
-                    .map(|((f, _, raw), (_, want, _))| FieldChange {
-                        field: f.clone(),
-                        from: raw.clone(),
-                        to: value_text(want, c),
-                    })
-                    .collect();
-                Current::Found {
-                    hash: payload::governed_hash(current.iter().map(|(f, v, _)| (f.as_str(), v))),
-                    stamp: c.stamp_of(fields),
-                    changes,
-                }
-            }
         };
 
         let now = self.inner.client.clock().now();
@@ -814,6 +782,57 @@ impl PeopleSoftSink {
             now,
         )
         .await
+    }
+
+    /// Reads PeopleSoft's current record for `rec` (`None`: it does not exist). A refusal, an
+    /// unexpected response shape or a transport failure comes back as the record's step.
+    async fn read_current(
+        &self,
+        c: &Compiled<'_>,
+        rec: &Prepared,
+    ) -> Result<Option<Map<String, Json>>, Step> {
+        let t = c.target;
+        let resp = self
+            .call(
+                &rec.key,
+                "Get",
+                c.fill(&t.get, rec),
+                Method::GET,
+                None,
+                Idempotency::Idempotent,
+            )
+            .await?;
+        let fields = match classify(&resp, &t.error_body, true, &t.not_found_messages) {
+            Answer::Ok(j) if j.is_null() => None,
+            Answer::Ok(j) => match locate(&j, &t.payload.response_path) {
+                Some(m) if m.is_empty() => None,
+                Some(m) => Some(m.clone()),
+                None => {
+                    let mut o = outcome(
+                        &rec.key,
+                        RecordAction::Rejected,
+                        format!(
+                            "the Get response has no field object at payload.response_path {:?}; check the site's CIRT response shape",
+                            t.payload.response_path
+                        ),
+                    );
+                    o.peoplesoft_message = Some(crate::error::truncate_body(&resp.body));
+                    return Err(Step::Done(o, None));
+                }
+            },
+            Answer::NotFound => None,
+            Answer::Rejected(m) => {
+                let mut o = outcome(
+                    &rec.key,
+                    RecordAction::Rejected,
+                    format!("PeopleSoft refused the Get: {m}"),
+                );
+                o.peoplesoft_message = Some(m);
+                return Err(Step::Done(o, None));
+            }
+            Answer::Transient(m) => return Err(Step::Transient(rec.key.clone(), m)),
+        };
+        Ok(fields)
     }
 
     #[allow(clippy::too_many_arguments)]

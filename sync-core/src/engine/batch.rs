@@ -6,6 +6,7 @@ use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use super::config::DuplicatePolicy;
 use super::run::StreamRun;
+use super::TARGET;
 use crate::value::{Row, Value};
 
 /// Collects rows of a batch, reducing rows with the same key to the one with the highest
@@ -149,10 +150,10 @@ impl<'a> BatchBuilder<'a> {
         let run = self.run;
         if run.cfg.on_duplicate == DuplicatePolicy::KeepLast {
             tracing::warn!(
-                stream = %run.cfg.name,
-                key = %self.key,
-                "two rows with the same key and cursor but different values; keeping the last (on_duplicate = keep_last)"
-            );
+            target: TARGET,
+                           key = %self.key,
+                           "two rows with the same key and cursor but different values; keeping the last (on_duplicate = keep_last)"
+                       );
             self.rows[at] = row;
             return;
         }

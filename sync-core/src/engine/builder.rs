@@ -1,5 +1,6 @@
 //! Building a [`Pipeline`].
 
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -8,11 +9,12 @@ use super::config::{EngineOptions, StreamConfig};
 use super::pipeline::Pipeline;
 use super::progress::{Progress, ProgressFn, StreamHook};
 use super::stop::StopHandle;
-use crate::audit::{AuditLog, RejectStore};
+use super::TARGET;
+use crate::audit::{AuditLog, JsonlAuditLog, JsonlRejectStore, RejectStore};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::sink::Sink;
-use crate::state::CheckpointStore;
+use crate::state::{CheckpointStore, FileCheckpointStore};
 
 /// Builds a [`Pipeline`].
 pub struct PipelineBuilder {
@@ -28,6 +30,9 @@ pub struct PipelineBuilder {
     pub(super) progress: Option<ProgressFn>,
     pub(super) hooks: Vec<Arc<dyn StreamHook>>,
     pub(super) worker: Option<String>,
+    /// An error of a setter that can fail ([`state_dir`](Self::state_dir)), returned by
+    /// [`build`](Self::build).
+    pub(super) deferred_error: Option<Error>,
 }
 
 impl PipelineBuilder {
@@ -52,6 +57,25 @@ impl PipelineBuilder {
     /// Sets the audit log (required).
     pub fn audit(mut self, audit: Arc<dyn AuditLog>) -> Self {
         self.audit = Some(audit);
+        self
+    }
+
+    /// Keeps the pipeline's state in files in `dir` (created if missing): checkpoints
+    /// ([`FileCheckpointStore`]: `<pipeline>.state.json`, locked against a second process),
+    /// the audit log (`audit.jsonl`) and the reject store (`rejects.jsonl`). Sets all three at
+    /// once, as the CLI lays them out; a later [`checkpoints`](Self::checkpoints),
+    /// [`audit`](Self::audit) or [`rejects`](Self::rejects) replaces one of them. An error
+    /// creating the directory is returned by [`build`](Self::build).
+    pub fn state_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        let dir = dir.as_ref();
+        match FileCheckpointStore::open(dir) {
+            Ok(store) => {
+                self.store = Some(Arc::new(store));
+                self.audit = Some(Arc::new(JsonlAuditLog::new(dir.join("audit.jsonl"))));
+                self.rejects = Some(Arc::new(JsonlRejectStore::new(dir.join("rejects.jsonl"))));
+            }
+            Err(e) => self.deferred_error = Some(e),
+        }
         self
     }
 
@@ -100,6 +124,9 @@ impl PipelineBuilder {
     /// A lookback shorter than the source's
     /// [`min_lookback`](crate::source::SourceCapabilities::min_lookback) is raised to it, with a warning.
     pub fn build(mut self) -> Result<Pipeline> {
+        if let Some(e) = self.deferred_error.take() {
+            return Err(e);
+        }
         if self.name.trim().is_empty() {
             return Err(Error::Config("pipeline name is empty".into()));
         }
@@ -108,11 +135,12 @@ impl PipelineBuilder {
             if let Some(min) = s.source.capabilities().min_lookback {
                 if s.windows.lookback < min {
                     tracing::warn!(
-                        stream = %s.name,
-                        "lookback {}s raised to {}s: the source's cursor is coarse (dates in the site's calendar), so a shorter lookback could skip rows changed late on the last day read; set `lookback` to at least this to silence this warning",
-                        s.windows.lookback.num_seconds(),
-                        min.num_seconds()
-                    );
+                    target: TARGET,
+                                           stream = %s.name,
+                                           "lookback {}s raised to {}s: the source's cursor is coarse (dates in the site's calendar), so a shorter lookback could skip rows changed late on the last day read; set `lookback` to at least this to silence this warning",
+                                           s.windows.lookback.num_seconds(),
+                                           min.num_seconds()
+                                       );
                     s.windows.lookback = min;
                 }
             }

@@ -11,7 +11,19 @@ use crate::sink::DeletePolicy;
 use crate::source::Source;
 
 /// How a stream's cursor range is cut into windows.
+///
+/// Built with [`starting_at`](Self::starting_at) and the setters:
+///
+/// ```
+/// # use chrono::{Duration, TimeZone, Utc};
+/// # use sync_core::engine::WindowPolicy;
+/// let policy = WindowPolicy::starting_at(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
+///     .lookback(Duration::hours(2))
+///     .max_window(Duration::hours(6));
+/// assert_eq!(policy.settle_lag, Duration::minutes(5));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WindowPolicy {
     /// Where the stream's history starts (the first cycle reads from here).
     pub start: DateTime<Utc>,
@@ -40,6 +52,36 @@ impl WindowPolicy {
             min_window: Duration::minutes(1),
         }
     }
+
+    /// Sets where the stream's history starts.
+    pub fn start(mut self, start: DateTime<Utc>) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Sets how far before the high-water mark each cycle re-reads.
+    pub fn lookback(mut self, d: Duration) -> Self {
+        self.lookback = d;
+        self
+    }
+
+    /// Sets how far behind the cycle's start the newest window ends.
+    pub fn settle_lag(mut self, d: Duration) -> Self {
+        self.settle_lag = d;
+        self
+    }
+
+    /// Sets the widest window read in one request.
+    pub fn max_window(mut self, d: Duration) -> Self {
+        self.max_window = d;
+        self
+    }
+
+    /// Sets the narrowest window truncation may split down to.
+    pub fn min_window(mut self, d: Duration) -> Self {
+        self.min_window = d;
+        self
+    }
 }
 
 mod duration_secs {
@@ -59,6 +101,7 @@ mod duration_secs {
 /// in the [`RejectStore`](crate::audit::RejectStore) with the reason per field, and counted in the audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RejectPolicy {
     /// Fail the window (the default: nothing goes missing from the target unnoticed). The
     /// window is retried next cycle; fix the mapping or the data, then replay.
@@ -73,6 +116,7 @@ pub enum RejectPolicy {
 /// to a child record without its full key). The engine cannot tell which is right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DuplicatePolicy {
     /// Both rows go to the reject store with reason "ambiguous duplicate" and the key is not
     /// written; the window then follows the stream's [`RejectPolicy`] (default).
@@ -82,8 +126,9 @@ pub enum DuplicatePolicy {
     KeepLast,
 }
 
-/// One stream of a pipeline.
+/// One stream of a pipeline: built with [`new`](Self::new) and the setters.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct StreamConfig {
     /// Stream name (unique in the pipeline).
     pub name: String,
@@ -127,16 +172,19 @@ impl std::fmt::Debug for StreamConfig {
 
 impl StreamConfig {
     /// A stream with default batch size, attempts and reject policy.
+    ///
+    /// `source` and `mapper` are any [`Source`] and [`Mapper`]: values the stream owns, or
+    /// `Arc`s (including `Arc<dyn Source>` / `Arc<dyn Mapper>`) shared with the caller.
     pub fn new(
         name: impl Into<String>,
-        source: Arc<dyn Source>,
-        mapper: Arc<dyn Mapper>,
+        source: impl Source + 'static,
+        mapper: impl Mapper + 'static,
         windows: WindowPolicy,
     ) -> Self {
         Self {
             name: name.into(),
-            source,
-            mapper,
+            source: Arc::new(source),
+            mapper: Arc::new(mapper),
             windows,
             batch_size: 10_000,
             max_attempts: 5,
@@ -184,8 +232,9 @@ impl StreamConfig {
     }
 }
 
-/// Engine-wide options.
+/// Engine-wide options: [`default`](Self::default) and the setters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EngineOptions {
     /// Streams run at once (default 4).
     pub max_concurrent_streams: usize,
@@ -208,5 +257,31 @@ impl Default for EngineOptions {
             stop_stream_on_failure: false,
             lease_ttl: super::lease::DEFAULT_LEASE_TTL,
         }
+    }
+}
+
+impl EngineOptions {
+    /// Sets how many streams run at once.
+    pub fn max_concurrent_streams(mut self, n: usize) -> Self {
+        self.max_concurrent_streams = n.max(1);
+        self
+    }
+
+    /// Sets how many batches are queued between reader and writer per stream.
+    pub fn in_flight_batches(mut self, n: usize) -> Self {
+        self.in_flight_batches = n.max(1);
+        self
+    }
+
+    /// Sets whether a stream's cycle stops at its first failed window.
+    pub fn stop_stream_on_failure(mut self, yes: bool) -> Self {
+        self.stop_stream_on_failure = yes;
+        self
+    }
+
+    /// Sets how long a stream's lease lasts unless renewed ([`lease_ttl`](Self::lease_ttl)).
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
     }
 }

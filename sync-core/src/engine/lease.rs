@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use chrono::Duration;
 
 use super::pipeline::Pipeline;
+use super::TARGET;
 use crate::error::{Error, Result};
 use crate::state::{Lease, LeaseGrant, StreamState};
 
@@ -61,7 +62,7 @@ impl StreamLease {
             Err(e) => Err(e),
         };
         if let Err(e @ Error::LeaseLost { .. }) = &result {
-            tracing::error!(pipeline = %p.name, "{e}");
+            tracing::error!(target: TARGET, pipeline = %p.name, "{e}");
         }
         result
     }
@@ -96,6 +97,7 @@ impl Pipeline {
         let lease = lease.current();
         if let Err(e) = self.store.release_lease(&lease, self.clock.now()).await {
             tracing::warn!(
+                target: TARGET,
                 pipeline = %self.name,
                 stream = %lease.stream,
                 "lease not released (another worker can take the stream when it expires at {}): {e}",

@@ -44,10 +44,14 @@ impl std::fmt::Debug for Pipeline {
 
 impl Pipeline {
     /// Starts building a pipeline named `name` writing into `sink`.
-    pub fn builder(name: impl Into<String>, sink: Arc<dyn Sink>) -> PipelineBuilder {
+    ///
+    /// `sink` is any [`Sink`]: a value the pipeline owns, or an `Arc` (including
+    /// `Arc<dyn Sink>`) the caller keeps to look at the destination.
+    pub fn builder(name: impl Into<String>, sink: impl Sink + 'static) -> PipelineBuilder {
         PipelineBuilder {
             name: name.into(),
-            sink,
+            sink: Arc::new(sink),
+            deferred_error: None,
             streams: Vec::new(),
             store: None,
             audit: None,

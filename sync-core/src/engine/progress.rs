@@ -12,6 +12,7 @@ use super::report::StreamReport;
 // so the size difference costs nothing worth a breaking change to a `Box`.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Progress {
     /// A stream planned its windows.
     StreamStarted {
@@ -49,6 +50,7 @@ pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
 /// What a [`StreamHook`] is told about the stream's cycle.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct HookContext {
     /// Pipeline name.
     pub pipeline: String,
@@ -62,6 +64,32 @@ pub struct HookContext {
     pub committed: Window,
     /// The stream's report so far.
     pub report: StreamReport,
+}
+
+impl HookContext {
+    /// The context of a hook run after `stream` of `pipeline` committed `committed` into
+    /// `table` (for calling a hook outside the engine, e.g. in tests); the report is empty
+    /// but for the stream name.
+    pub fn new(
+        pipeline: impl Into<String>,
+        stream: impl Into<String>,
+        run_id: impl Into<String>,
+        table: impl Into<String>,
+        committed: Window,
+    ) -> Self {
+        let stream = stream.into();
+        Self {
+            pipeline: pipeline.into(),
+            report: StreamReport {
+                stream: stream.clone(),
+                ..StreamReport::default()
+            },
+            stream,
+            run_id: run_id.into(),
+            table: table.into(),
+            committed,
+        }
+    }
 }
 
 /// Runs after a stream's cycle committed at least one window and had no failure (for example

@@ -7,13 +7,15 @@ use std::sync::atomic::Ordering;
 use chrono::Duration;
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use super::batch::BatchBuilder;
 use super::config::RejectPolicy;
 use super::hash::row_hash_except;
 use super::plan::Planned;
 use super::run::{Msg, StreamRun, Tally};
-use super::truncation::{can_split, classify, settle_probes, Probe, Verdict};
+use super::truncation::{classify, next_step, settle_probes, Probe, Step, Verdict};
+use super::TARGET;
 use crate::audit::RejectedRecord;
 use crate::error::{ConnectorError, FailureKind};
 use crate::mapper::FieldError;
@@ -42,171 +44,184 @@ impl StreamRun<'_> {
             let id = next_id;
             next_id += 1;
             let started = self.pipeline.clock.now();
+            let span = tracing::info_span!(
+                target: TARGET,
+                "window",
+                window = %p.window,
+                attempt = p.attempt
+            );
             if tx
                 .send(Msg::Begin {
                     id,
                     planned: p,
                     started,
+                    span: span.clone(),
                 })
                 .await
                 .is_err()
             {
                 return;
             }
-            let mut pages = cfg.source.read(p.window);
-            let mut batch = BatchBuilder::new(self);
-            let mut tally = Tally::default();
-            enum End {
-                Complete,
-                Split { verdict: Verdict, rows: u64 },
-                Unsplittable { verdict: Verdict, page: Page },
-                Failed(ConnectorError),
-                Abandoned,
-            }
-            let end = loop {
-                let next = tokio::select! {
-                    biased;
-                    _ = stop.stopped() => break End::Abandoned,
-                    next = pages.next() => next,
-                };
-                let page = match next {
-                    None => break End::Complete,
-                    Some(Err(e)) => break End::Failed(e),
-                    Some(Ok(page)) => page,
-                };
-                let n = page.records.len() as u64;
-                let verdict = self.classify(n, page.truncated);
-                tally.read += n;
-                let mut resume_after = None;
-                if verdict != Verdict::Complete {
-                    if self.can_split(&p.window) {
-                        break End::Split { verdict, rows: n };
-                    }
-                    if !self.caps.key_paging || n == 0 {
-                        break End::Unsplittable { verdict, page };
-                    }
-                    // Rows tied within the narrowest window: page on by key after this page.
-                    resume_after = page.records.last().cloned();
+            // Everything about this window is logged inside its span (the writer enters the
+            // same span for the window's batches, commit or failure).
+            let keep_reading = async {
+                let mut pages = cfg.source.read(p.window);
+                let mut batch = BatchBuilder::new(self);
+                let mut tally = Tally::default();
+                enum End {
+                    Complete,
+                    Split { verdict: Verdict, rows: u64 },
+                    Unsplittable { verdict: Verdict, page: Page },
+                    Failed(ConnectorError),
+                    Abandoned,
                 }
-                if let Err(e) = self
-                    .take_page(page, &p, &mut batch, id, &mut tally, &tx)
-                    .await
-                {
-                    match e {
-                        TakeError::Closed => return,
-                        TakeError::Failed(e) => break End::Failed(e),
-                    }
-                }
-                if let Some(last) = resume_after {
-                    let source = &cfg.source;
-                    let window = p.window;
-                    let name = cfg.name.clone();
-                    pages = futures::stream::once(async move {
-                        match source.read_after(window, &last).await {
-                            Ok(Some(page)) => Ok(page),
-                            Ok(None) => Err(ConnectorError::permanent(format!(
-                                "stream `{name}` window {window}: the source declared key paging but cannot read after a key"
-                            ))),
-                            Err(e) => Err(e),
+                let end = loop {
+                    let next = tokio::select! {
+                        biased;
+                        _ = stop.stopped() => break End::Abandoned,
+                        next = pages.next() => next,
+                    };
+                    let page = match next {
+                        None => break End::Complete,
+                        Some(Err(e)) => break End::Failed(e),
+                        Some(Ok(page)) => page,
+                    };
+                    let n = page.records.len() as u64;
+                    let verdict = self.classify(n, page.truncated);
+                    tally.read += n;
+                    let resume_after = match next_step(cfg, &self.caps, &p.window, verdict, n) {
+                        Step::Take => None,
+                        Step::Split(verdict) => break End::Split { verdict, rows: n },
+                        Step::Unreadable(verdict) => break End::Unsplittable { verdict, page },
+                        // Rows tied within the narrowest window: page on by key after this page.
+                        Step::TakeThenPageByKey(_) => page.records.last().cloned(),
+                    };
+                    if let Err(e) = self
+                        .take_page(page, &p, &mut batch, id, &mut tally, &tx)
+                        .await
+                    {
+                        match e {
+                            TakeError::Closed => return false,
+                            TakeError::Failed(e) => break End::Failed(e),
                         }
-                    })
-                    .boxed();
-                }
-            };
-            let msg = match end {
-                End::Complete => {
-                    let (rows, dups) = batch.take();
-                    if !dups.is_empty() {
-                        if let Err(e) = self.reject_duplicates(dups, &p, &mut tally).await {
-                            settle_probes(&mut probes, p.window, None);
-                            let msg = Msg::Fail {
-                                id,
-                                tally,
-                                error: e,
-                            };
-                            if tx.send(msg).await.is_err() {
-                                return;
+                    }
+                    if let Some(last) = resume_after {
+                        let source = &cfg.source;
+                        let window = p.window;
+                        let name = cfg.name.clone();
+                        pages = futures::stream::once(async move {
+                            match source.read_after(window, &last).await {
+                                Ok(Some(page)) => Ok(page),
+                                Ok(None) => Err(ConnectorError::permanent(format!(
+                                    "stream `{name}` window {window}: the source declared key paging but cannot read after a key"
+                                ))),
+                                Err(e) => Err(e),
                             }
-                            continue;
+                        })
+                        .boxed();
+                    }
+                };
+                let msg = match end {
+                    End::Complete => {
+                        let (rows, dups) = batch.take();
+                        if !dups.is_empty() {
+                            if let Err(e) = self.reject_duplicates(dups, &p, &mut tally).await {
+                                settle_probes(&mut probes, p.window, None);
+                                let msg = Msg::Fail {
+                                    id,
+                                    tally,
+                                    error: e,
+                                };
+                                if tx.send(msg).await.is_err() {
+                                    return false;
+                                }
+                                return true;
+                            }
+                        }
+                        if !rows.is_empty() && tx.send(Msg::Rows { id, rows }).await.is_err() {
+                            return false;
+                        }
+                        let detected = settle_probes(&mut probes, p.window, Some(tally.read));
+                        if let Some(cap) = detected {
+                            self.knowledge
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .merge(RowCapKnowledge {
+                                    largest_page: cap,
+                                    detected: Some(cap),
+                                });
+                            tracing::warn!(
+ target: TARGET,
+                                "detected a row cap of {cap} rows per page below the requested {} (a query profile's Max Rows Fetched): pages of {cap} rows are now split",
+                                self.caps.requested_row_cap.unwrap_or_default()
+                            );
+                        }
+                        Msg::End {
+                            id,
+                            tally,
+                            cap_detected: detected,
                         }
                     }
-                    if !rows.is_empty() && tx.send(Msg::Rows { id, rows }).await.is_err() {
-                        return;
-                    }
-                    let detected = settle_probes(&mut probes, p.window, Some(tally.read));
-                    if let Some(cap) = detected {
-                        self.knowledge
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .merge(RowCapKnowledge {
-                                largest_page: cap,
-                                detected: Some(cap),
-                            });
-                        tracing::warn!(
-                            stream = %cfg.name,
-                            "detected a row cap of {cap} rows per page below the requested {} (a query profile's Max Rows Fetched): pages of {cap} rows are now split",
-                            self.caps.requested_row_cap.unwrap_or_default()
-                        );
-                    }
-                    Msg::End {
-                        id,
-                        tally,
-                        cap_detected: detected,
-                    }
-                }
-                End::Split { verdict, rows } => {
-                    let halves = p.window.halves();
-                    queue.push_front(Planned {
-                        window: halves.1,
-                        attempt: p.attempt,
-                    });
-                    queue.push_front(Planned {
-                        window: halves.0,
-                        attempt: p.attempt,
-                    });
-                    if verdict == Verdict::Ambiguous {
-                        probes.push(Probe {
-                            window: p.window,
-                            rows,
-                            sum: 0,
+                    End::Split { verdict, rows } => {
+                        let halves = p.window.halves();
+                        queue.push_front(Planned {
+                            window: halves.1,
+                            attempt: p.attempt,
                         });
+                        queue.push_front(Planned {
+                            window: halves.0,
+                            attempt: p.attempt,
+                        });
+                        if verdict == Verdict::Ambiguous {
+                            probes.push(Probe {
+                                window: p.window,
+                                rows,
+                                sum: 0,
+                            });
+                        }
+                        Msg::Split {
+                            id,
+                            read: tally.read,
+                            halves,
+                            reason: self.split_reason(verdict, rows),
+                        }
                     }
-                    Msg::Split {
+                    End::Unsplittable { verdict, page } => {
+                        settle_probes(&mut probes, p.window, None);
+                        Msg::Fail {
+                            id,
+                            tally,
+                            error: ConnectorError::permanent(
+                                self.unsplittable(&p.window, verdict, &page),
+                            ),
+                        }
+                    }
+                    End::Failed(error) => {
+                        settle_probes(&mut probes, p.window, None);
+                        if matches!(
+                            error.kind(),
+                            FailureKind::StopStream | FailureKind::Deferred
+                        ) {
+                            self.halt.store(true, Ordering::SeqCst);
+                        }
+                        if self.pipeline.options.stop_stream_on_failure {
+                            self.halt.store(true, Ordering::SeqCst);
+                        }
+                        Msg::Fail { id, tally, error }
+                    }
+                    End::Abandoned => Msg::Abandon {
                         id,
                         read: tally.read,
-                        halves,
-                        reason: self.split_reason(verdict, rows),
-                    }
+                    },
+                };
+                if tx.send(msg).await.is_err() {
+                    return false;
                 }
-                End::Unsplittable { verdict, page } => {
-                    settle_probes(&mut probes, p.window, None);
-                    Msg::Fail {
-                        id,
-                        tally,
-                        error: ConnectorError::permanent(
-                            self.unsplittable(&p.window, verdict, &page),
-                        ),
-                    }
-                }
-                End::Failed(error) => {
-                    settle_probes(&mut probes, p.window, None);
-                    if matches!(
-                        error.kind(),
-                        FailureKind::StopStream | FailureKind::Deferred
-                    ) {
-                        self.halt.store(true, Ordering::SeqCst);
-                    }
-                    if self.pipeline.options.stop_stream_on_failure {
-                        self.halt.store(true, Ordering::SeqCst);
-                    }
-                    Msg::Fail { id, tally, error }
-                }
-                End::Abandoned => Msg::Abandon {
-                    id,
-                    read: tally.read,
-                },
-            };
-            if tx.send(msg).await.is_err() {
+                true
+            }
+            .instrument(span)
+            .await;
+            if !keep_reading {
                 return;
             }
         }
@@ -262,10 +277,6 @@ impl StreamRun<'_> {
     fn classify(&self, n: u64, truncated: bool) -> Verdict {
         let mut know = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
         classify(&self.caps, &mut know, n, truncated)
-    }
-
-    fn can_split(&self, w: &Window) -> bool {
-        can_split(self.cfg, &self.caps, w)
     }
 
     fn split_reason(&self, verdict: Verdict, rows: u64) -> String {
@@ -367,11 +378,10 @@ impl StreamRun<'_> {
             )));
         }
         tracing::warn!(
-            stream = %cfg.name,
-            window = %p.window,
-            "{} record(s) {what}, quarantined; first: {first}",
-            rejects.len()
-        );
+        target: TARGET,
+                   "{} record(s) {what}, quarantined; first: {first}",
+                   rejects.len()
+               );
         Ok(())
     }
 

@@ -16,13 +16,15 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use super::config::StreamConfig;
 use super::hash::{
     derived_column, legacy_row_hash_except, row_hash_except, row_hash_matches_except,
 };
 use super::pipeline::Pipeline;
-use super::truncation::{can_split, classify, Verdict};
+use super::truncation::{classify, next_step, Step};
+use super::TARGET;
 use crate::audit::{AuditEntry, Outcome};
 use crate::error::{ConnectorError, Error, Result};
 use crate::sink::{DeletePolicy, KeyedHash, Receipt};
@@ -89,6 +91,7 @@ impl VerifyOptions {
 
 /// One window of a reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WindowCheck {
     /// The window.
     pub window: Window,
@@ -135,6 +138,7 @@ impl WindowCheck {
 
 /// Reconciliation of one stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StreamVerification {
     /// Stream name.
     pub stream: String,
@@ -211,12 +215,20 @@ impl Pipeline {
                     "{reason}: verify it once that worker is done (or after the lease expires)"
                 ))
             })?;
+            let run_id = super::run::make_run_id(self.clock.now());
+            let span = tracing::info_span!(
+                target: TARGET,
+                "verify",
+                run_id = %run_id,
+                pipeline = %self.name,
+                stream = %cfg.name
+            );
             let result = async {
                 let mut st = self.store.load_stream(&self.name, &cfg.name).await?;
-                let run_id = super::run::make_run_id(self.clock.now());
                 self.reconcile_stream(cfg, &mut st, &lease, opts, &run_id)
                     .await
             }
+            .instrument(span)
             .await;
             self.release_lease(&lease).await;
             out.push(result?);
@@ -438,10 +450,11 @@ impl Pipeline {
             // Not confirmable: reported as moved-or-deleted only in the log.
             if !extras.is_empty() {
                 tracing::info!(
-                    stream = %cfg.name,
-                    "{} target key(s) not in their source window; a full verify (no --sample/--from/--to) tells deletes from moved rows",
-                    extras.len()
-                );
+                target: TARGET,
+                                   stream = %cfg.name,
+                                   "{} target key(s) not in their source window; a full verify (no --sample/--from/--to) tells deletes from moved rows",
+                                   extras.len()
+                               );
             }
         }
 
@@ -450,9 +463,10 @@ impl Pipeline {
         if let Some(rows) = null_cursor_rows {
             if rows > 0 {
                 tracing::warn!(
-                    stream = %cfg.name,
-                    "{rows} source row(s) have a NULL cursor: no cursor window reaches them"
-                );
+                target: TARGET,
+                                   stream = %cfg.name,
+                                   "{rows} source row(s) have a NULL cursor: no cursor window reaches them"
+                               );
             }
             st.null_cursor_rows = Some(NullCursorCount {
                 rows,
@@ -534,7 +548,7 @@ impl Pipeline {
                 entry.annotations.insert(k.into(), v.to_string());
             }
             if let Err(e) = self.audit.append(&entry).await {
-                tracing::error!(stream = %cfg.name, "audit entry not written: {e}");
+                tracing::error!(target: TARGET, stream = %cfg.name, "audit entry not written: {e}");
             }
         }
         Ok(StreamVerification {
@@ -566,39 +580,33 @@ impl Pipeline {
             let mut split = false;
             while let Some(page) = pages.next().await {
                 let page = page?;
-                let verdict = classify(
-                    &caps,
-                    &mut st.row_cap,
-                    page.records.len() as u64,
-                    page.truncated,
-                );
-                if verdict != Verdict::Complete {
-                    if can_split(cfg, &caps, &w) {
+                let n = page.records.len() as u64;
+                let verdict = classify(&caps, &mut st.row_cap, n, page.truncated);
+                match next_step(cfg, &caps, &w, verdict, n) {
+                    Step::Take => {}
+                    Step::Split(_) => {
                         split = true;
                         break;
                     }
-                    let last = page.records.last().cloned();
-                    match (caps.key_paging, last) {
-                        (true, Some(last)) => {
-                            local.extend(page.records);
-                            let source = &cfg.source;
-                            pages = futures::stream::once(async move {
-                                source.read_after(w, &last).await.and_then(|p| {
-                                    p.ok_or_else(|| {
-                                        ConnectorError::permanent("key paging is not supported")
-                                    })
+                    Step::TakeThenPageByKey(_) => {
+                        let last = page.records.last().cloned().unwrap_or_default();
+                        local.extend(page.records);
+                        let source = &cfg.source;
+                        pages = futures::stream::once(async move {
+                            source.read_after(w, &last).await.and_then(|p| {
+                                p.ok_or_else(|| {
+                                    ConnectorError::permanent("key paging is not supported")
                                 })
                             })
-                            .boxed();
-                            continue;
-                        }
-                        _ => {
-                            return Err(ConnectorError::permanent(format!(
-                                "stream `{}`: verify cannot read window {w} completely: a page of {} rows may be cut and the window cannot be split further (raise max_rows, set profile_max_rows, or declare key_prompts)",
-                                cfg.name,
-                                page.records.len()
-                            )));
-                        }
+                        })
+                        .boxed();
+                        continue;
+                    }
+                    Step::Unreadable(_) => {
+                        return Err(ConnectorError::permanent(format!(
+                            "stream `{}`: verify cannot read window {w} completely: a page of {n} rows may be cut and the window cannot be split further (raise max_rows, set profile_max_rows, or declare key_prompts)",
+                            cfg.name
+                        )));
                     }
                 }
                 local.extend(page.records);

@@ -9,6 +9,7 @@ use crate::window::Window;
 
 /// The outcome of one stream in one cycle.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StreamReport {
     /// Stream name.
     pub stream: String,
@@ -69,6 +70,7 @@ impl StreamReport {
 
 /// The outcome of one cycle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CycleReport {
     /// Run id written to lineage columns and audit entries.
     pub run_id: String,
@@ -87,6 +89,7 @@ impl CycleReport {
 
 /// Committed coverage, failed and stuck windows of one stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StreamStatus {
     /// Stream name.
     pub stream: String,

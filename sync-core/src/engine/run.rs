@@ -8,6 +8,7 @@ use std::time::Instant;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use super::config::StreamConfig;
 use super::hash::derived_column;
@@ -17,6 +18,7 @@ use super::plan::{plan_windows, Plan, Planned};
 use super::progress::Progress;
 use super::reconcile::{self, VerifyOptions};
 use super::report::{CycleReport, StreamReport};
+use super::TARGET;
 use crate::error::{ConnectorError, Result};
 use crate::schema::TableSchema;
 use crate::sink::Receipt;
@@ -30,6 +32,8 @@ pub(super) enum Msg {
         id: u64,
         planned: Planned,
         started: DateTime<Utc>,
+        /// The window's span, entered by the writer for everything about this window.
+        span: tracing::Span,
     },
     Rows {
         id: u64,
@@ -62,6 +66,7 @@ pub(super) struct Open {
     pub(super) started: DateTime<Utc>,
     pub(super) receipt: Receipt,
     pub(super) error: Option<ConnectorError>,
+    pub(super) span: tracing::Span,
 }
 
 /// Counts of one window attempt.
@@ -95,9 +100,29 @@ pub(super) struct StreamRun<'a> {
 }
 
 impl Pipeline {
+    /// Runs one cycle of the selected streams (`None` or empty: all) inside a `pipeline` span;
+    /// each stream runs in its own `stream` span (see [`TARGET`]).
     pub(super) async fn run(&self, plan: Plan, only: Option<&[String]>) -> Result<CycleReport> {
         let started_at = self.clock.now();
         let run_id = make_run_id(started_at);
+        let span = tracing::info_span!(
+            target: TARGET,
+            "pipeline",
+            run_id = %run_id,
+            pipeline = %self.name
+        );
+        self.run_streams(plan, only, started_at, run_id)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_streams(
+        &self,
+        plan: Plan,
+        only: Option<&[String]>,
+        started_at: DateTime<Utc>,
+        run_id: String,
+    ) -> Result<CycleReport> {
         // A store with a pipeline-wide lock (the file store) takes it here, so a second
         // process fails the whole run; each stream's own state is read under its lease.
         self.store.load(&self.name).await?;
@@ -110,17 +135,24 @@ impl Pipeline {
         let run_id_ref = &run_id;
         let mut reports: Vec<(usize, StreamReport)> =
             futures::stream::iter(selected.into_iter().enumerate())
-                .map(|(i, cfg)| async move {
-                    let r = self.run_stream(cfg, plan, run_id_ref, started_at).await;
-                    if let Some(p) = &self.progress {
-                        p(&Progress::StreamFinished(r.clone()));
+                .map(|(i, cfg)| {
+                    // Created while the pipeline span is current, so it is the parent.
+                    let span = tracing::info_span!(target: TARGET, "stream", stream = %cfg.name);
+                    async move {
+                        let r = self.run_stream(cfg, plan, run_id_ref, started_at).await;
+                        log_finished(&r);
+                        if let Some(p) = &self.progress {
+                            p(&Progress::StreamFinished(r.clone()));
+                        }
+                        (i, r)
                     }
-                    (i, r)
+                    .instrument(span)
                 })
                 .buffer_unordered(limit)
                 .collect()
                 .await;
         reports.sort_by_key(|(i, _)| *i);
+        tracing::info!(target: TARGET, streams = reports.len(), "cycle finished");
         Ok(CycleReport {
             run_id,
             started_at,
@@ -145,14 +177,14 @@ impl Pipeline {
         let lease = match self.take_lease(&cfg.name).await {
             Ok(Ok(lease)) => lease,
             Ok(Err(reason)) => {
-                tracing::info!(stream = %cfg.name, "skipped: {reason}");
+                tracing::info!(target: TARGET, "skipped: {reason}");
                 report.skipped = Some(reason);
                 report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
                 return report;
             }
             Err(e) => {
                 report.error = Some(format!("stream `{}`: lease not taken: {e}", cfg.name));
-                tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+                tracing::error!(target: TARGET, "{}", report.error.as_deref().unwrap_or_default());
                 report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
                 return report;
             }
@@ -164,7 +196,7 @@ impl Pipeline {
             }
             Err(e) => {
                 report.error = Some(format!("stream `{}`: state not read: {e}", cfg.name));
-                tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+                tracing::error!(target: TARGET, "{}", report.error.as_deref().unwrap_or_default());
             }
         }
         self.release_lease(&lease).await;
@@ -205,7 +237,7 @@ impl Pipeline {
                         schema.name,
                         e.full_message()
                     ));
-                    tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+                    tracing::error!(target: TARGET, "{}", report.error.as_deref().unwrap_or_default());
                     return;
                 }
                 prepared = true;
@@ -217,13 +249,13 @@ impl Pipeline {
         let (planned, stuck) = plan_windows(&st, cfg, cycle_start, plan);
         for s in &stuck {
             tracing::error!(
-                stream = %cfg.name,
-                window = %s.window,
-                attempts = s.attempts,
-                "window is STUCK after {} attempts and needs attention (replay retries it): {}",
-                s.attempts,
-                s.last_error
-            );
+            target: TARGET,
+                           window = %s.window,
+                           attempts = s.attempts,
+                           "window is STUCK after {} attempts and needs attention (replay retries it): {}",
+                           s.attempts,
+                           s.last_error
+                       );
         }
         report.stuck = stuck;
         report.windows_planned = planned.len();
@@ -245,7 +277,7 @@ impl Pipeline {
                     schema.name,
                     e.full_message()
                 ));
-                tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+                tracing::error!(target: TARGET, "{}", report.error.as_deref().unwrap_or_default());
                 return;
             }
         }
@@ -267,13 +299,13 @@ impl Pipeline {
             lease,
         };
         let (tx, rx) = mpsc::channel(self.options.in_flight_batches.max(1));
-        let mut span: Option<Window> = None;
+        let mut covered: Option<Window> = None;
         let ((), ()) = futures::join!(
             run.read(planned, tx),
-            run.write(rx, &mut st, report, &mut span)
+            run.write(rx, &mut st, report, &mut covered)
         );
         report.stopped = self.stop.is_stopped();
-        if let (Some(committed), true) = (span, report.is_clean() && !report.stopped) {
+        if let (Some(committed), true) = (covered, report.is_clean() && !report.stopped) {
             run.hooks(committed, report).await;
         }
         if !report.stopped && report.error.is_none() {
@@ -314,7 +346,7 @@ impl Pipeline {
                     "stream `{}`: scheduled reconciliation failed: {e}",
                     cfg.name
                 );
-                tracing::error!("{msg}");
+                tracing::error!(target: TARGET, "{msg}");
                 report.error.get_or_insert(msg);
             }
         }
@@ -336,11 +368,11 @@ impl Pipeline {
         match self.sink.refresh_current(schema, as_of).await {
             Ok(receipt) => {
                 tracing::info!(
-                    stream = %cfg.name,
-                    %as_of,
-                    statements = ?receipt.statement_ids,
-                    "current flags recomputed for the whole table (daily sweep)"
-                );
+                target: TARGET,
+                                   %as_of,
+                                   statements = ?receipt.statement_ids,
+                                   "current flags recomputed for the whole table (daily sweep)"
+                               );
                 let mut next = st.clone();
                 next.current_swept_on = Some(as_of);
                 match lease.save(self, &next).await {
@@ -364,10 +396,25 @@ impl Pipeline {
                     schema.name,
                     e.full_message()
                 ));
-                tracing::error!("{}", report.error.as_deref().unwrap_or_default());
+                tracing::error!(target: TARGET, "{}", report.error.as_deref().unwrap_or_default());
             }
         }
     }
+}
+
+/// One line per stream and cycle, inside the stream's span.
+fn log_finished(r: &StreamReport) {
+    tracing::info!(
+        target: TARGET,
+        windows_committed = r.windows_committed,
+        windows_failed = r.windows_failed,
+        windows_split = r.windows_split,
+        rows_read = r.rows_read,
+        rows_written = r.rows_written,
+        rows_rejected = r.rows_rejected,
+        elapsed_ms = r.elapsed_ms,
+        "stream finished"
+    );
 }
 
 pub(super) fn make_run_id(at: DateTime<Utc>) -> String {

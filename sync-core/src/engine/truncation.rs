@@ -61,6 +61,41 @@ pub(super) fn classify(
     verdict
 }
 
+/// What to do with a page of a window, once [`classify`] judged it: the one bisection rule
+/// shared by loads and `verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// The page is complete: take it.
+    Take,
+    /// The page may be cut: split the window in two halves and read each.
+    Split(Verdict),
+    /// The page may be cut and the window cannot be split: take it, then read on by key after
+    /// its last record (the source pages by key).
+    TakeThenPageByKey(Verdict),
+    /// The page may be cut, the window cannot be split and the source cannot page by key:
+    /// the window cannot be read completely.
+    Unreadable(Verdict),
+}
+
+/// The [`Step`] for a page of `rows` records of window `w` judged `verdict`.
+pub(super) fn next_step(
+    cfg: &StreamConfig,
+    caps: &SourceCapabilities,
+    w: &Window,
+    verdict: Verdict,
+    rows: u64,
+) -> Step {
+    if verdict == Verdict::Complete {
+        Step::Take
+    } else if can_split(cfg, caps, w) {
+        Step::Split(verdict)
+    } else if caps.key_paging && rows > 0 {
+        Step::TakeThenPageByKey(verdict)
+    } else {
+        Step::Unreadable(verdict)
+    }
+}
+
 /// True when both halves of `w` are at least the narrowest width worth reading.
 pub(super) fn can_split(cfg: &StreamConfig, caps: &SourceCapabilities, w: &Window) -> bool {
     let floor = cfg

@@ -6,11 +6,13 @@ use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use super::plan::Planned;
 use super::progress::{HookContext, Progress};
 use super::report::StreamReport;
 use super::run::{Msg, Open, StreamRun, Tally};
+use super::TARGET;
 use crate::audit::{AuditEntry, Outcome};
 use crate::error::{ConnectorError, FailureKind};
 use crate::sink::{Batch, Receipt};
@@ -54,7 +56,7 @@ impl StreamRun<'_> {
                         self.cfg.name,
                         err.full_message()
                     );
-                    tracing::error!("{msg}");
+                    tracing::error!(target: TARGET, "{msg}");
                     report.error = Some(msg.clone());
                     self.entry(
                         &planned,
@@ -76,7 +78,7 @@ impl StreamRun<'_> {
         mut rx: mpsc::Receiver<Msg>,
         st: &mut StreamState,
         report: &mut StreamReport,
-        span: &mut Option<Window>,
+        covered: &mut Option<Window>,
     ) {
         let p = self.pipeline;
         let cfg = self.cfg;
@@ -87,13 +89,14 @@ impl StreamRun<'_> {
                     id,
                     planned,
                     started,
+                    span,
                 } => {
                     // Renew between windows; a lost lease stops the stream before it writes
                     // anything more (the sink's rows are idempotent, state is not touched).
                     if let Err(e) = self.lease.renew_if_due(p).await {
                         self.halt.store(true, Ordering::SeqCst);
                         let msg = format!("stream `{}` stopped: {e}", cfg.name);
-                        tracing::error!("{msg}");
+                        tracing::error!(target: TARGET, "{msg}");
                         report.error.get_or_insert(msg);
                     }
                     open.insert(
@@ -103,6 +106,7 @@ impl StreamRun<'_> {
                             started,
                             receipt: Receipt::default(),
                             error: None,
+                            span,
                         },
                     );
                 }
@@ -118,7 +122,12 @@ impl StreamRun<'_> {
                         stream: cfg.name.clone(),
                         as_of: self.as_of,
                     };
-                    match p.sink.write(&self.schema, &batch).await {
+                    let written = p
+                        .sink
+                        .write(&self.schema, &batch)
+                        .instrument(o.span.clone())
+                        .await;
+                    match written {
                         Ok(r) => o.receipt.absorb(r),
                         Err(e) => {
                             if e.kind() == FailureKind::StopStream
@@ -144,17 +153,23 @@ impl StreamRun<'_> {
                     if cap_detected.is_some() {
                         report.row_cap_detected = cap_detected;
                     }
+                    let span = o.span.clone();
                     match o.error {
                         Some(e) => {
                             self.failed(
                                 st, report, o.planned, o.started, read, rejected, o.receipt, e,
                             )
+                            .instrument(span)
                             .await
                         }
                         None => {
                             let w = o.planned.window;
-                            if self.committed(st, report, o, &tally, cap_detected).await {
-                                *span = Some(match *span {
+                            let committed = self
+                                .committed(st, report, o, &tally, cap_detected)
+                                .instrument(span)
+                                .await;
+                            if committed {
+                                *covered = Some(match *covered {
                                     Some(s) => Window {
                                         from: s.from.min(w.from),
                                         to: s.to.max(w.to),
@@ -173,13 +188,14 @@ impl StreamRun<'_> {
                 } => {
                     let Some(o) = open.remove(&id) else { continue };
                     report.windows_split += 1;
-                    tracing::info!(
-                        stream = %cfg.name,
-                        window = %o.planned.window,
-                        "{reason}; splitting into {} and {}",
-                        halves.0,
-                        halves.1
-                    );
+                    o.span.in_scope(|| {
+                        tracing::info!(
+                            target: TARGET,
+                            "{reason}; splitting into {} and {}",
+                            halves.0,
+                            halves.1
+                        )
+                    });
                     let mut entry = self.entry(
                         &o.planned,
                         o.started,
@@ -190,7 +206,7 @@ impl StreamRun<'_> {
                         None,
                     );
                     entry.annotations.insert("split_reason".into(), reason);
-                    self.append_audit(&entry, report).await;
+                    self.append_audit(&entry, report).instrument(o.span).await;
                 }
                 Msg::Fail { id, tally, error } => {
                     let Some(o) = open.remove(&id) else { continue };
@@ -202,6 +218,7 @@ impl StreamRun<'_> {
                     self.failed(
                         st, report, o.planned, o.started, read, rejected, o.receipt, error,
                     )
+                    .instrument(o.span)
                     .await;
                 }
                 Msg::Abandon { id, read } => {
@@ -215,7 +232,7 @@ impl StreamRun<'_> {
                         Outcome::Abandoned,
                         Some("stopped before the window completed; nothing checkpointed".into()),
                     );
-                    self.append_audit(&entry, report).await;
+                    self.append_audit(&entry, report).instrument(o.span).await;
                 }
             }
         }
@@ -244,7 +261,7 @@ impl StreamRun<'_> {
                 self.halt.store(true, Ordering::SeqCst);
             }
             let msg = format!("checkpoint not saved after a committed write: {e}");
-            tracing::error!(stream = %self.cfg.name, window = %o.planned.window, "{msg}");
+            tracing::error!(target: TARGET, "{msg}");
             report.error = Some(msg.clone());
             report.windows_failed += 1;
             let entry = self.entry(
@@ -262,6 +279,12 @@ impl StreamRun<'_> {
         *st = next;
         report.windows_committed += 1;
         report.rows_written += o.receipt.rows_written;
+        tracing::info!(
+            target: TARGET,
+            rows_read = read,
+            rows_written = o.receipt.rows_written,
+            "window committed"
+        );
         p.emit(Progress::WindowCommitted {
             stream: self.cfg.name.clone(),
             window: o.planned.window,
@@ -312,25 +335,24 @@ impl StreamRun<'_> {
         let cfg = self.cfg;
         let message = error.full_message();
         if error.kind() == FailureKind::Deferred {
-            return self.deferred(st, report, planned, error).await;
+            return self.deferred(st, report, error).await;
         }
         report.windows_failed += 1;
         report.rows_written += receipt.rows_written;
         if error.kind() == FailureKind::StopStream {
             report.error = Some(format!("stream `{}` stopped: {message}", cfg.name));
         }
-        tracing::warn!(stream = %cfg.name, window = %planned.window, attempt = planned.attempt, "window failed: {message}");
+        tracing::warn!(target: TARGET, "window failed: {message}");
         let mut next = st.clone();
         next.row_cap
             .merge(*self.knowledge.lock().unwrap_or_else(|e| e.into_inner()));
         let f = next.fail(planned.window, &message, p.clock.now()).clone();
         if f.is_stuck(cfg.max_attempts) {
             tracing::error!(
-                stream = %cfg.name,
-                window = %f.window,
-                "window is STUCK after {} attempts: {message}",
-                f.attempts
-            );
+            target: TARGET,
+                           "window is STUCK after {} attempts: {message}",
+                           f.attempts
+                       );
         }
         match self.lease.save(p, &next).await {
             Ok(()) => *st = next,
@@ -364,14 +386,13 @@ impl StreamRun<'_> {
         &self,
         st: &mut StreamState,
         report: &mut StreamReport,
-        planned: Planned,
         error: ConnectorError,
     ) {
         // Rows a source read before deferring are not checkpointed: the window is planned
         // again (a gap, a queued failed window, or the next lookback).
         let p = self.pipeline;
         let message = error.message().to_string();
-        tracing::info!(stream = %self.cfg.name, window = %planned.window, "window deferred, not attempted: {message}");
+        tracing::info!(target: TARGET, "window deferred, not attempted: {message}");
         if report.skipped.is_none() {
             report.skipped = Some(message.clone());
         }
@@ -422,7 +443,7 @@ impl StreamRun<'_> {
 
     async fn append_audit(&self, entry: &AuditEntry, report: &mut StreamReport) {
         if let Err(e) = self.pipeline.audit.append(entry).await {
-            tracing::error!(stream = %self.cfg.name, "audit entry not written: {e}");
+            tracing::error!(target: TARGET, stream = %self.cfg.name, "audit entry not written: {e}");
             report
                 .error
                 .get_or_insert_with(|| format!("audit entry not written: {e}"));

@@ -4,6 +4,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use peoplesoft_client::records::{
+    key_fields, Customer, JobRow, JournalLine, Paycheck, PurchaseOrderLine, Vendor,
+};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -51,6 +54,9 @@ fn money_num(name: &str, len: u32, dec: u32) -> FieldSpec {
     f(name, FieldType::SignedNumber, len, dec, JsonRepr::Number)
 }
 
+/// A table of the sample dataset. Its `key` comes from peoplesoft-client's record catalogue
+/// (`records::<Record>::FIELDS`); the fields are the sample's own selection, with the lengths
+/// and JSON forms the generator needs.
 fn spec(
     name: &str,
     record: &str,
@@ -87,7 +93,7 @@ pub(super) fn vendor_spec() -> TableSpec {
             date("LAST_ACTIVITY_DT"),
             dttm("LASTUPDDTTM"),
         ],
-        &["SETID", "VENDOR_ID"],
+        &key_fields(Vendor::FIELDS),
         "LASTUPDDTTM",
     );
     t.cursor_dates = vec!["LAST_ACTIVITY_DT".into()];
@@ -109,7 +115,7 @@ pub(super) fn customer_spec() -> TableSpec {
             ch("CURRENCY_CD", 3),
             dttm("LASTUPDDTTM"),
         ],
-        &["SETID", "CUST_ID"],
+        &key_fields(Customer::FIELDS),
         "LASTUPDDTTM",
     );
     t.cursor_dates = vec!["CUST_STATUS_DT".into()];
@@ -135,7 +141,7 @@ pub(super) fn po_spec() -> TableSpec {
             ch("CURRENCY_CD", 3),
             dttm("LAST_DTTM_UPDATE"),
         ],
-        &["BUSINESS_UNIT", "PO_ID", "LINE_NBR"],
+        &key_fields(PurchaseOrderLine::FIELDS),
         "LAST_DTTM_UPDATE",
     )
 }
@@ -161,14 +167,7 @@ pub(super) fn journal_spec() -> TableSpec {
             ch("JRNL_HDR_STATUS", 1),
             dttm("DTTM_STAMP_SEC"),
         ],
-        &[
-            "BUSINESS_UNIT",
-            "JOURNAL_ID",
-            "JOURNAL_DATE",
-            "UNPOST_SEQ",
-            "JOURNAL_LINE",
-            "LEDGER",
-        ],
+        &key_fields(JournalLine::FIELDS),
         "DTTM_STAMP_SEC",
     )
 }
@@ -192,7 +191,7 @@ pub(super) fn job_spec() -> TableSpec {
             money_num("ANNUAL_RT", 18, 3),
             dttm("LASTUPDDTTM"),
         ],
-        &["EMPLID", "EMPL_RCD", "EFFDT", "EFFSEQ"],
+        &key_fields(JobRow::FIELDS),
         "LASTUPDDTTM",
     )
 }
@@ -216,15 +215,7 @@ pub(super) fn paycheck_spec() -> TableSpec {
             money_str("NET_PAY", 10, 2),
             dttm("LASTUPDDTTM"),
         ],
-        &[
-            "COMPANY",
-            "PAYGROUP",
-            "PAY_END_DT",
-            "OFF_CYCLE",
-            "PAGE_NUM",
-            "LINE_NUM",
-            "SEPCHK",
-        ],
+        &key_fields(Paycheck::FIELDS),
         "LASTUPDDTTM",
     )
 }

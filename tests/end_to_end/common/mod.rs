@@ -56,10 +56,7 @@ pub fn pipeline(
     state: &Path,
     edit: impl Fn(StreamDefinition) -> StreamDefinition,
 ) -> Pipeline {
-    let policy = WindowPolicy {
-        max_window: Duration::days(92),
-        ..WindowPolicy::starting_at(Dataset::history_start())
-    };
+    let policy = WindowPolicy::starting_at(Dataset::history_start()).max_window(Duration::days(92));
     pipeline_with(site, sink, state, policy, edit)
 }
 
