@@ -251,6 +251,54 @@ async fn a_worker_whose_lease_was_taken_over_stops_without_writing_state() {
     assert_eq!(fleet.state("s0").await, StreamState::default());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_long_cycle_keeps_its_lease_by_renewing_it_between_batches() {
+    let fleet = Fleet::new(1, 100);
+    fleet.clock.set(minutes(300));
+    let a = fleet.worker("worker-a");
+    // While A works through its windows, the injected clock runs 4 minutes per page: the
+    // cycle lasts far longer than the 10-minute lease, which A keeps renewing.
+    let observer = async {
+        let mut held = Vec::new();
+        let mut seen = 0;
+        loop {
+            let reads = fleet.sources[0].reads.lock().unwrap().len();
+            if reads >= 5 {
+                break;
+            }
+            if reads > seen {
+                seen = reads;
+                fleet.clock.advance(Duration::minutes(4));
+                held.push(
+                    fleet
+                        .store
+                        .acquire_lease(
+                            "p",
+                            "s0",
+                            "worker-b",
+                            fleet.clock.now(),
+                            Duration::minutes(TTL_MINUTES),
+                        )
+                        .await
+                        .unwrap(),
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        held
+    };
+    let (r, held) = tokio::join!(a.run_cycle(), observer);
+    let r = r.unwrap();
+    assert!(r.is_clean(), "{r:#?}");
+    assert_eq!(r.streams[0].windows_committed, 5);
+    assert!(fleet.clock.now() - minutes(300) > Duration::minutes(TTL_MINUTES));
+    assert!(
+        held.iter()
+            .all(|g| matches!(g, LeaseGrant::Held { owner, .. } if owner == "worker-a")),
+        "{held:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_lease_is_exclusive_until_it_expires_and_fences_the_old_holder() {
     let store = MemoryCheckpointStore::new();

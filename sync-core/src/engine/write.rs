@@ -83,7 +83,20 @@ impl StreamRun<'_> {
         let p = self.pipeline;
         let cfg = self.cfg;
         let mut open: HashMap<u64, Open> = HashMap::new();
+        let mut lease_ok = true;
         while let Some(msg) = rx.recv().await {
+            // Renew between windows and batches (only once a third of the lease has passed);
+            // a lost lease stops the stream before it reads more, and no state is written
+            // under it (the save's fence refuses).
+            if lease_ok {
+                if let Err(e) = self.lease.renew_if_due(p).await {
+                    lease_ok = false;
+                    self.halt.store(true, Ordering::SeqCst);
+                    let msg = format!("stream `{}` stopped: {e}", cfg.name);
+                    tracing::error!(target: TARGET, "{msg}");
+                    report.error.get_or_insert(msg);
+                }
+            }
             match msg {
                 Msg::Begin {
                     id,
@@ -91,14 +104,6 @@ impl StreamRun<'_> {
                     started,
                     span,
                 } => {
-                    // Renew between windows; a lost lease stops the stream before it writes
-                    // anything more (the sink's rows are idempotent, state is not touched).
-                    if let Err(e) = self.lease.renew_if_due(p).await {
-                        self.halt.store(true, Ordering::SeqCst);
-                        let msg = format!("stream `{}` stopped: {e}", cfg.name);
-                        tracing::error!(target: TARGET, "{msg}");
-                        report.error.get_or_insert(msg);
-                    }
                     open.insert(
                         id,
                         Open {
