@@ -262,21 +262,10 @@ async fn a_killed_worker_is_taken_over_after_its_lease_expires_with_nothing_lost
     }
 }
 
-/// Two `ml-connector run --once` processes started together on one pipeline with
-/// `state.kind = "databricks"`.
-#[test]
-fn two_cli_processes_split_the_streams_and_extract_each_window_once() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (server, standin, dataset) = rt.block_on(async {
-        let dataset = SharedDataset::new(Dataset::manufacturer(5, 0.3));
-        (
-            PeopleSoftServer::start(dataset.clone()),
-            DatabricksStandIn::start().await,
-            dataset,
-        )
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("pipeline.toml");
+/// A CLI pipeline `fleet` of three streams with `state.kind = "databricks"`, against the two
+/// stand-ins; returns the config path (inside `dir`).
+fn fleet_config(dir: &std::path::Path, server: &PeopleSoftServer) -> std::path::PathBuf {
+    let cfg = dir.join("pipeline.toml");
     std::fs::write(
         &cfg,
         format!(
@@ -316,7 +305,7 @@ domain = "vendors"
 name = "purchase_order_lines"
 domain = "purchase_order_lines"
 "#,
-            state = dir.path().join("state").display(),
+            state = dir.join("state").display(),
             host = server.host(),
             port = server.port(),
             node = server.node(),
@@ -324,36 +313,125 @@ domain = "purchase_order_lines"
         ),
     )
     .unwrap();
-    let spawn = |worker: &str| {
-        sync_command(&cfg)
-            .args(["run", "--once"])
-            .env("MLC_FLEET_TEST_PASSWORD", DEFAULT_PASSWORD)
-            .env("DATABRICKS_HOST", standin.uri())
-            .env("DATABRICKS_CLIENT_ID", standin.client_id())
-            .env("DATABRICKS_CLIENT_SECRET", standin.client_secret())
-            .env("DATABRICKS_WAREHOUSE_ID", standin.warehouse_id())
-            .env("ML_CONNECTOR_WORKER", worker)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn("cli-a"), spawn("cli-b"));
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    let text = |o: &std::process::Output| {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
+    cfg
+}
+
+/// `ml-connector run --once` as worker `worker` against the stand-ins.
+fn spawn_worker(
+    cfg: &std::path::Path,
+    standin: &DatabricksStandIn,
+    worker: &str,
+) -> std::process::Child {
+    sync_command(cfg)
+        .args(["run", "--once"])
+        .env("MLC_FLEET_TEST_PASSWORD", DEFAULT_PASSWORD)
+        .env("DATABRICKS_HOST", standin.uri())
+        .env("DATABRICKS_CLIENT_ID", standin.client_id())
+        .env("DATABRICKS_CLIENT_SECRET", standin.client_secret())
+        .env("DATABRICKS_WAREHOUSE_ID", standin.warehouse_id())
+        .env("ML_CONNECTOR_WORKER", worker)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn start_standins() -> (
+    tokio::runtime::Runtime,
+    PeopleSoftServer,
+    DatabricksStandIn,
+    SharedDataset,
+) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (server, standin, dataset) = rt.block_on(async {
+        let dataset = SharedDataset::new(Dataset::manufacturer(5, 0.3));
+        (
+            PeopleSoftServer::start(dataset.clone()),
+            DatabricksStandIn::start().await,
+            dataset,
         )
-    };
-    assert!(a.status.success(), "{}", text(&a));
-    assert!(b.status.success(), "{}", text(&b));
+    });
+    (rt, server, standin, dataset)
+}
+
+/// Two `ml-connector run --once` processes started together on one pipeline with
+/// `state.kind = "databricks"`.
+#[test]
+fn two_cli_processes_split_the_streams_and_extract_each_window_once() {
+    let (_rt, server, standin, dataset) = start_standins();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fleet_config(dir.path(), &server);
+    let (a, b) = (
+        spawn_worker(&cfg, &standin, "cli-a"),
+        spawn_worker(&cfg, &standin, "cli-b"),
+    );
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", output_text(&a));
+    assert!(b.status.success(), "{}", output_text(&b));
     assert_each_window_once(&server.stats());
-    let both = format!("{}\n{}", text(&a), text(&b));
+    let both = format!("{}\n{}", output_text(&a), output_text(&b));
     assert!(
         both.contains("leased by worker cli-"),
         "one worker saw the other's lease:\n{both}"
     );
     assert_tables_equal_source(&standin, &dataset, &TABLES);
+}
+
+/// A worker process killed (SIGKILL) mid-window keeps its streams leased: another worker
+/// skips them, naming it; the killed worker restarted under its name takes them back at once
+/// (no waiting for the expiry) and finishes, with nothing lost or duplicated.
+#[test]
+fn a_killed_cli_worker_keeps_its_lease_and_takes_it_back_when_restarted() {
+    let (_rt, server, standin, dataset) = start_standins();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = fleet_config(dir.path(), &server);
+    server.set_latency(StdDuration::from_millis(100));
+    let mut a = spawn_worker(&cfg, &standin, "cli-a");
+    // Wait (bounded) until worker A is extracting, then kill it mid-window.
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(60);
+    while server.stats().windows.len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker A never started"
+        );
+        std::thread::sleep(StdDuration::from_millis(10));
+    }
+    a.kill().unwrap(); // SIGKILL: no release, no flush
+    a.wait().unwrap();
+    server.set_latency(StdDuration::ZERO);
+    let extracted_by_a = server.stats().windows.len();
+
+    let b = spawn_worker(&cfg, &standin, "cli-b")
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        b.status.success(),
+        "a skip is not a failure: {}",
+        output_text(&b)
+    );
+    assert!(
+        output_text(&b).contains("leased by worker cli-a until"),
+        "{}",
+        output_text(&b)
+    );
+
+    let a = spawn_worker(&cfg, &standin, "cli-a")
+        .wait_with_output()
+        .unwrap();
+    assert!(a.status.success(), "{}", output_text(&a));
+    assert_tables_equal_source(&standin, &dataset, &TABLES);
+    let per = requests_per_window(&server.stats());
+    let again: usize = per.values().map(|n| n - 1).sum();
+    assert!(
+        again <= extracted_by_a.min(2),
+        "only the window(s) in flight at the kill are extracted again ({again}): {per:?}"
+    );
 }
