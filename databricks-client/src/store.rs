@@ -33,8 +33,11 @@ pub const DEFAULT_LEASE_TABLE: &str = "_ml_leases";
 /// Default table name of the audit log.
 pub const DEFAULT_AUDIT_TABLE: &str = "_ml_audit";
 /// Layout version written in each checkpoint row (`format_version`). Version 1 was one JSON
-/// row per stream in `_ml_checkpoints`.
+/// row per stream in [`LEGACY_STATE_TABLE`].
 pub const STATE_TABLE_LAYOUT: i32 = 2;
+/// The table of layout version 1 (one JSON row per stream), read for streams that have no
+/// rows in the new table yet (see [`DatabricksCheckpointStore::reading_legacy_table`]).
+pub const LEGACY_STATE_TABLE: &str = "_ml_checkpoints";
 
 async fn run_merge(
     client: &DatabricksClient,
@@ -170,16 +173,32 @@ pub struct DatabricksCheckpointStore {
     /// What this store last read or wrote per (pipeline, stream): the base a save diffs
     /// against. Dropped on any failed write so the next save reads the table again.
     known: Mutex<HashMap<(String, String), StreamState>>,
+    /// The layout-1 table to migrate from, and whether it exists (looked up once).
+    legacy: Option<TableName>,
+    legacy_exists: OnceCell<bool>,
 }
 
 impl DatabricksCheckpointStore {
     /// A store in `<default catalog>.<default schema>.{DEFAULT_STATE_TABLE}` and
     /// `{DEFAULT_LEASE_TABLE}` of the client's configuration (created on first use); an error
     /// names the missing setting.
+    ///
+    /// A stream with no rows yet is read from the layout-1 table
+    /// `<catalog>.<schema>.{LEGACY_STATE_TABLE}` when that exists, so an upgrade carries the
+    /// committed coverage over; the first save of the stream writes it in the new layout.
     pub fn new(client: DatabricksClient) -> Result<Self> {
         let table = default_table(&client, DEFAULT_STATE_TABLE)?;
         let leases = default_table(&client, DEFAULT_LEASE_TABLE)?;
-        Ok(Self::with_tables(client, table, leases))
+        let legacy = default_table(&client, LEGACY_STATE_TABLE)?;
+        Ok(Self::with_tables(client, table, leases).reading_legacy_table(legacy))
+    }
+
+    /// Reads streams that have no rows yet from `table`, a layout-1 state table (one row per
+    /// stream: `pipeline`, `stream`, `format_version` = 1, `state_json`), if it exists. It is
+    /// never written; drop it once every stream has been saved in the new layout.
+    pub fn reading_legacy_table(mut self, table: TableName) -> Self {
+        self.legacy = Some(table);
+        self
     }
 
     /// A store in `table`, with its leases in `<table>_leases` of the same schema (both
@@ -201,7 +220,71 @@ impl DatabricksCheckpointStore {
             leases,
             prepared: OnceCell::new(),
             known: Mutex::new(HashMap::new()),
+            legacy: None,
+            legacy_exists: OnceCell::new(),
         }
+    }
+
+    /// Streams of `pipeline` (or just `stream`) in the layout-1 table, when there is one.
+    async fn legacy_streams(
+        &self,
+        pipeline: &str,
+        stream: Option<&str>,
+    ) -> sync_core::Result<BTreeMap<String, StreamState>> {
+        let Some(legacy) = &self.legacy else {
+            return Ok(BTreeMap::new());
+        };
+        let err = |e: &dyn std::fmt::Display| {
+            sync_core::Error::State(format!(
+                "Databricks table {} (reading the old state layout): {e}",
+                legacy.full_name()
+            ))
+        };
+        let exists = self
+            .legacy_exists
+            .get_or_try_init(|| async { self.client.table(legacy).await.map(|t| t.is_some()) })
+            .await
+            .map_err(|e| err(&e))?;
+        if !*exists {
+            return Ok(BTreeMap::new());
+        }
+        let filters: &[&str] = if stream.is_some() {
+            &["pipeline", "stream"]
+        } else {
+            &["pipeline"]
+        };
+        let mut st = Statement::new(sql::select_where_equal(
+            legacy,
+            &["stream", "format_version", "state_json"],
+            filters,
+            &["stream"],
+        ))
+        .param("pipeline", &Value::String(pipeline.to_string()))
+        .idempotent(true);
+        if let Some(s) = stream {
+            st = st.param("stream", &Value::String(s.to_string()));
+        }
+        let rows = async { self.client.execute(&st).await?.collect_rows().await }
+            .await
+            .map_err(|e: Error| err(&e))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let name = text_at(&row, 0).unwrap_or("").to_string();
+            if int_at(&row, 1) != Some(1) {
+                return Err(err(&format!(
+                    "stream `{name}` has state format version {:?}, expected 1",
+                    row.get(1)
+                )));
+            }
+            let state: StreamState =
+                serde_json::from_str(text_at(&row, 2).unwrap_or("")).map_err(|e| {
+                    err(&format!(
+                        "stream `{name}` is corrupt ({e}); refusing to start from zero"
+                    ))
+                })?;
+            out.insert(name, state);
+        }
+        Ok(out)
     }
 
     /// The checkpoint table's schema.
@@ -573,6 +656,9 @@ impl CheckpointStore for DatabricksCheckpointStore {
             .map_err(|e| self.err("load", e))?;
         let mut state = PipelineState::new(pipeline);
         state.streams = self.fold(pipeline, &rows)?;
+        for (stream, st) in self.legacy_streams(pipeline, None).await? {
+            state.streams.entry(stream).or_insert(st);
+        }
         Ok(state)
     }
 
@@ -585,7 +671,22 @@ impl CheckpointStore for DatabricksCheckpointStore {
             .fold(pipeline, &rows)?
             .remove(stream)
             .unwrap_or_default();
+        // The table holds nothing of this stream: the first save writes all of it.
         self.remember(pipeline, stream, Some(st.clone()));
+        if rows.is_empty() {
+            if let Some(old) = self
+                .legacy_streams(pipeline, Some(stream))
+                .await?
+                .remove(stream)
+            {
+                tracing::info!(
+                    pipeline,
+                    stream,
+                    "state read from the old layout; its next save writes the new one"
+                );
+                return Ok(old);
+            }
+        }
         Ok(st)
     }
 

@@ -52,6 +52,16 @@ fn uc_columns(cols: &[(&str, &str)]) -> serde_json::Value {
 }
 
 async fn mount_state_tables(server: &MockServer) {
+    // No table of the old layout to migrate from.
+    Mock::given(method("GET"))
+        .and(path(
+            "/api/2.1/unity-catalog/tables/main.ops._ml_checkpoints",
+        ))
+        .respond_with(wiremock::ResponseTemplate::new(404).set_body_json(
+            json!({"error_code": "TABLE_DOES_NOT_EXIST", "message": "no such table"}),
+        ))
+        .mount(server)
+        .await;
     mount_ddl_and_uc(
         server,
         "_ml_checkpoint_windows",

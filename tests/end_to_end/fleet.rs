@@ -11,11 +11,11 @@ use crate::common::*;
 use chrono::Duration;
 use databricks_client::{
     ClientOptions, Config, DatabricksAuditLog, DatabricksCheckpointStore, DatabricksClient,
-    DatabricksSink,
+    DatabricksSink, TableName,
 };
 use ml_connector_testkit::databricks::{DatabricksStandIn, StandInValue};
 use ml_connector_testkit::dataset::{
-    Dataset, SharedDataset, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS,
+    Dataset, SharedDataset, QUERY_VENDORS, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS,
 };
 use ml_connector_testkit::peoplesoft::{PeopleSoftServer, Stats, DEFAULT_OPRID, DEFAULT_PASSWORD};
 use peoplesoft_client::PeopleSoftSource;
@@ -23,7 +23,8 @@ use secrecy::SecretString;
 use sync_core::audit::MemoryRejectStore;
 use sync_core::engine::{EngineOptions, Pipeline, StreamConfig, WindowPolicy};
 use sync_core::http::RetryPolicy;
-use sync_core::state::CheckpointStore;
+use sync_core::state::{CheckpointStore, StreamState};
+use sync_core::Window;
 
 const TTL_MINUTES: i64 = 10;
 
@@ -260,6 +261,58 @@ async fn a_killed_worker_is_taken_over_after_its_lease_expires_with_nothing_lost
         let st = &state.streams[&def.name];
         assert!(st.failed.is_empty(), "{}: {st:?}", def.name);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_in_the_old_databricks_layout_is_carried_over_on_upgrade() {
+    let standin = DatabricksStandIn::start().await;
+    let site = site(0.5);
+    let vendors = site
+        .streams
+        .iter()
+        .find(|d| d.query.as_str() == QUERY_VENDORS)
+        .unwrap()
+        .name
+        .clone();
+    // What an older release left in `_ml_checkpoints`: vendors committed for 92 days.
+    let start = Dataset::history_start();
+    let upto = start + Duration::days(92);
+    let mut old = StreamState::default();
+    old.commit(Window::new(start, upto), upto);
+    let json = serde_json::to_string(&old).unwrap();
+    for sql in [
+        "CREATE SCHEMA IF NOT EXISTS main.finance".to_string(),
+        "CREATE TABLE main.finance._ml_checkpoints (pipeline STRING NOT NULL, stream STRING NOT NULL, format_version INT NOT NULL, state_json STRING NOT NULL, updated_at TIMESTAMP NOT NULL)".to_string(),
+        format!(
+            "INSERT INTO main.finance._ml_checkpoints VALUES ('fleet', '{vendors}', 1, {}, TIMESTAMP'2026-01-01 00:00:00')",
+            databricks_client::sql::string_literal(&json)
+        ),
+    ] {
+        standin.execute_sql(&sql).unwrap();
+    }
+
+    let r = worker(&site, &standin, "worker-a")
+        .run_cycle()
+        .await
+        .unwrap();
+    assert!(r.is_clean(), "{r:#?}");
+    // Nothing inside the old coverage was extracted again (beyond the lookback at its end).
+    let stats = site.server.stats();
+    assert!(!stats.windows_for(QUERY_VENDORS).is_empty());
+    for w in stats.windows_for(QUERY_VENDORS) {
+        let w = w.window().unwrap();
+        assert!(w.to > upto - Duration::days(2), "{w} re-read");
+    }
+    // The new layout now holds the carried-over coverage (read without the old table).
+    let client = databricks(&standin);
+    let store = DatabricksCheckpointStore::with_tables(
+        client,
+        TableName::new("main", "finance", "_ml_checkpoint_windows").unwrap(),
+        TableName::new("main", "finance", "_ml_leases").unwrap(),
+    );
+    let st = store.load_stream("fleet", &vendors).await.unwrap();
+    assert_eq!(st.committed.intervals()[0].from, start, "{st:?}");
+    assert_eq!(st.committed.intervals().len(), 1, "{st:?}");
 }
 
 /// A CLI pipeline `fleet` of three streams with `state.kind = "databricks"`, against the two
