@@ -495,8 +495,17 @@ pub async fn build_with_options(
         .stop_handle(stop.clone())
         .on_progress(move |p: &Progress| progress(p))
         .options(
-            EngineOptions::default().max_concurrent_streams(config.pipeline.max_concurrent_streams),
+            EngineOptions::default()
+                .max_concurrent_streams(config.pipeline.max_concurrent_streams)
+                .lease_ttl(config.state.lease_ttl),
         );
+    let worker = std::env::var("ML_CONNECTOR_WORKER")
+        .ok()
+        .filter(|w| !w.trim().is_empty())
+        .or_else(|| config.state.worker.clone());
+    if let Some(worker) = worker {
+        builder = builder.worker(worker);
+    }
     if let (
         Destination::Databricks {
             trigger_job_id: Some(job_id),

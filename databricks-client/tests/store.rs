@@ -9,7 +9,7 @@ use common::*;
 use databricks_client::{DatabricksAuditLog, DatabricksCheckpointStore, TableName};
 use serde_json::json;
 use sync_core::audit::{AuditEntry, AuditLog, Outcome};
-use sync_core::state::{CheckpointStore, StreamState};
+use sync_core::state::{CheckpointStore, Lease, StreamState};
 use sync_core::{Receipt, Window};
 use wiremock::matchers::{body_partial_json, body_string_contains, method, path};
 use wiremock::{Mock, MockServer};
@@ -44,65 +44,121 @@ fn merge_ok() -> wiremock::ResponseTemplate {
     ))
 }
 
-#[tokio::test]
-async fn checkpoint_store_saves_with_merge_and_loads_back() {
-    let server = MockServer::start().await;
+fn uc_columns(cols: &[(&str, &str)]) -> serde_json::Value {
+    json!(cols
+        .iter()
+        .map(|(n, t)| json!({"name": n, "type_text": t}))
+        .collect::<Vec<_>>())
+}
+
+async fn mount_state_tables(server: &MockServer) {
+    // No table of the old layout to migrate from.
+    Mock::given(method("GET"))
+        .and(path(
+            "/api/2.1/unity-catalog/tables/main.ops._ml_checkpoints",
+        ))
+        .respond_with(wiremock::ResponseTemplate::new(404).set_body_json(
+            json!({"error_code": "TABLE_DOES_NOT_EXIST", "message": "no such table"}),
+        ))
+        .mount(server)
+        .await;
     mount_ddl_and_uc(
-        &server,
-        "_ml_checkpoints",
-        json!([{"name": "pipeline", "type_text": "string"}, {"name": "stream", "type_text": "string"},
-               {"name": "format_version", "type_text": "int"}, {"name": "state_json", "type_text": "string"},
-               {"name": "updated_at", "type_text": "timestamp"}]),
+        server,
+        "_ml_checkpoint_windows",
+        uc_columns(&[
+            ("pipeline", "string"),
+            ("stream", "string"),
+            ("kind", "string"),
+            ("window_from", "timestamp"),
+            ("window_to", "timestamp"),
+            ("format_version", "int"),
+            ("attempts", "int"),
+            ("last_error", "string"),
+            ("first_failed_at", "timestamp"),
+            ("last_failed_at", "timestamp"),
+            ("record_json", "string"),
+            ("lease_version", "bigint"),
+            ("written_by", "string"),
+            ("updated_at", "timestamp"),
+        ]),
     )
     .await;
-    let mut stream_state = StreamState::default();
-    stream_state.commit(Window::new(t(0), t(2)), t(3));
-    stream_state.fail(Window::new(t(2), t(4)), "HTTP 503 'quoted' \\ error", t(5));
-    let state_json = serde_json::to_string(&stream_state).unwrap();
+    mount_ddl_and_uc(
+        server,
+        "_ml_leases",
+        uc_columns(&[
+            ("pipeline", "string"),
+            ("stream", "string"),
+            ("owner", "string"),
+            ("version", "bigint"),
+            ("expires_at", "timestamp"),
+            ("updated_at", "timestamp"),
+        ]),
+    )
+    .await;
+}
+
+fn affected(n: u64) -> wiremock::ResponseTemplate {
+    ok_json(succeeded(
+        "st-u",
+        &[("num_affected_rows", "LONG")],
+        json!([[n.to_string()]]),
+    ))
+}
+
+async fn store_on(server: &MockServer) -> DatabricksCheckpointStore {
+    // The default tables: `<catalog>.<schema>._ml_checkpoint_windows` and `._ml_leases`.
+    let c = client(
+        pat_config(server, "dapi-x")
+            .catalog("main")
+            .schema("ops")
+            .build()
+            .unwrap(),
+    );
+    DatabricksCheckpointStore::new(c).unwrap()
+}
+
+#[tokio::test]
+async fn checkpoint_store_fences_on_the_lease_then_merges_one_row_per_window() {
+    let server = MockServer::start().await;
+    mount_state_tables(&server).await;
     Mock::given(method("POST"))
         .and(path(STATEMENTS))
-        .and(body_string_contains(
-            "SELECT `stream`, `format_version`, `state_json`",
-        ))
-        .and(body_partial_json(
-            json!({"parameters": [{"name": "pipeline", "value": "nightly", "type": "STRING"}]}),
-        ))
+        .and(body_string_contains("UPDATE `main`.`ops`.`_ml_leases`"))
+        .respond_with(affected(1))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(STATEMENTS))
+        .and(body_string_contains("SELECT `stream`, `kind`"))
         .respond_with(ok_json(succeeded(
             "st-l",
             &[
                 ("stream", "STRING"),
+                ("kind", "STRING"),
                 ("format_version", "INT"),
-                ("state_json", "STRING"),
+                ("record_json", "STRING"),
             ],
-            json!([["vendors", "1", state_json]]),
+            json!([]),
         )))
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(STATEMENTS))
         .and(body_string_contains(
-            "MERGE INTO `main`.`ops`.`_ml_checkpoints`",
+            "MERGE INTO `main`.`ops`.`_ml_checkpoint_windows`",
         ))
         .respond_with(merge_ok())
         .mount(&server)
         .await;
     mount_catch_all(&server).await;
 
-    // The default table: `<catalog>.<schema>._ml_checkpoints` from the configuration.
-    let c = client(
-        pat_config(&server, "dapi-x")
-            .catalog("main")
-            .schema("ops")
-            .build()
-            .unwrap(),
-    );
-    let store = DatabricksCheckpointStore::new(c).unwrap();
-    store
-        .save_stream("nightly", "vendors", &stream_state)
-        .await
-        .unwrap();
-    let loaded = store.load("nightly").await.unwrap();
-    assert_eq!(loaded.streams.get("vendors"), Some(&stream_state));
+    let mut stream_state = StreamState::default();
+    stream_state.commit(Window::new(t(0), t(2)), t(3));
+    stream_state.fail(Window::new(t(2), t(4)), "HTTP 503 'quoted' \\ error", t(5));
+    let store = store_on(&server).await;
+    let lease = Lease::new("nightly", "vendors", "worker-1", 7, t(6));
+    store.save_stream(&lease, &stream_state).await.unwrap();
 
     let texts = statement_texts(&server).await;
     assert_eq!(
@@ -110,29 +166,90 @@ async fn checkpoint_store_saves_with_merge_and_loads_back() {
             .iter()
             .filter(|s| s.starts_with("CREATE TABLE"))
             .count(),
-        1,
-        "prepared once"
+        2,
+        "both tables prepared once"
     );
-    let merge = texts.iter().find(|s| s.starts_with("MERGE")).unwrap();
+    let fence = texts.iter().position(|s| s.starts_with("UPDATE")).unwrap();
+    let merge = texts.iter().position(|s| s.starts_with("MERGE")).unwrap();
+    assert!(fence < merge, "the fence runs before the write: {texts:#?}");
     assert!(
-        merge.contains("ON tgt.`pipeline` <=> src.`pipeline` AND tgt.`stream` <=> src.`stream`"),
+        texts[fence].ends_with(
+            "WHERE `pipeline` = :pipeline AND `stream` = :stream AND `version` = :version AND `owner` = :owner"
+        ),
+        "{}",
+        texts[fence]
+    );
+    let merge = &texts[merge];
+    assert!(
+        merge.contains(
+            "ON tgt.`pipeline` <=> src.`pipeline` AND tgt.`stream` <=> src.`stream` AND tgt.`kind` <=> src.`kind` AND tgt.`window_from` <=> src.`window_from` AND tgt.`window_to` <=> src.`window_to`"
+        ),
         "{merge}"
     );
+    // One row per committed interval, per failed window, and the stream row.
+    for kind in ["'committed'", "'failed'", "'stream'"] {
+        assert!(merge.contains(kind), "{kind} in {merge}");
+    }
     // The error text with a quote and a backslash is escaped the Databricks way.
     assert!(merge.contains(r"HTTP 503 \'quoted\' \\\\ error"), "{merge}");
 }
 
 #[tokio::test]
-async fn checkpoint_store_refuses_an_unknown_format_version() {
+async fn a_fence_that_matches_no_row_is_a_lost_lease_and_nothing_is_written() {
     let server = MockServer::start().await;
-    mount_ddl_and_uc(
-        &server,
-        "_ml_checkpoints",
-        json!([{"name": "pipeline", "type_text": "string"}, {"name": "stream", "type_text": "string"},
-               {"name": "format_version", "type_text": "int"}, {"name": "state_json", "type_text": "string"},
-               {"name": "updated_at", "type_text": "timestamp"}]),
-    )
-    .await;
+    mount_state_tables(&server).await;
+    Mock::given(method("POST"))
+        .and(path(STATEMENTS))
+        .and(body_string_contains("UPDATE `main`.`ops`.`_ml_leases`"))
+        .respond_with(affected(0))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(STATEMENTS))
+        .and(body_string_contains(
+            "SELECT `owner`, `version`, `expires_at`",
+        ))
+        .respond_with(ok_json(succeeded(
+            "st-l",
+            &[
+                ("owner", "STRING"),
+                ("version", "BIGINT"),
+                ("expires_at", "TIMESTAMP"),
+            ],
+            json!([["worker-2", "8", "2024-01-01T09:00:00Z"]]),
+        )))
+        .mount(&server)
+        .await;
+    mount_catch_all(&server).await;
+
+    let store = store_on(&server).await;
+    let lease = Lease::new("nightly", "vendors", "worker-1", 7, t(6));
+    let err = store
+        .save_stream(&lease, &StreamState::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, sync_core::Error::LeaseLost { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("stream `vendors`")
+            && msg.contains("worker `worker-1` lost its lease")
+            && msg.contains("leased by `worker-2` (version 8)")
+            && msg.contains("state.lease_ttl"),
+        "{msg}"
+    );
+    let texts = statement_texts(&server).await;
+    assert!(
+        !texts
+            .iter()
+            .any(|s| s.starts_with("MERGE INTO `main`.`ops`.`_ml_checkpoint_windows`")),
+        "{texts:#?}"
+    );
+}
+
+#[tokio::test]
+async fn checkpoint_store_refuses_an_unknown_layout_version() {
+    let server = MockServer::start().await;
+    mount_state_tables(&server).await;
     Mock::given(method("POST"))
         .and(path(STATEMENTS))
         .and(body_string_contains("SELECT"))
@@ -140,21 +257,23 @@ async fn checkpoint_store_refuses_an_unknown_format_version() {
             "st-l",
             &[
                 ("stream", "STRING"),
+                ("kind", "STRING"),
                 ("format_version", "INT"),
-                ("state_json", "STRING"),
+                ("record_json", "STRING"),
             ],
-            json!([["vendors", "99", "{}"]]),
+            json!([["vendors", "committed", "99", "{}"]]),
         )))
         .mount(&server)
         .await;
     let c = client(pat_config(&server, "dapi-x").build().unwrap());
-    let store = DatabricksCheckpointStore::in_table(
+    let store = DatabricksCheckpointStore::with_tables(
         c,
-        TableName::new("main", "ops", "_ml_checkpoints").unwrap(),
+        TableName::new("main", "ops", "_ml_checkpoint_windows").unwrap(),
+        TableName::new("main", "ops", "_ml_leases").unwrap(),
     );
     let err = store.load("nightly").await.unwrap_err().to_string();
     assert!(
-        err.contains("main.ops._ml_checkpoints")
+        err.contains("main.ops._ml_checkpoint_windows")
             && err.contains("stream `vendors`")
             && err.contains("99"),
         "{err}"

@@ -295,6 +295,28 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
             StateKind::File
         }
     };
+    let lease_ttl = c.duration(
+        &file.state.lease_ttl,
+        "state.lease_ttl",
+        Duration::minutes(5),
+    );
+    if let Some(v) = &file.state.lease_ttl {
+        if lease_ttl < Duration::seconds(1) {
+            c.problem(v, "`state.lease_ttl` must be at least 1s");
+        }
+    }
+    let worker = file.state.worker.as_ref().and_then(|w| {
+        let name = w.get_ref().trim();
+        if name.is_empty() {
+            c.problem(
+                w,
+                "`state.worker` is empty: remove it to use the host name and process id",
+            );
+            None
+        } else {
+            Some(name.to_string())
+        }
+    });
 
     // PeopleSoft connection.
     let ps = &file.peoplesoft;
@@ -713,6 +735,8 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         state: StateSettings {
             kind: state_kind,
             dir: file.state.dir.clone(),
+            worker,
+            lease_ttl,
         },
         peoplesoft: PeopleSoftSettings {
             host: file.peoplesoft.host.get_ref().clone(),

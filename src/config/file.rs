@@ -164,6 +164,12 @@ pub(crate) struct StateSection {
     /// Directory for the file store, the JSON-lines audit and rejects.
     #[serde(default = "default_state_dir")]
     pub(crate) dir: PathBuf,
+    /// This worker's name in stream leases (default: host name and process id).
+    #[serde(default)]
+    pub(crate) worker: Option<Spanned<String>>,
+    /// How long a stream lease lasts unless renewed (default `5m`).
+    #[serde(default)]
+    pub(crate) lease_ttl: Option<Spanned<String>>,
 }
 
 fn default_state_kind() -> Spanned<String> {
@@ -179,6 +185,8 @@ impl Default for StateSection {
         Self {
             kind: default_state_kind(),
             dir: default_state_dir(),
+            worker: None,
+            lease_ttl: None,
         }
     }
 }

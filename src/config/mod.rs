@@ -228,6 +228,11 @@ pub struct StateSettings {
     /// Directory for the file store, the JSON-lines audit and rejects, and the credential
     /// latch.
     pub dir: PathBuf,
+    /// This worker's name in stream leases (`state.worker`; the `ML_CONNECTOR_WORKER`
+    /// environment variable overrides it; default: host name and process id).
+    pub worker: Option<String>,
+    /// How long a stream lease lasts unless renewed (`state.lease_ttl`, default 5 minutes).
+    pub lease_ttl: chrono::Duration,
 }
 
 /// How the connector authenticates to PeopleSoft. Secrets are named by environment variable,

@@ -140,6 +140,21 @@ pub enum Error {
         /// The lock file.
         path: String,
     },
+    /// A worker's lease on a stream is no longer current (another worker took the stream over
+    /// after it expired): its state write was refused, nothing was written.
+    #[error("stream `{stream}` of pipeline `{pipeline}`: worker `{owner}` lost its lease (version {version}): {detail}. Its state write was refused and the stream stopped; the new holder carries on. If the worker was not paused or cut off, raise `state.lease_ttl` above the longest gap between two state writes of a window (slow pages, long batches) plus the clock skew between workers")]
+    LeaseLost {
+        /// Pipeline name.
+        pipeline: String,
+        /// Stream name.
+        stream: String,
+        /// The worker that lost the lease.
+        owner: String,
+        /// The version of the lost lease.
+        version: u64,
+        /// What the store found instead.
+        detail: String,
+    },
     /// The audit log or reject store could not be written or read.
     #[error("audit: {0}")]
     Audit(String),

@@ -255,24 +255,213 @@ impl PipelineState {
     }
 }
 
+/// A worker's claim on one stream of one pipeline, granted by
+/// [`CheckpointStore::acquire_lease`].
+///
+/// Only the holder of the current lease may write the stream's state: every
+/// [`save_stream`](CheckpointStore::save_stream) is fenced by [`version`](Self::version), which
+/// grows each time the lease changes hands, so a worker whose lease was taken over (it paused
+/// past the expiry, or its clock ran slow) has its writes refused with [`Error::LeaseLost`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lease {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Stream name.
+    pub stream: String,
+    /// The worker holding it.
+    pub owner: String,
+    /// The fencing token: grows with every grant of this (pipeline, stream) to a new holder.
+    pub version: u64,
+    /// When it lapses unless renewed (by the clock of the worker that took or renewed it).
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Lease {
+    /// A lease as a store grants it.
+    pub fn new(
+        pipeline: impl Into<String>,
+        stream: impl Into<String>,
+        owner: impl Into<String>,
+        version: u64,
+        expires_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            pipeline: pipeline.into(),
+            stream: stream.into(),
+            owner: owner.into(),
+            version,
+            expires_at,
+        }
+    }
+
+    /// The [`Error::LeaseLost`] for this lease, with `detail` saying what the store found.
+    pub fn lost(&self, detail: impl Into<String>) -> Error {
+        Error::LeaseLost {
+            pipeline: self.pipeline.clone(),
+            stream: self.stream.clone(),
+            owner: self.owner.clone(),
+            version: self.version,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The answer to [`CheckpointStore::acquire_lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseGrant {
+    /// The caller holds the stream until [`Lease::expires_at`] (renew before then).
+    Granted(Lease),
+    /// Another worker holds an unexpired lease on the stream.
+    Held {
+        /// The holder.
+        owner: String,
+        /// When its lease lapses unless renewed.
+        until: DateTime<Utc>,
+    },
+}
+
 /// Where checkpoint state lives.
 ///
 /// Implementations must make [`save_stream`](CheckpointStore::save_stream) durable before
 /// returning: the engine treats a returned `Ok` as "this window will not be loaded again".
+///
+/// **Leases.** The engine takes a [`Lease`] per (pipeline, stream) before it reads the stream's
+/// state, renews it between windows, writes state only under it and releases it at the end of
+/// the stream's cycle. A store shared by several processes (the Databricks one) grants a stream
+/// to one owner at a time and refuses a write whose lease is no longer current. The default
+/// methods suit a store used by one process at a time (the file store's OS lock, the memory
+/// store): every request is granted, nothing is fenced.
 #[async_trait]
 pub trait CheckpointStore: Send + Sync {
     /// Loads the state of `pipeline` (empty if there is none yet). A store may take an
     /// exclusive lock on the pipeline here and fail with [`Error::Locked`].
     async fn load(&self, pipeline: &str) -> Result<PipelineState>;
 
-    /// Durably replaces the state of one stream.
-    async fn save_stream(&self, pipeline: &str, stream: &str, state: &StreamState) -> Result<()>;
+    /// Loads the state of one stream (empty if there is none yet). The engine calls it after
+    /// taking the stream's lease, so it sees what the previous holder wrote.
+    async fn load_stream(&self, pipeline: &str, stream: &str) -> Result<StreamState> {
+        Ok(self
+            .load(pipeline)
+            .await?
+            .streams
+            .remove(stream)
+            .unwrap_or_default())
+    }
+
+    /// Durably replaces the state of the lease's stream, if `lease` is still the current one;
+    /// otherwise fails with [`Error::LeaseLost`] and writes nothing.
+    async fn save_stream(&self, lease: &Lease, state: &StreamState) -> Result<()>;
+
+    /// Takes the lease on (`pipeline`, `stream`) for `owner` until `now + ttl`, unless another
+    /// owner holds an unexpired one ([`LeaseGrant::Held`]). A lease that expired, or one held by
+    /// the same `owner` (a restarted worker), is taken over with a new
+    /// [`version`](Lease::version), which fences out the previous holder.
+    ///
+    /// Default: always granted (version 0), for stores used by one process at a time.
+    async fn acquire_lease(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<LeaseGrant> {
+        Ok(LeaseGrant::Granted(Lease::new(
+            pipeline,
+            stream,
+            owner,
+            0,
+            now + ttl,
+        )))
+    }
+
+    /// Extends `lease` to `now + ttl`; fails with [`Error::LeaseLost`] when it is no longer
+    /// the current lease (another worker took the stream over after it expired).
+    ///
+    /// Default: always extended.
+    async fn renew_lease(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<Lease> {
+        let mut next = lease.clone();
+        next.expires_at = now + ttl;
+        Ok(next)
+    }
+
+    /// Gives `lease` up so another worker can take the stream at once. Releasing a lease that
+    /// is no longer current does nothing.
+    ///
+    /// Default: nothing to do.
+    async fn release_lease(&self, lease: &Lease, now: DateTime<Utc>) -> Result<()> {
+        let _ = (lease, now);
+        Ok(())
+    }
 }
 
-/// An in-memory store, for tests.
+/// The leases of a store that keeps them in memory (the memory store, tests).
+#[derive(Debug, Default)]
+struct LeaseTable {
+    /// (pipeline, stream) → (owner, version, expires_at).
+    leases: BTreeMap<(String, String), (String, u64, DateTime<Utc>)>,
+}
+
+impl LeaseTable {
+    fn acquire(
+        &mut self,
+        pipeline: &str,
+        stream: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> LeaseGrant {
+        let key = (pipeline.to_string(), stream.to_string());
+        let version = match self.leases.get(&key) {
+            Some((holder, _, until)) if holder != owner && *until > now => {
+                return LeaseGrant::Held {
+                    owner: holder.clone(),
+                    until: *until,
+                }
+            }
+            Some((_, v, _)) => v + 1,
+            None => 1,
+        };
+        self.leases
+            .insert(key, (owner.to_string(), version, now + ttl));
+        LeaseGrant::Granted(Lease::new(pipeline, stream, owner, version, now + ttl))
+    }
+
+    /// Checks that `lease` is current; with `until`, also extends it.
+    fn check(&mut self, lease: &Lease, until: Option<DateTime<Utc>>) -> Result<()> {
+        let key = (lease.pipeline.clone(), lease.stream.clone());
+        match self.leases.get_mut(&key) {
+            Some((holder, v, exp)) if *holder == lease.owner && *v == lease.version => {
+                if let Some(u) = until {
+                    *exp = u;
+                }
+                Ok(())
+            }
+            Some((holder, v, exp)) => Err(lease.lost(format!(
+                "the stream is now leased by `{holder}` (version {v}) until {exp}"
+            ))),
+            None => Err(lease.lost("the store has no lease for the stream")),
+        }
+    }
+
+    fn release(&mut self, lease: &Lease, now: DateTime<Utc>) {
+        // Expired at `now`: anyone may take it; the version still fences this holder.
+        let _ = self.check(lease, Some(now));
+    }
+}
+
+/// An in-memory store, for tests. It keeps real leases (shared by every clone), so several
+/// pipelines on one store in one test behave like several workers on the Databricks store.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryCheckpointStore {
     inner: Arc<Mutex<BTreeMap<String, PipelineState>>>,
+    leases: Arc<Mutex<LeaseTable>>,
 }
 
 impl MemoryCheckpointStore {
@@ -292,12 +481,49 @@ impl CheckpointStore for MemoryCheckpointStore {
             .unwrap_or_else(|| PipelineState::new(pipeline)))
     }
 
-    async fn save_stream(&self, pipeline: &str, stream: &str, state: &StreamState) -> Result<()> {
+    async fn save_stream(&self, lease: &Lease, state: &StreamState) -> Result<()> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        // A store used without leases (tests that save directly) grants version 0 freely.
+        let key = (lease.pipeline.clone(), lease.stream.clone());
+        if lease.version != 0 || leases.leases.contains_key(&key) {
+            leases.check(lease, None)?;
+        }
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(pipeline.to_string())
-            .or_insert_with(|| PipelineState::new(pipeline))
+        map.entry(lease.pipeline.clone())
+            .or_insert_with(|| PipelineState::new(&lease.pipeline))
             .streams
-            .insert(stream.to_string(), state.clone());
+            .insert(lease.stream.clone(), state.clone());
+        Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<LeaseGrant> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(leases.acquire(pipeline, stream, owner, now, ttl))
+    }
+
+    async fn renew_lease(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<Lease> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        leases.check(lease, Some(now + ttl))?;
+        let mut next = lease.clone();
+        next.expires_at = now + ttl;
+        Ok(next)
+    }
+
+    async fn release_lease(&self, lease: &Lease, now: DateTime<Utc>) -> Result<()> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        leases.release(lease, now);
         Ok(())
     }
 }
@@ -457,9 +683,42 @@ impl CheckpointStore for FileCheckpointStore {
             .map_err(|e| Error::State(format!("state loader stopped: {e}")))?
     }
 
-    async fn save_stream(&self, pipeline: &str, stream: &str, state: &StreamState) -> Result<()> {
+    async fn load_stream(&self, pipeline: &str, stream: &str) -> Result<StreamState> {
+        Ok(self
+            .load(pipeline)
+            .await?
+            .streams
+            .remove(stream)
+            .unwrap_or_default())
+    }
+
+    /// Takes the pipeline's OS lock (as [`load`](CheckpointStore::load) does) and grants the
+    /// lease: the lock keeps every other process out of the whole pipeline, so within this
+    /// process the lease needs no fencing.
+    async fn acquire_lease(
+        &self,
+        pipeline: &str,
+        stream: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<LeaseGrant> {
+        self.load(pipeline).await?;
+        Ok(LeaseGrant::Granted(Lease::new(
+            pipeline,
+            stream,
+            owner,
+            0,
+            now + ttl,
+        )))
+    }
+
+    /// The OS lock taken by [`load`](CheckpointStore::load) keeps other processes out of the
+    /// whole pipeline, so the lease is not checked.
+    async fn save_stream(&self, lease: &Lease, state: &StreamState) -> Result<()> {
         let inner = self.inner.clone();
-        let (pipeline, stream, state) = (pipeline.to_string(), stream.to_string(), state.clone());
+        let (pipeline, stream, state) =
+            (lease.pipeline.clone(), lease.stream.clone(), state.clone());
         tokio::task::spawn_blocking(move || inner.save_locked(&pipeline, &stream, &state))
             .await
             .map_err(|e| Error::State(format!("state writer stopped: {e}")))?
@@ -528,7 +787,8 @@ mod tests {
         assert!(st.streams.is_empty());
         let mut s = StreamState::default();
         s.commit(w(0, 3), t(4));
-        store.save_stream("p", "vendors", &s).await.unwrap();
+        let lease = Lease::new("p", "vendors", "test", 0, t(10));
+        store.save_stream(&lease, &s).await.unwrap();
         drop(store);
         let store = FileCheckpointStore::open(dir.path()).unwrap();
         st = store.load("p").await.unwrap();

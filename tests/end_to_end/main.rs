@@ -9,6 +9,7 @@ mod cli_safety;
 mod crash;
 mod e2e_databricks;
 mod e2e_sqlite;
+mod fleet;
 mod operational_safety;
 mod reconcile;
 mod reverse_cli;

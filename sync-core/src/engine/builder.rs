@@ -29,6 +29,7 @@ pub struct PipelineBuilder {
     pub(super) stop: StopHandle,
     pub(super) progress: Option<ProgressFn>,
     pub(super) hooks: Vec<Arc<dyn StreamHook>>,
+    pub(super) worker: Option<String>,
     /// An error of a setter that can fail ([`state_dir`](Self::state_dir)), returned by
     /// [`build`](Self::build).
     pub(super) deferred_error: Option<Error>,
@@ -87,6 +88,14 @@ impl PipelineBuilder {
     /// Replaces the wall clock (tests and simulations).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Names this worker in stream leases (default: host name and process id). Each process
+    /// sharing a pipeline's state needs its own name; a restarted worker with the same name
+    /// takes its streams back at once instead of waiting for the leases to expire.
+    pub fn worker(mut self, id: impl Into<String>) -> Self {
+        self.worker = Some(id.into());
         self
     }
 
@@ -202,6 +211,12 @@ impl PipelineBuilder {
                 }
             }
         }
+        if self.options.lease_ttl <= Duration::zero() {
+            return Err(Error::Config(format!(
+                "pipeline `{}`: lease_ttl must be positive",
+                self.name
+            )));
+        }
         let missing = |what: &str| Error::Config(format!("pipeline `{}` has no {what}", self.name));
         Ok(Pipeline {
             store: self.store.ok_or_else(|| missing("checkpoint store"))?,
@@ -215,6 +230,10 @@ impl PipelineBuilder {
             stop: self.stop,
             progress: self.progress,
             hooks: self.hooks,
+            worker: self
+                .worker
+                .filter(|w| !w.trim().is_empty())
+                .unwrap_or_else(super::lease::default_worker_id),
         })
     }
 }

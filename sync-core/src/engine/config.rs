@@ -242,6 +242,11 @@ pub struct EngineOptions {
     pub in_flight_batches: usize,
     /// Stop a stream's cycle at its first failed window instead of going on (default false).
     pub stop_stream_on_failure: bool,
+    /// How long a stream's lease lasts unless renewed (default 5 minutes). The engine renews
+    /// it once a third has passed, between windows and before state writes; it must exceed
+    /// the longest gap between two of those (a slow page, a long batch) plus the clock skew
+    /// between workers. A crashed worker's streams are taken over after this long.
+    pub lease_ttl: Duration,
 }
 
 impl Default for EngineOptions {
@@ -250,6 +255,7 @@ impl Default for EngineOptions {
             max_concurrent_streams: 4,
             in_flight_batches: 2,
             stop_stream_on_failure: false,
+            lease_ttl: super::lease::DEFAULT_LEASE_TTL,
         }
     }
 }
@@ -270,6 +276,12 @@ impl EngineOptions {
     /// Sets whether a stream's cycle stops at its first failed window.
     pub fn stop_stream_on_failure(mut self, yes: bool) -> Self {
         self.stop_stream_on_failure = yes;
+        self
+    }
+
+    /// Sets how long a stream's lease lasts unless renewed ([`lease_ttl`](Self::lease_ttl)).
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
         self
     }
 }

@@ -25,6 +25,13 @@
 //! 10. **Graceful stop** through [`StopHandle`]: the in-flight window is abandoned without
 //!     advancing the checkpoint.
 //!
+//! **Leases.** Before reading a stream's state the engine takes the stream's
+//! [`Lease`](crate::state::Lease) from the [`CheckpointStore`](crate::state::CheckpointStore)
+//! for this worker ([`PipelineBuilder::worker`]); a stream another worker holds is skipped with
+//! the reason in [`StreamReport::skipped`] (not a failure). The lease is renewed between
+//! windows and before each state write, every write is fenced by it, and a lost lease stops
+//! the stream loudly without writing state. It is released when the stream's cycle ends.
+//!
 //! **Effective-dated streams** ([`TableSchema::effective_dating`](crate::TableSchema::effective_dating)): every batch carries the
 //! cycle's as-of date ([`Batch::as_of`](crate::Batch::as_of), the cycle start's date in the declared zone) so the
 //! sink re-flags the current row of each entity it touches, and once per local day, before the
@@ -47,6 +54,7 @@ mod batch;
 mod builder;
 mod config;
 mod hash;
+mod lease;
 mod pipeline;
 mod plan;
 mod progress;

@@ -29,6 +29,7 @@ pub struct Pipeline {
     pub(super) stop: StopHandle,
     pub(super) progress: Option<ProgressFn>,
     pub(super) hooks: Vec<Arc<dyn StreamHook>>,
+    pub(super) worker: String,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -60,12 +61,18 @@ impl Pipeline {
             stop: StopHandle::new(),
             progress: None,
             hooks: Vec::new(),
+            worker: None,
         }
     }
 
     /// The pipeline name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The worker id this pipeline takes stream leases under.
+    pub fn worker(&self) -> &str {
+        &self.worker
     }
 
     /// The configured streams.

@@ -204,13 +204,17 @@ impl Pipeline {
                 return Err(Error::Config(format!("no stream named `{s}`")));
             }
         }
-        let state = self.store.load(&self.name).await?;
+        self.store.load(&self.name).await?;
         let mut out = Vec::new();
         for cfg in &self.streams {
             if !opts.streams.is_empty() && !opts.streams.contains(&cfg.name) {
                 continue;
             }
-            let mut st = state.streams.get(&cfg.name).cloned().unwrap_or_default();
+            let lease = self.take_lease(&cfg.name).await?.map_err(|reason| {
+                Error::State(format!(
+                    "{reason}: verify it once that worker is done (or after the lease expires)"
+                ))
+            })?;
             let run_id = super::run::make_run_id(self.clock.now());
             let span = tracing::info_span!(
                 target: TARGET,
@@ -219,11 +223,15 @@ impl Pipeline {
                 pipeline = %self.name,
                 stream = %cfg.name
             );
-            let v = self
-                .reconcile_stream(cfg, &mut st, opts, &run_id)
-                .instrument(span)
-                .await?;
-            out.push(v);
+            let result = async {
+                let mut st = self.store.load_stream(&self.name, &cfg.name).await?;
+                self.reconcile_stream(cfg, &mut st, &lease, opts, &run_id)
+                    .await
+            }
+            .instrument(span)
+            .await;
+            self.release_lease(&lease).await;
+            out.push(result?);
         }
         Ok(out)
     }
@@ -233,6 +241,7 @@ impl Pipeline {
         &self,
         cfg: &StreamConfig,
         st: &mut StreamState,
+        lease: &super::lease::StreamLease,
         opts: &VerifyOptions,
         run_id: &str,
     ) -> Result<StreamVerification> {
@@ -505,7 +514,7 @@ impl Pipeline {
             changed_state = true;
         }
         if changed_state {
-            self.store.save_stream(&self.name, &cfg.name, st).await?;
+            lease.save(self, st).await?;
         }
 
         let (missing, changed, deleted) = checks.iter().fold((0, 0, 0), |a, c| {

@@ -12,6 +12,7 @@ use tracing::Instrument as _;
 
 use super::config::StreamConfig;
 use super::hash::derived_column;
+use super::lease::StreamLease;
 use super::pipeline::Pipeline;
 use super::plan::{plan_windows, Plan, Planned};
 use super::progress::Progress;
@@ -22,7 +23,7 @@ use crate::error::{ConnectorError, Result};
 use crate::schema::TableSchema;
 use crate::sink::Receipt;
 use crate::source::SourceCapabilities;
-use crate::state::{PipelineState, RowCapKnowledge, StreamState};
+use crate::state::{RowCapKnowledge, StreamState};
 use crate::value::Row;
 use crate::window::Window;
 
@@ -94,6 +95,8 @@ pub(super) struct StreamRun<'a> {
     pub(super) halt: AtomicBool,
     pub(super) caps: SourceCapabilities,
     pub(super) knowledge: Mutex<RowCapKnowledge>,
+    /// The stream's lease: every state write goes through it.
+    pub(super) lease: &'a StreamLease,
 }
 
 impl Pipeline {
@@ -120,7 +123,9 @@ impl Pipeline {
         started_at: DateTime<Utc>,
         run_id: String,
     ) -> Result<CycleReport> {
-        let state = self.store.load(&self.name).await?;
+        // A store with a pipeline-wide lock (the file store) takes it here, so a second
+        // process fails the whole run; each stream's own state is read under its lease.
+        self.store.load(&self.name).await?;
         let selected: Vec<&StreamConfig> = self
             .streams
             .iter()
@@ -128,16 +133,13 @@ impl Pipeline {
             .collect();
         let limit = self.options.max_concurrent_streams.max(1);
         let run_id_ref = &run_id;
-        let state_ref = &state;
         let mut reports: Vec<(usize, StreamReport)> =
             futures::stream::iter(selected.into_iter().enumerate())
                 .map(|(i, cfg)| {
                     // Created while the pipeline span is current, so it is the parent.
                     let span = tracing::info_span!(target: TARGET, "stream", stream = %cfg.name);
                     async move {
-                        let r = self
-                            .run_stream(cfg, state_ref, plan, run_id_ref, started_at)
-                            .await;
+                        let r = self.run_stream(cfg, plan, run_id_ref, started_at).await;
                         log_finished(&r);
                         if let Some(p) = &self.progress {
                             p(&Progress::StreamFinished(r.clone()));
@@ -158,10 +160,11 @@ impl Pipeline {
         })
     }
 
+    /// One stream's cycle under its lease: skipped (with the holder in the reason) when
+    /// another worker holds it; the state is read only once the lease is taken.
     async fn run_stream(
         &self,
         cfg: &StreamConfig,
-        state: &PipelineState,
         plan: Plan,
         run_id: &str,
         cycle_start: DateTime<Utc>,
@@ -171,7 +174,47 @@ impl Pipeline {
             stream: cfg.name.clone(),
             ..StreamReport::default()
         };
-        let mut st = state.streams.get(&cfg.name).cloned().unwrap_or_default();
+        let lease = match self.take_lease(&cfg.name).await {
+            Ok(Ok(lease)) => lease,
+            Ok(Err(reason)) => {
+                tracing::info!(target: TARGET, "skipped: {reason}");
+                report.skipped = Some(reason);
+                report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
+                return report;
+            }
+            Err(e) => {
+                report.error = Some(format!("stream `{}`: lease not taken: {e}", cfg.name));
+                tracing::error!(target: TARGET, "{}", report.error.as_deref().unwrap_or_default());
+                report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
+                return report;
+            }
+        };
+        match self.store.load_stream(&self.name, &cfg.name).await {
+            Ok(st) => {
+                self.run_leased(cfg, st, &lease, plan, run_id, cycle_start, &mut report)
+                    .await
+            }
+            Err(e) => {
+                report.error = Some(format!("stream `{}`: state not read: {e}", cfg.name));
+                tracing::error!(target: TARGET, "{}", report.error.as_deref().unwrap_or_default());
+            }
+        }
+        self.release_lease(&lease).await;
+        report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
+        report
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_leased(
+        &self,
+        cfg: &StreamConfig,
+        mut st: StreamState,
+        lease: &StreamLease,
+        plan: Plan,
+        run_id: &str,
+        cycle_start: DateTime<Utc>,
+        report: &mut StreamReport,
+    ) {
         let schema = cfg.mapper.schema().with_lineage();
         // `build` validated the key and cursor columns.
         let key_indexes = schema.key_indexes().unwrap_or_default();
@@ -195,11 +238,10 @@ impl Pipeline {
                         e.full_message()
                     ));
                     tracing::error!(target: TARGET, "{}", report.error.as_deref().unwrap_or_default());
-                    report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
-                    return report;
+                    return;
                 }
                 prepared = true;
-                self.sweep_current(cfg, &schema, as_of, &mut st, &mut report)
+                self.sweep_current(cfg, &schema, as_of, &mut st, lease, report)
                     .await;
             }
         }
@@ -222,10 +264,9 @@ impl Pipeline {
             windows: planned.len(),
         });
         if planned.is_empty() {
-            self.scheduled_reconcile(cfg, &mut st, plan, run_id, cycle_start, &mut report)
+            self.scheduled_reconcile(cfg, &mut st, lease, plan, run_id, cycle_start, report)
                 .await;
-            report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
-            return report;
+            return;
         }
 
         if !prepared {
@@ -237,8 +278,7 @@ impl Pipeline {
                     e.full_message()
                 ));
                 tracing::error!(target: TARGET, "{}", report.error.as_deref().unwrap_or_default());
-                report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
-                return report;
+                return;
             }
         }
 
@@ -256,31 +296,32 @@ impl Pipeline {
             halt: AtomicBool::new(false),
             caps: cfg.source.capabilities(),
             knowledge: Mutex::new(st.row_cap),
+            lease,
         };
         let (tx, rx) = mpsc::channel(self.options.in_flight_batches.max(1));
         let mut covered: Option<Window> = None;
         let ((), ()) = futures::join!(
             run.read(planned, tx),
-            run.write(rx, &mut st, &mut report, &mut covered)
+            run.write(rx, &mut st, report, &mut covered)
         );
         report.stopped = self.stop.is_stopped();
         if let (Some(committed), true) = (covered, report.is_clean() && !report.stopped) {
-            run.hooks(committed, &mut report).await;
+            run.hooks(committed, report).await;
         }
         if !report.stopped && report.error.is_none() {
-            self.scheduled_reconcile(cfg, &mut st, plan, run_id, cycle_start, &mut report)
+            self.scheduled_reconcile(cfg, &mut st, lease, plan, run_id, cycle_start, report)
                 .await;
         }
-        report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
-        report
     }
 
     /// Runs the stream's reconciliation when its schedule is due (incremental cycles only):
     /// re-queues windows that differ and applies confirmed deletes.
+    #[allow(clippy::too_many_arguments)]
     async fn scheduled_reconcile(
         &self,
         cfg: &StreamConfig,
         st: &mut StreamState,
+        lease: &StreamLease,
         plan: Plan,
         run_id: &str,
         cycle_start: DateTime<Utc>,
@@ -295,7 +336,7 @@ impl Pipeline {
             return;
         }
         let opts = VerifyOptions::new().requeue(true).apply_deletes(true);
-        match self.reconcile_stream(cfg, st, &opts, run_id).await {
+        match self.reconcile_stream(cfg, st, lease, &opts, run_id).await {
             Ok(v) => {
                 report.rows_deleted += v.deletes_applied;
                 report.reconciliation = Some(v);
@@ -321,6 +362,7 @@ impl Pipeline {
         schema: &TableSchema,
         as_of: NaiveDate,
         st: &mut StreamState,
+        lease: &StreamLease,
         report: &mut StreamReport,
     ) {
         match self.sink.refresh_current(schema, as_of).await {
@@ -333,7 +375,7 @@ impl Pipeline {
                                );
                 let mut next = st.clone();
                 next.current_swept_on = Some(as_of);
-                match self.store.save_stream(&self.name, &cfg.name, &next).await {
+                match lease.save(self, &next).await {
                     Ok(()) => {
                         *st = next;
                         report.current_swept_on = Some(as_of);

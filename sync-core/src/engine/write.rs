@@ -83,7 +83,20 @@ impl StreamRun<'_> {
         let p = self.pipeline;
         let cfg = self.cfg;
         let mut open: HashMap<u64, Open> = HashMap::new();
+        let mut lease_ok = true;
         while let Some(msg) = rx.recv().await {
+            // Renew between windows and batches (only once a third of the lease has passed);
+            // a lost lease stops the stream before it reads more, and no state is written
+            // under it (the save's fence refuses).
+            if lease_ok {
+                if let Err(e) = self.lease.renew_if_due(p).await {
+                    lease_ok = false;
+                    self.halt.store(true, Ordering::SeqCst);
+                    let msg = format!("stream `{}` stopped: {e}", cfg.name);
+                    tracing::error!(target: TARGET, "{msg}");
+                    report.error.get_or_insert(msg);
+                }
+            }
             match msg {
                 Msg::Begin {
                     id,
@@ -246,9 +259,12 @@ impl StreamRun<'_> {
         next.commit(o.planned.window, now);
         next.row_cap
             .merge(*self.knowledge.lock().unwrap_or_else(|e| e.into_inner()));
-        if let Err(e) = p.store.save_stream(&p.name, &self.cfg.name, &next).await {
+        if let Err(e) = self.lease.save(p, &next).await {
             // The rows are in the sink but the checkpoint did not move: the window is read
             // again next cycle, which is harmless because writes are idempotent.
+            if matches!(e, crate::Error::LeaseLost { .. }) {
+                self.halt.store(true, Ordering::SeqCst);
+            }
             let msg = format!("checkpoint not saved after a committed write: {e}");
             tracing::error!(target: TARGET, "{msg}");
             report.error = Some(msg.clone());
@@ -343,9 +359,12 @@ impl StreamRun<'_> {
                            f.attempts
                        );
         }
-        match p.store.save_stream(&p.name, &cfg.name, &next).await {
+        match self.lease.save(p, &next).await {
             Ok(()) => *st = next,
             Err(e) => {
+                if matches!(e, crate::Error::LeaseLost { .. }) {
+                    self.halt.store(true, Ordering::SeqCst);
+                }
                 report.error = Some(format!("failed window not recorded in state: {e}"));
             }
         }
@@ -389,7 +408,7 @@ impl StreamRun<'_> {
             at: p.clock.now(),
         });
         if next != *st {
-            match p.store.save_stream(&p.name, &self.cfg.name, &next).await {
+            match self.lease.save(p, &next).await {
                 Ok(()) => *st = next,
                 Err(e) => {
                     report.error = Some(format!("skipped cycle not recorded in state: {e}"));

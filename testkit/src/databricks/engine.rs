@@ -398,6 +398,7 @@ impl Catalog {
             Statement::Merge(m) => self.merge(m, s),
             Statement::Insert(ins) => self.insert(ins, s),
             Statement::Delete(d) => self.delete(d, s),
+            Statement::Update(u) => self.update(u, s),
             Statement::Query(q) => {
                 let rel = self.query(&q, s)?;
                 Ok(Output {
@@ -1130,6 +1131,74 @@ impl Catalog {
         }
         table.updated_at_ms = s.now_ms;
         Ok(Output::counts(&[("num_affected_rows", n)]))
+    }
+
+    /// `UPDATE t SET c = expr, … [WHERE cond]` on one table: the affected-row count is what a
+    /// compare-and-set (a lease's `WHERE version = v`) checks.
+    fn update(&mut self, u: ast::Update, s: &Session<'_>) -> Result<Output, SqlFailure> {
+        if u.from.is_some() || !u.table.joins.is_empty() || u.returning.is_some() {
+            return Err(SqlFailure::unsupported(
+                "UPDATE with FROM, joins or RETURNING",
+            ));
+        }
+        let TableFactor::Table { name, alias, .. } = &u.table.relation else {
+            return Err(SqlFailure::unsupported("UPDATE of a subquery"));
+        };
+        let (c, sc, t) = self.lookup_key(name, s)?;
+        let table = self.table(&c, &sc, &t).expect("checked");
+        let alias = alias
+            .as_ref()
+            .map(|a| a.name.value.clone())
+            .unwrap_or_else(|| table.name.clone());
+        let mut targets = Vec::with_capacity(u.assignments.len());
+        for a in &u.assignments {
+            let ast::AssignmentTarget::ColumnName(n) = &a.target else {
+                return Err(SqlFailure::unsupported("tuple assignment"));
+            };
+            let parts = name_parts(n)?;
+            let col = parts.last().cloned().unwrap_or_default();
+            let ci = table
+                .column_index(&col)
+                .ok_or_else(|| unresolved_column(&col))?;
+            targets.push((ci, &a.value));
+        }
+        let mut updates: Vec<(usize, Vec<StandInValue>)> = Vec::new();
+        for (ri, row) in table.rows.iter().enumerate() {
+            let scope = Scope {
+                sources: vec![Source {
+                    alias: alias.clone(),
+                    table_name: Some(table.name.clone()),
+                    columns: &table.columns,
+                    row: row.clone(),
+                }],
+            };
+            if let Some(cond) = &u.selection {
+                if !truthy(&eval(cond, &scope, s.params)?) {
+                    continue;
+                }
+            }
+            let mut next = row.clone();
+            for (ci, e) in &targets {
+                let v = eval(e, &scope, s.params)?;
+                let col = &table.columns[*ci];
+                next[*ci] = store(&v, col.sql_type, &col.name)?;
+            }
+            check_not_null(table, &next)?;
+            updates.push((ri, next));
+        }
+        let n = updates.len() as u64;
+        let table = self.table_mut(&c, &sc, &t).expect("checked");
+        for (ri, row) in updates {
+            table.rows[ri] = row;
+        }
+        if n > 0 {
+            table.index = None;
+        }
+        table.updated_at_ms = s.now_ms;
+        Ok(Output::counts(&[
+            ("num_affected_rows", n),
+            ("num_updated_rows", n),
+        ]))
     }
 
     fn merge(&mut self, m: ast::Merge, s: &Session<'_>) -> Result<Output, SqlFailure> {
