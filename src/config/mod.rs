@@ -46,7 +46,11 @@ impl fmt::Display for ConfigErrors {
             self.problems.len()
         )?;
         for p in &self.problems {
-            writeln!(f, "  {}:{}: {}", self.path.display(), p.line, p.message)?;
+            // Line 0: the problem has no line (a missing key, an unreadable file).
+            match p.line {
+                0 => writeln!(f, "  {}: {}", self.path.display(), p.message)?,
+                line => writeln!(f, "  {}:{line}: {}", self.path.display(), p.message)?,
+            }
         }
         Ok(())
     }
