@@ -472,9 +472,22 @@ impl DatabricksCheckpointStore {
         pipeline: &str,
         stream: &str,
     ) -> Result<Option<(String, u64, DateTime<Utc>)>> {
+        Ok(self
+            .read_lease_row(pipeline, stream)
+            .await?
+            .map(|(owner, version, until, _)| (owner, version, until)))
+    }
+
+    /// The lease row: owner, version, expiry and last update (a release sets both times to
+    /// the release instant; a holder's renewals keep the update before the expiry).
+    async fn read_lease_row(
+        &self,
+        pipeline: &str,
+        stream: &str,
+    ) -> Result<Option<(String, u64, DateTime<Utc>, DateTime<Utc>)>> {
         let st = Statement::new(sql::select_where_equal(
             &self.leases,
-            &["owner", "version", "expires_at"],
+            &["owner", "version", "expires_at", "updated_at"],
             &["pipeline", "stream"],
             &["version"],
         ))
@@ -488,6 +501,7 @@ impl DatabricksCheckpointStore {
                 text_at(r, 0).unwrap_or("").to_string(),
                 int_at(r, 1).unwrap_or(0).max(0) as u64,
                 time_at(r, 2).unwrap_or_else(epoch),
+                time_at(r, 3).unwrap_or_else(epoch),
             )
         }))
     }
@@ -833,6 +847,26 @@ impl CheckpointStore for DatabricksCheckpointStore {
         .await
         .map(|_| ())
         .map_err(|e| self.lease_err("release", e))
+    }
+
+    async fn current_lease(
+        &self,
+        pipeline: &str,
+        stream: &str,
+    ) -> sync_core::Result<Option<Lease>> {
+        let wrap = |e: Error| self.lease_err("read", e);
+        self.prepare().await.map_err(wrap)?;
+        Ok(self
+            .read_lease_row(pipeline, stream)
+            .await
+            .map_err(wrap)?
+            // The seeded row of a stream no worker has taken yet has no owner.
+            .filter(|(owner, _, _, _)| !owner.is_empty())
+            .map(|(owner, version, until, updated)| {
+                let mut lease = Lease::new(pipeline, stream, owner, version, until);
+                lease.released_at = (updated >= until).then_some(until);
+                lease
+            }))
     }
 }
 

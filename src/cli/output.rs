@@ -239,6 +239,22 @@ pub(super) async fn status(b: &Built) -> CmdResult {
                 }
             }
         }
+        if let Some(l) = &s.lease {
+            if l.expires_at > chrono::Utc::now() {
+                println!(
+                    "  lease: held by worker {} until {} (version {})",
+                    l.owner,
+                    l.expires_at.to_rfc3339(),
+                    l.version
+                );
+            } else {
+                println!(
+                    "  lease: free (last held by worker {}, lapsed {})",
+                    l.owner,
+                    l.expires_at.to_rfc3339()
+                );
+            }
+        }
         if let Some(at) = s.last_commit_at {
             println!("  last commit: {}", at.to_rfc3339());
         }

@@ -275,6 +275,10 @@ pub struct Lease {
     pub version: u64,
     /// When it lapses unless renewed (by the clock of the worker that took or renewed it).
     pub expires_at: DateTime<Utc>,
+    /// When the holder gave it up at the end of its cycle of the stream (`None` while held,
+    /// or when it lapsed without a release, e.g. the worker was killed). Set by
+    /// [`CheckpointStore::current_lease`].
+    pub released_at: Option<DateTime<Utc>>,
 }
 
 impl Lease {
@@ -292,6 +296,7 @@ impl Lease {
             owner: owner.into(),
             version,
             expires_at,
+            released_at: None,
         }
     }
 
@@ -399,6 +404,17 @@ pub trait CheckpointStore: Send + Sync {
         let _ = (lease, now);
         Ok(())
     }
+
+    /// The lease last granted on `stream` (held while its
+    /// [`expires_at`](Lease::expires_at) is ahead), for `status`; `None` when no worker has
+    /// taken one.
+    ///
+    /// Default: `None` (a store without leases of its own, such as the file store, which
+    /// locks the whole pipeline instead).
+    async fn current_lease(&self, pipeline: &str, stream: &str) -> Result<Option<Lease>> {
+        let _ = (pipeline, stream);
+        Ok(None)
+    }
 }
 
 /// The leases of a store that keeps them in memory (the memory store, tests).
@@ -406,6 +422,8 @@ pub trait CheckpointStore: Send + Sync {
 struct LeaseTable {
     /// (pipeline, stream) → (owner, version, expires_at).
     leases: BTreeMap<(String, String), (String, u64, DateTime<Utc>)>,
+    /// The leases given up by their holder (not lapsed), with when.
+    released: BTreeMap<(String, String), DateTime<Utc>>,
 }
 
 impl LeaseTable {
@@ -428,6 +446,7 @@ impl LeaseTable {
             Some((_, v, _)) => v + 1,
             None => 1,
         };
+        self.released.remove(&key);
         self.leases
             .insert(key, (owner.to_string(), version, now + ttl));
         LeaseGrant::Granted(Lease::new(pipeline, stream, owner, version, now + ttl))
@@ -450,9 +469,25 @@ impl LeaseTable {
         }
     }
 
+    fn current(&self, pipeline: &str, stream: &str) -> Option<Lease> {
+        self.leases
+            .get(&(pipeline.to_string(), stream.to_string()))
+            .map(|(owner, version, until)| {
+                let mut lease = Lease::new(pipeline, stream, owner, *version, *until);
+                lease.released_at = self
+                    .released
+                    .get(&(pipeline.to_string(), stream.to_string()))
+                    .copied();
+                lease
+            })
+    }
+
     fn release(&mut self, lease: &Lease, now: DateTime<Utc>) {
         // Expired at `now`: anyone may take it; the version still fences this holder.
-        let _ = self.check(lease, Some(now));
+        if self.check(lease, Some(now)).is_ok() {
+            self.released
+                .insert((lease.pipeline.clone(), lease.stream.clone()), now);
+        }
     }
 }
 
@@ -525,6 +560,11 @@ impl CheckpointStore for MemoryCheckpointStore {
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
         leases.release(lease, now);
         Ok(())
+    }
+
+    async fn current_lease(&self, pipeline: &str, stream: &str) -> Result<Option<Lease>> {
+        let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(leases.current(pipeline, stream))
     }
 }
 

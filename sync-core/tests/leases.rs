@@ -133,11 +133,14 @@ async fn two_workers_split_the_streams_and_read_each_window_once() {
         ran[1] += usize::from(sb.windows_committed > 0);
         for s in [sa, sb] {
             if let Some(reason) = &s.skipped {
-                assert!(
-                    reason.contains(&format!("stream {} leased by worker worker-", s.stream))
-                        && reason.contains(" until "),
-                    "{reason}"
-                );
+                let leased = reason
+                    .contains(&format!("stream {} leased by worker worker-", s.stream))
+                    && reason.contains(" until ");
+                let done = reason.contains(&format!(
+                    "stream {} already synced by worker worker-",
+                    s.stream
+                ));
+                assert!(leased || done, "{reason}");
             }
         }
     }
@@ -188,6 +191,10 @@ async fn a_killed_workers_stream_is_taken_over_after_the_lease_expires() {
         "{r:#?}"
     );
     assert_eq!(r.streams[0].windows_committed, 0);
+    // `status` names the holder and the expiry.
+    let lease = b.status().await.unwrap()[0].lease.clone().expect("a lease");
+    assert_eq!(lease.owner, "worker-a");
+    assert!(lease.expires_at > minutes(300), "{lease:?}");
 
     // After the expiry (on the injected clock) B takes over and loads only what is owed.
     fleet.clock.advance(Duration::minutes(TTL_MINUTES + 1));
@@ -362,4 +369,44 @@ async fn a_lease_is_exclusive_until_it_expires_and_fences_the_old_holder() {
         .save_stream(&b, &StreamState::default())
         .await
         .is_err());
+}
+
+/// Two workers started together where one reaches a stream only after the other finished it:
+/// the stream has had this cycle (re-running it would re-read its lookback from the source),
+/// so the late worker skips it, naming who synced it; its next cycle runs the stream.
+#[tokio::test(start_paused = true)]
+async fn a_stream_another_worker_finished_during_this_cycle_is_not_run_again() {
+    let fleet = Fleet::new(2, 50);
+    fleet.clock.set(minutes(300));
+    let (a, b) = (fleet.worker("worker-a"), fleet.worker("worker-b"));
+    let ra = a.run_cycle().await.unwrap();
+    assert!(ra.is_clean(), "{ra:#?}");
+    let reads_after_a: usize = fleet.reads().iter().map(Vec::len).sum();
+
+    let rb = b.run_cycle().await.unwrap();
+    for s in &rb.streams {
+        let reason = s.skipped.clone().unwrap_or_default();
+        assert!(
+            reason.contains(&format!(
+                "stream {} already synced by worker worker-a at",
+                s.stream
+            )),
+            "{rb:#?}"
+        );
+    }
+    let reads_after_b: usize = fleet.reads().iter().map(Vec::len).sum();
+    assert_eq!(reads_after_a, reads_after_b, "nothing read twice");
+    // `status` shows the released lease.
+    let lease = b.status().await.unwrap()[0].lease.clone().expect("a lease");
+    assert_eq!(lease.owner, "worker-a");
+    assert_eq!(lease.released_at, Some(minutes(300)));
+
+    // The next cycle (later than A's release) is B's to run.
+    fleet.clock.advance(Duration::minutes(11));
+    let rb = b.run_cycle().await.unwrap();
+    assert!(
+        rb.is_clean() && rb.streams.iter().all(|s| s.skipped.is_none()),
+        "{rb:#?}"
+    );
+    fleet.assert_tables_equal_sources();
 }

@@ -184,7 +184,11 @@ async fn two_workers_share_one_pipeline_and_extract_each_window_once() {
         for s in [sa, sb] {
             if let Some(reason) = &s.skipped {
                 assert!(
-                    reason.starts_with(&format!("stream {} leased by worker worker-", s.stream)),
+                    reason.starts_with(&format!("stream {} leased by worker worker-", s.stream))
+                        || reason.starts_with(&format!(
+                            "stream {} already synced by worker worker-",
+                            s.stream
+                        )),
                     "{reason}"
                 );
             }
@@ -237,7 +241,8 @@ async fn a_killed_worker_is_taken_over_after_its_lease_expires_with_nothing_lost
     assert!(!skipped.is_empty(), "{r:#?}");
     for reason in &skipped {
         assert!(
-            reason.contains("leased by worker worker-a until"),
+            reason.contains("leased by worker worker-a until")
+                || reason.contains("already synced by worker worker-a at"),
             "{reason}"
         );
     }
@@ -474,6 +479,21 @@ fn a_killed_cli_worker_keeps_its_lease_and_takes_it_back_when_restarted() {
         output_text(&b).contains("leased by worker cli-a until"),
         "{}",
         output_text(&b)
+    );
+    // `status` shows who holds the streams (it sends nothing to PeopleSoft).
+    let status = sync_command(&cfg)
+        .arg("status")
+        .env("MLC_FLEET_TEST_PASSWORD", DEFAULT_PASSWORD)
+        .env("DATABRICKS_HOST", standin.uri())
+        .env("DATABRICKS_CLIENT_ID", standin.client_id())
+        .env("DATABRICKS_CLIENT_SECRET", standin.client_secret())
+        .env("DATABRICKS_WAREHOUSE_ID", standin.warehouse_id())
+        .output()
+        .unwrap();
+    assert!(
+        output_text(&status).contains("lease: held by worker cli-a until"),
+        "{}",
+        output_text(&status)
     );
 
     let a = spawn_worker(&cfg, &standin, "cli-a")

@@ -109,30 +109,29 @@ impl Pipeline {
     /// Committed coverage and failed windows of every stream.
     pub async fn status(&self) -> Result<Vec<StreamStatus>> {
         let state = self.store.load(&self.name).await?;
-        Ok(self
-            .streams
-            .iter()
-            .map(|cfg| {
-                let st = state.streams.get(&cfg.name).cloned().unwrap_or_default();
-                StreamStatus {
-                    stream: cfg.name.clone(),
-                    committed: st.committed.intervals().to_vec(),
-                    stuck: st
-                        .failed
-                        .iter()
-                        .filter(|f| f.is_stuck(cfg.max_attempts))
-                        .cloned()
-                        .collect(),
-                    failed: st.failed,
-                    last_commit_at: st.last_commit_at,
-                    row_cap: st.row_cap,
-                    null_cursor_rows: st.null_cursor_rows,
-                    last_reconciled_at: st.last_reconciled_at,
-                    rows_deleted: st.rows_deleted,
-                    skipped: st.skipped,
-                }
-            })
-            .collect())
+        let mut out = Vec::with_capacity(self.streams.len());
+        for cfg in &self.streams {
+            let st = state.streams.get(&cfg.name).cloned().unwrap_or_default();
+            out.push(StreamStatus {
+                stream: cfg.name.clone(),
+                committed: st.committed.intervals().to_vec(),
+                stuck: st
+                    .failed
+                    .iter()
+                    .filter(|f| f.is_stuck(cfg.max_attempts))
+                    .cloned()
+                    .collect(),
+                failed: st.failed,
+                last_commit_at: st.last_commit_at,
+                row_cap: st.row_cap,
+                null_cursor_rows: st.null_cursor_rows,
+                last_reconciled_at: st.last_reconciled_at,
+                rows_deleted: st.rows_deleted,
+                skipped: st.skipped,
+                lease: self.store.current_lease(&self.name, &cfg.name).await?,
+            });
+        }
+        Ok(out)
     }
 
     /// Reconciliation of every stream with default [`VerifyOptions`] and `requeue`: see

@@ -115,4 +115,9 @@ pub struct StreamStatus {
     pub rows_deleted: u64,
     /// The last cycle deferred the stream's windows (e.g. a blackout with `skip`), and why.
     pub skipped: Option<crate::state::Skipped>,
+    /// The stream's lease as the store last granted it (several workers on one store): held
+    /// by [`owner`](crate::state::Lease::owner) while `expires_at` is ahead. `None` for
+    /// stores without leases.
+    #[serde(skip)]
+    pub lease: Option<crate::state::Lease>,
 }

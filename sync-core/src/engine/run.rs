@@ -174,6 +174,27 @@ impl Pipeline {
             stream: cfg.name.clone(),
             ..StreamReport::default()
         };
+        // Workers started together: a stream another worker finished after this cycle began
+        // has had this cycle; running it again would re-read its lookback from PeopleSoft.
+        if matches!(plan, Plan::Incremental) {
+            if let Ok(Some(prev)) = self.store.current_lease(&self.name, &cfg.name).await {
+                if let Some(at) = prev
+                    .released_at
+                    .filter(|at| prev.owner != self.worker && *at >= cycle_start)
+                {
+                    let reason = format!(
+                        "stream {} already synced by worker {} at {} (after this cycle began)",
+                        cfg.name,
+                        prev.owner,
+                        at.format("%Y-%m-%dT%H:%M:%SZ")
+                    );
+                    tracing::info!(target: TARGET, "skipped: {reason}");
+                    report.skipped = Some(reason);
+                    report.elapsed_ms = clock_started.elapsed().as_millis() as u64;
+                    return report;
+                }
+            }
+        }
         let lease = match self.take_lease(&cfg.name).await {
             Ok(Ok(lease)) => lease,
             Ok(Err(reason)) => {
