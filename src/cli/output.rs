@@ -179,12 +179,12 @@ pub(super) fn report(r: Result<CycleReport, sync_core::Error>) -> CmdResult {
     let r = r?;
     println!("run {} started {}", r.run_id, r.started_at.to_rfc3339());
     println!(
-        "{:<24} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9}",
-        "stream", "windows", "failed", "read", "written", "rejected", "ms"
+        "{:<24} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9} {:>10}",
+        "stream", "windows", "failed", "read", "written", "rejected", "ms", "rows/s"
     );
     for s in &r.streams {
         println!(
-            "{:<24} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9}{}",
+            "{:<24} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9} {:>10}{}",
             s.stream,
             s.windows_committed,
             s.windows_failed,
@@ -192,6 +192,7 @@ pub(super) fn report(r: Result<CycleReport, sync_core::Error>) -> CmdResult {
             s.rows_written,
             s.rows_rejected,
             s.elapsed_ms,
+            rows_per_second(s.rows_written, s.elapsed_ms),
             s.error
                 .as_deref()
                 .map(|e| format!("  {e}"))
@@ -355,4 +356,25 @@ pub(super) fn verification(results: &[StreamVerification]) -> CmdResult {
         clean &= differing.is_empty();
     }
     Ok(clean)
+}
+
+/// Rows written per second of the stream's cycle, rounded (`-` when nothing was written).
+fn rows_per_second(rows: u64, elapsed_ms: u64) -> String {
+    if rows == 0 {
+        return "-".into();
+    }
+    (rows.saturating_mul(1000) / elapsed_ms.max(1)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rows_per_second;
+
+    #[test]
+    fn rows_per_second_is_rounded_down_and_safe_on_zero() {
+        assert_eq!(rows_per_second(0, 0), "-");
+        assert_eq!(rows_per_second(5_000, 2_000), "2500");
+        assert_eq!(rows_per_second(7, 0), "7000");
+        assert_eq!(rows_per_second(u64::MAX, 1), u64::MAX.to_string());
+    }
 }
