@@ -781,7 +781,12 @@ impl Stage {
 
 /// What the engine appends to a mapped row (`StreamRun::complete`): the row hash and the
 /// lineage columns, deleted-at NULL.
-fn complete(mut row: sync_core::Row, run_id: &str, loaded_at: DateTime<Utc>, source: &str) -> sync_core::Row {
+fn complete(
+    mut row: sync_core::Row,
+    run_id: &str,
+    loaded_at: DateTime<Utc>,
+    source: &str,
+) -> sync_core::Row {
     let hash = sync_core::engine::row_hash(&row);
     row.push(sync_core::Value::String(hash));
     row.push(sync_core::Value::String(run_id.to_string()));
@@ -885,9 +890,7 @@ async fn run_stages(args: &Args) -> Result<bool, BoxError> {
         .iter()
         .filter(|r| {
             !plan.iter().any(|o| {
-                o.window != r.window
-                    && r.window.from <= o.window.from
-                    && o.window.to <= r.window.to
+                o.window != r.window && r.window.from <= o.window.from && o.window.to <= r.window.to
             })
         })
         .map(|r| r.window)
@@ -989,13 +992,20 @@ async fn run_stages(args: &Args) -> Result<bool, BoxError> {
     // 4. Sink only: batches built before their clock starts (as the engine cuts them: per
     //    kept window, at most --batch-size rows), written to a fresh SqliteSink.
     let dir = tempfile::tempdir()?;
-    let sqlite = SqliteSink::open(dir.path().join("stages.db"))?.with_cache_mib(args.sqlite_cache_mib)?;
+    let sqlite =
+        SqliteSink::open(dir.path().join("stages.db"))?.with_cache_mib(args.sqlite_cache_mib)?;
     let t = Instant::now();
     sqlite.prepare(&schema).await?;
     let mut secs = t.elapsed().as_secs_f64();
     let mut written = 0u64;
     for w in &kept {
-        let mut rows = map_rows(&mapper, records_for(&lines, *w), &run_id, loaded_at, &identity)?;
+        let mut rows = map_rows(
+            &mapper,
+            records_for(&lines, *w),
+            &run_id,
+            loaded_at,
+            &identity,
+        )?;
         while !rows.is_empty() {
             let rest = rows.split_off(rows.len().min(args.batch_size));
             let batch = Batch {
@@ -1097,8 +1107,20 @@ async fn run_stages(args: &Args) -> Result<bool, BoxError> {
                 .unwrap_or_default(),
         )
     };
-    line(fetch.name, n, fetch.secs, Some(share(fetch.secs)), Some(fetch.mem_kib));
-    line("parse (derived)", n, parse_secs, Some(share(parse_secs)), None);
+    line(
+        fetch.name,
+        n,
+        fetch.secs,
+        Some(share(fetch.secs)),
+        Some(fetch.mem_kib),
+    );
+    line(
+        "parse (derived)",
+        n,
+        parse_secs,
+        Some(share(parse_secs)),
+        None,
+    );
     line(
         fetch_parse.name,
         n,
@@ -1106,8 +1128,20 @@ async fn run_stages(args: &Args) -> Result<bool, BoxError> {
         Some(share(fetch_parse.secs)),
         Some(fetch_parse.mem_kib),
     );
-    line(map.name, map.rows, map.secs, Some(share(map.secs)), Some(map.mem_kib));
-    line(sink.name, sink.rows, sink.secs, Some(share(sink.secs)), Some(sink.mem_kib));
+    line(
+        map.name,
+        map.rows,
+        map.secs,
+        Some(share(map.secs)),
+        Some(map.mem_kib),
+    );
+    line(
+        sink.name,
+        sink.rows,
+        sink.secs,
+        Some(share(sink.secs)),
+        Some(sink.mem_kib),
+    );
     line("sum of stages (serial)", n, total, Some(100.0), None);
     line(
         full_stage.name,
