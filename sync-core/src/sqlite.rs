@@ -171,6 +171,10 @@ impl SqliteSink {
 
     /// Runs `f` with the connection, for inspection and tests. Blocks the calling thread while
     /// waiting for the connection; do not call it from async code on a busy runtime.
+    ///
+    /// Needs the feature `unstable-rusqlite`: the argument is a `rusqlite` type, so this method
+    /// is outside the crate's semver promise and follows rusqlite's version.
+    #[cfg(feature = "unstable-rusqlite")]
     pub fn with_connection<R>(&self, f: impl FnOnce(&Connection) -> R) -> R {
         f(&lock(&self.conn))
     }
