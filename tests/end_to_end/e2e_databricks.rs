@@ -9,43 +9,14 @@ use std::time::Duration as StdDuration;
 
 use crate::common::*;
 use chrono::Duration;
-use databricks_client::{ClientOptions, Config, DatabricksClient, DatabricksSink};
+use databricks_client::DatabricksSink;
 use ml_connector_testkit::databricks::{DatabricksStandIn, Fault, StandInValue};
 use ml_connector_testkit::dataset::{TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS};
 use rust_decimal::Decimal;
-use secrecy::SecretString;
-use sync_core::http::RetryPolicy;
 use sync_core::Clock;
 
 fn sink(standin: &DatabricksStandIn) -> Arc<DatabricksSink> {
-    let options = ClientOptions {
-        http_timeout: Some(StdDuration::from_secs(6)),
-        wait_timeout: StdDuration::from_secs(5),
-        poll_initial: StdDuration::from_millis(10),
-        poll_max: StdDuration::from_millis(50),
-        retry: RetryPolicy {
-            max_retries: 3,
-            initial_backoff: StdDuration::from_millis(10),
-            max_backoff: StdDuration::from_millis(100),
-            total_budget: StdDuration::from_secs(30),
-            jitter: false,
-        },
-        ..ClientOptions::default()
-    };
-    let config = Config::builder()
-        .host(standin.uri())
-        .client_credentials(
-            standin.client_id(),
-            SecretString::from(standin.client_secret().to_string()),
-        )
-        .warehouse_id(standin.warehouse_id())
-        .catalog("main")
-        .schema("finance")
-        .allow_insecure_http(true)
-        .options(options)
-        .build()
-        .unwrap();
-    Arc::new(DatabricksSink::from_config_defaults(DatabricksClient::new(config).unwrap()).unwrap())
+    Arc::new(DatabricksSink::from_config_defaults(databricks_client(standin)).unwrap())
 }
 
 fn text(v: &StandInValue) -> Option<String> {

@@ -9,60 +9,24 @@ use std::time::Duration as StdDuration;
 
 use crate::common::*;
 use chrono::Duration;
-use databricks_client::{
-    ClientOptions, Config, DatabricksAuditLog, DatabricksCheckpointStore, DatabricksClient,
-    DatabricksSink, TableName,
-};
+use databricks_client::{DatabricksAuditLog, DatabricksCheckpointStore, DatabricksSink, TableName};
 use ml_connector_testkit::databricks::{DatabricksStandIn, StandInValue};
 use ml_connector_testkit::dataset::{
     Dataset, SharedDataset, QUERY_VENDORS, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS,
 };
 use ml_connector_testkit::peoplesoft::{PeopleSoftServer, Stats, DEFAULT_OPRID, DEFAULT_PASSWORD};
 use peoplesoft_client::PeopleSoftSource;
-use secrecy::SecretString;
 use sync_core::audit::MemoryRejectStore;
 use sync_core::engine::{EngineOptions, Pipeline, StreamConfig, WindowPolicy};
-use sync_core::http::RetryPolicy;
 use sync_core::state::{CheckpointStore, StreamState};
 use sync_core::Window;
 
 const TTL_MINUTES: i64 = 10;
 
-fn databricks(standin: &DatabricksStandIn) -> DatabricksClient {
-    let options = ClientOptions {
-        http_timeout: Some(StdDuration::from_secs(6)),
-        wait_timeout: StdDuration::from_secs(5),
-        poll_initial: StdDuration::from_millis(10),
-        poll_max: StdDuration::from_millis(50),
-        retry: RetryPolicy {
-            max_retries: 3,
-            initial_backoff: StdDuration::from_millis(10),
-            max_backoff: StdDuration::from_millis(100),
-            total_budget: StdDuration::from_secs(30),
-            jitter: false,
-        },
-        ..ClientOptions::default()
-    };
-    let config = Config::builder()
-        .host(standin.uri())
-        .client_credentials(
-            standin.client_id(),
-            SecretString::from(standin.client_secret().to_string()),
-        )
-        .warehouse_id(standin.warehouse_id())
-        .catalog("main")
-        .schema("finance")
-        .allow_insecure_http(true)
-        .options(options)
-        .build()
-        .unwrap();
-    DatabricksClient::new(config).unwrap()
-}
-
 /// One worker: its own Databricks client, sink and state store (as a separate process would
 /// have), on the shared site and clock.
 fn worker(site: &Site, standin: &DatabricksStandIn, name: &str) -> Pipeline {
-    let client = databricks(standin);
+    let client = databricks_client(standin);
     let policy = WindowPolicy::starting_at(Dataset::history_start()).max_window(Duration::days(92));
     let mut b = Pipeline::builder(
         "fleet",
@@ -200,7 +164,7 @@ async fn two_workers_share_one_pipeline_and_extract_each_window_once() {
 
     // The state is one consistent picture: every stream committed up to the cycle, nothing
     // failed, whichever worker loaded it.
-    let store = DatabricksCheckpointStore::new(databricks(&standin)).unwrap();
+    let store = DatabricksCheckpointStore::new(databricks_client(&standin)).unwrap();
     let state = store.load("fleet").await.unwrap();
     for def in &site.streams {
         let st = &state.streams[&def.name];
@@ -260,7 +224,7 @@ async fn a_killed_worker_is_taken_over_after_its_lease_expires_with_nothing_lost
         again <= extracted_by_a.min(4),
         "{again} repeated extractions: {per:?}"
     );
-    let store = DatabricksCheckpointStore::new(databricks(&standin)).unwrap();
+    let store = DatabricksCheckpointStore::new(databricks_client(&standin)).unwrap();
     let state = store.load("fleet").await.unwrap();
     for def in &site.streams {
         let st = &state.streams[&def.name];
@@ -309,7 +273,7 @@ async fn state_in_the_old_databricks_layout_is_carried_over_on_upgrade() {
         assert!(w.to > upto - Duration::days(2), "{w} re-read");
     }
     // The new layout now holds the carried-over coverage (read without the old table).
-    let client = databricks(&standin);
+    let client = databricks_client(&standin);
     let store = DatabricksCheckpointStore::with_tables(
         client,
         TableName::new("main", "finance", "_ml_checkpoint_windows").unwrap(),

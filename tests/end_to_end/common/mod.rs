@@ -8,10 +8,13 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
+use databricks_client::{ClientOptions, Config, DatabricksClient};
+use ml_connector_testkit::databricks::DatabricksStandIn;
 use ml_connector_testkit::dataset::{Dataset, SharedDataset, TABLE_JOB};
 use ml_connector_testkit::peoplesoft::ServerConfig;
 use peoplesoft_client::{LoadProtection, PeopleSoftSource, StreamDefinition};
 use rust_decimal::Decimal;
+use secrecy::SecretString;
 use sync_core::audit::{JsonlAuditLog, JsonlRejectStore};
 use sync_core::engine::{Pipeline, StreamConfig, WindowPolicy};
 use sync_core::http::RetryPolicy;
@@ -381,4 +384,37 @@ pub fn first_future_effdt(dataset: &SharedDataset, today: chrono::NaiveDate) -> 
         .filter(|d| *d > today)
         .min()
         .expect("the sample site has future-dated JOB rows")
+}
+
+/// A Databricks client for the stand-in (catalog `main`, schema `finance`), with test-sized
+/// polling and retries.
+pub fn databricks_client(standin: &DatabricksStandIn) -> DatabricksClient {
+    let options = ClientOptions {
+        http_timeout: Some(StdDuration::from_secs(6)),
+        wait_timeout: StdDuration::from_secs(5),
+        poll_initial: StdDuration::from_millis(10),
+        poll_max: StdDuration::from_millis(50),
+        retry: RetryPolicy {
+            max_retries: 3,
+            initial_backoff: StdDuration::from_millis(10),
+            max_backoff: StdDuration::from_millis(100),
+            total_budget: StdDuration::from_secs(30),
+            jitter: false,
+        },
+        ..ClientOptions::default()
+    };
+    let config = Config::builder()
+        .host(standin.uri())
+        .client_credentials(
+            standin.client_id(),
+            SecretString::from(standin.client_secret().to_string()),
+        )
+        .warehouse_id(standin.warehouse_id())
+        .catalog("main")
+        .schema("finance")
+        .allow_insecure_http(true)
+        .options(options)
+        .build()
+        .unwrap();
+    DatabricksClient::new(config).unwrap()
 }
