@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use reqwest::header::AUTHORIZATION;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use sync_core::http::{AuthProvider, Idempotency, LimiterConfig, LimiterRegistry, RequestLimiter};
@@ -11,6 +11,13 @@ use url::Url;
 use crate::auth::auth_provider;
 use crate::config::{Config, ConfigError};
 use crate::error::{truncate, ApiError, Error, Result};
+
+/// What a request carries.
+enum RequestBody<'a> {
+    None,
+    Json(&'a serde_json::Value),
+    Octets(bytes::Bytes),
+}
 
 /// A typed Databricks workspace client. Cheap to clone (shared inside an `Arc`).
 ///
@@ -104,6 +111,34 @@ impl DatabricksClient {
         body: Option<&serde_json::Value>,
         idempotency: Idempotency,
     ) -> Result<Vec<u8>> {
+        let body = match body {
+            Some(b) => RequestBody::Json(b),
+            None => RequestBody::None,
+        };
+        self.send_body(method, url, body, idempotency).await
+    }
+
+    /// Sends raw bytes as the request body with `Content-Type: application/octet-stream` (a
+    /// Files API upload) and returns the body of a 2xx reply, like
+    /// [`send_raw`](Self::send_raw). The bytes are shared, not copied, between retries.
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        url: Url,
+        body: bytes::Bytes,
+        idempotency: Idempotency,
+    ) -> Result<Vec<u8>> {
+        self.send_body(method, url, RequestBody::Octets(body), idempotency)
+            .await
+    }
+
+    async fn send_body(
+        &self,
+        method: Method,
+        url: Url,
+        body: RequestBody<'_>,
+        idempotency: Idempotency,
+    ) -> Result<Vec<u8>> {
         let path = url.path().to_string();
         let mut refreshed = false;
         loop {
@@ -119,8 +154,14 @@ impl DatabricksClient {
                         .http
                         .request(method.clone(), url.clone())
                         .header(AUTHORIZATION, header.clone());
-                    if let Some(b) = body {
-                        req = req.json(b);
+                    match &body {
+                        RequestBody::None => {}
+                        RequestBody::Json(b) => req = req.json(b),
+                        RequestBody::Octets(b) => {
+                            req = req
+                                .header(CONTENT_TYPE, "application/octet-stream")
+                                .body(b.clone());
+                        }
                     }
                     let limiter = self.inner.limiter.clone();
                     async move {

@@ -103,6 +103,15 @@ pub enum Error {
     /// SQL text could not be generated (bad identifier, value/type mismatch, size limit).
     #[error(transparent)]
     Sql(#[from] SqlError),
+    /// Bulk loading cannot stage files: the volume is missing, or a grant is (the message
+    /// names the privilege to grant).
+    #[error("bulk load staging in volume {volume}: {message}")]
+    Staging {
+        /// The volume, `catalog.schema.volume`.
+        volume: String,
+        /// What is wrong and what to grant or change.
+        message: String,
+    },
     /// The target table exists with a column type that differs from the schema.
     #[error(
         "table {table}: column `{column}` is {found} in Databricks but the schema says {expected}"

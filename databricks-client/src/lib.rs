@@ -21,6 +21,10 @@
 //! - **SQL text** ([`sql`]): the one module that quotes identifiers and renders literals
 //!   (backslash first, then `\'`; never `''`), and builds MERGE / INSERT statements split
 //!   under a byte limit.
+//! - **Files API and bulk loads** ([`files`], [`bulk`]): upload, list and delete files in
+//!   Unity Catalog volumes; with [`DatabricksSink::bulk`], large batches are staged as one
+//!   Parquet file and loaded with one `MERGE … read_files` or `COPY INTO` (cargo feature
+//!   `bulk`, on by default).
 //! - **Jobs**: [`DatabricksClient::run_job_now`] with an idempotency token derived from the
 //!   run id, so it is safe to retry.
 //! - **Connection check**: [`DatabricksClient::ping`] returns a [`PingReport`] saying in
@@ -120,10 +124,12 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod auth;
+pub mod bulk;
 pub mod catalog;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod jobs;
 pub mod ping;
 pub mod sink;
@@ -132,6 +138,7 @@ pub mod sql;
 pub mod statement;
 pub mod store;
 
+pub use bulk::{BulkCompression, BulkOptions};
 pub use catalog::{ColumnInfo, EnsureReport, TableInfo};
 pub use client::DatabricksClient;
 pub use config::{ClientOptions, Config, ConfigBuilder, ConfigError, Credentials};
@@ -140,7 +147,8 @@ pub use jobs::{JobRun, JobTrigger, RunNow};
 pub use ping::{Check, PingReport};
 pub use sink::DatabricksSink;
 pub use source::DatabricksSource;
-pub use sql::{SqlError, TableName};
+pub use files::DirectoryEntry;
+pub use sql::{SqlError, TableName, VolumeName};
 pub use statement::{DmlCounts, Parameter, Statement, StatementResult, StatementState};
 pub use store::{DatabricksAuditLog, DatabricksCheckpointStore};
 

@@ -7,6 +7,7 @@ use sync_core::{
     TableSchema, Value, Window, WriteMode,
 };
 
+use crate::bulk::BulkOptions;
 use crate::client::DatabricksClient;
 use crate::error::{Error, Result};
 use crate::sql::{self, validate_object_name, SqlError, TableName};
@@ -26,11 +27,22 @@ use crate::statement::{Parameter, Statement};
 ///   the batch ([`sql::current_flags_statements`]; split only if the key list would pass the
 ///   statement size limit); [`refresh_current`](Sink::refresh_current) runs it for the whole
 ///   table. Its statement id is part of the receipt.
+///
+/// **Bulk loads** ([`bulk`](Self::bulk), cargo feature `bulk`): a batch of at least
+/// [`BulkOptions::threshold`] rows is written as one Parquet file to a Unity Catalog volume,
+/// loaded with **one** statement (`MERGE … USING (SELECT … FROM read_files(…))` for upserts,
+/// `COPY INTO` for appends) and deleted; see [`crate::bulk`]. Smaller batches, and every batch
+/// without bulk options, take the VALUES path above.
+///
+/// Each receipt counts the data statements sent, their SQL bytes, and the files and bytes
+/// staged ([`Receipt::statements`], [`Receipt::sql_bytes`], [`Receipt::files_staged`],
+/// [`Receipt::bytes_staged`]).
 #[derive(Debug, Clone)]
 pub struct DatabricksSink {
     client: DatabricksClient,
     catalog: String,
     schema: String,
+    bulk: Option<BulkOptions>,
 }
 
 impl DatabricksSink {
@@ -47,7 +59,26 @@ impl DatabricksSink {
             client,
             catalog,
             schema,
+            bulk: None,
         })
+    }
+
+    /// Turns on bulk loads with `options` (see [`crate::bulk`]). Fails when the crate was
+    /// built without its `bulk` feature, rather than quietly keep the VALUES path.
+    pub fn bulk(mut self, options: BulkOptions) -> Result<Self> {
+        if !cfg!(feature = "bulk") {
+            return Err(crate::config::ConfigError(
+                "bulk loads need databricks-client's cargo feature `bulk` (on by default); this build has it turned off".into(),
+            )
+            .into());
+        }
+        self.bulk = Some(options);
+        Ok(self)
+    }
+
+    /// The bulk options, when bulk loads are on.
+    pub fn bulk_options(&self) -> Option<&BulkOptions> {
+        self.bulk.as_ref()
     }
 
     /// A sink using the configured default catalog and schema.
@@ -88,6 +119,13 @@ impl DatabricksSink {
         }
         let table = self.table_name(schema)?;
         let limit = self.client.config().options().max_statement_bytes;
+        if let Some(bulk) = self
+            .bulk
+            .as_ref()
+            .filter(|b| batch.rows.len() >= b.threshold_rows())
+        {
+            return self.write_staged(bulk, &table, schema, batch).await;
+        }
         let (statements, idempotent) = match schema.write_mode {
             WriteMode::Upsert => (
                 sql::merge_statements(&table, schema, &batch.rows, limit)?,
@@ -100,6 +138,8 @@ impl DatabricksSink {
         };
         let (mut inserted, mut updated) = (None::<u64>, None::<u64>);
         for text in statements {
+            receipt.statements += 1;
+            receipt.sql_bytes += text.len() as u64;
             let result = self
                 .client
                 .execute(&Statement::new(text).idempotent(idempotent))
@@ -121,17 +161,179 @@ impl DatabricksSink {
                 updated = Some(updated.unwrap_or(0) + u);
             }
         }
-        if let (Some(_), Some(as_of)) = (&schema.effective_dating, batch.as_of) {
-            let statements =
-                sql::current_flags_statements(&table, schema, as_of, Some(&batch.rows), limit)?;
-            receipt
-                .statement_ids
-                .extend(self.run_current_flags(&table, statements).await?);
-        }
+        self.current_flags_after_load(&table, schema, batch, &mut receipt)
+            .await?;
         receipt.rows_written = batch.rows.len() as u64;
         receipt.inserted = inserted;
         receipt.updated = updated;
         Ok(receipt)
+    }
+
+    /// Effective-dated tables: re-flags the current rows of the batch's entities after the
+    /// rows are in.
+    async fn current_flags_after_load(
+        &self,
+        table: &TableName,
+        schema: &TableSchema,
+        batch: &Batch,
+        receipt: &mut Receipt,
+    ) -> Result<()> {
+        if let (Some(_), Some(as_of)) = (&schema.effective_dating, batch.as_of) {
+            let limit = self.client.config().options().max_statement_bytes;
+            let statements =
+                sql::current_flags_statements(table, schema, as_of, Some(&batch.rows), limit)?;
+            receipt.statements += statements.len() as u64;
+            receipt.sql_bytes += statements.iter().map(|s| s.len() as u64).sum::<u64>();
+            receipt
+                .statement_ids
+                .extend(self.run_current_flags(table, statements).await?);
+        }
+        Ok(())
+    }
+
+    /// The bulk path: encode, upload, load with one statement, delete (whatever happened).
+    #[cfg(feature = "bulk")]
+    async fn write_staged(
+        &self,
+        bulk: &BulkOptions,
+        table: &TableName,
+        schema: &TableSchema,
+        batch: &Batch,
+    ) -> Result<Receipt> {
+        if schema.write_mode == WriteMode::Upsert {
+            // The engine deduplicates batches; a MERGE would fail on duplicates anyway.
+            sql::check_unique_keys(table, schema, &batch.rows)?;
+        }
+        let data = crate::bulk::parquet_file::encode(
+            table,
+            schema,
+            &batch.rows,
+            bulk.page_compression(),
+        )?;
+        let dir = bulk.staging_dir(&schema.name);
+        let name = crate::bulk::staged_file_name(batch);
+        let path = format!("{dir}/{name}");
+        let bytes = data.len() as u64;
+        let text = match schema.write_mode {
+            WriteMode::Upsert => sql::merge_from_file(table, schema, &path)?,
+            WriteMode::Append => sql::copy_into(table, &dir, &name),
+        };
+        let loaded = self.upload_and_load(bulk, &path, data, &text).await;
+        // Best effort, whatever the load did: a file left behind is removed by the next
+        // `prepare` of this table.
+        if let Err(e) = self.client.delete_file(&path).await {
+            tracing::warn!(
+                file = %path,
+                "staged file not deleted (the next run's prepare removes it): {e}"
+            );
+        }
+        let result = loaded?;
+        let counts = result.dml_counts();
+        tracing::debug!(
+            table = %table.full_name(),
+            statement_id = result.statement_id(),
+            ?counts,
+            file = %path,
+            bytes,
+            "bulk load done"
+        );
+        let mut receipt = Receipt {
+            statement_ids: vec![result.statement_id().to_string()],
+            statements: 1,
+            sql_bytes: text.len() as u64,
+            files_staged: 1,
+            bytes_staged: bytes,
+            inserted: counts.inserted,
+            updated: counts.updated,
+            ..Receipt::default()
+        };
+        self.current_flags_after_load(table, schema, batch, &mut receipt)
+            .await?;
+        receipt.rows_written = batch.rows.len() as u64;
+        Ok(receipt)
+    }
+
+    #[cfg(feature = "bulk")]
+    async fn upload_and_load(
+        &self,
+        bulk: &BulkOptions,
+        path: &str,
+        data: Vec<u8>,
+        text: &str,
+    ) -> Result<crate::statement::StatementResult> {
+        self.client
+            .upload_file(path, bytes::Bytes::from(data))
+            .await
+            .map_err(|e| staging_error(bulk, e))?;
+        // Both load statements are idempotent: the MERGE is keyed, COPY INTO skips a file it
+        // already loaded.
+        self.client
+            .execute(&Statement::new(text).idempotent(true))
+            .await
+    }
+
+    #[cfg(not(feature = "bulk"))]
+    async fn write_staged(
+        &self,
+        _bulk: &BulkOptions,
+        _table: &TableName,
+        _schema: &TableSchema,
+        _batch: &Batch,
+    ) -> Result<Receipt> {
+        Err(crate::config::ConfigError(
+            "bulk loads need databricks-client's cargo feature `bulk`".into(),
+        )
+        .into())
+    }
+
+    /// Bulk set-up at `prepare`: creates the volume when allowed, checks it is there, and
+    /// deletes files an interrupted run left in the table's staging directory.
+    pub async fn prepare_staging(&self, schema: &TableSchema) -> Result<()> {
+        let Some(bulk) = &self.bulk else {
+            return Ok(());
+        };
+        let volume = bulk.volume();
+        if bulk.creates_volume() {
+            self.client
+                .execute(&Statement::new(sql::create_volume(volume)).idempotent(true))
+                .await
+                .map_err(|e| match &e {
+                    Error::StatementFailed { message, error_code, .. }
+                        if is_permission(error_code.as_deref(), message) =>
+                    {
+                        Error::Staging {
+                            volume: volume.full_name(),
+                            message: format!(
+                                "cannot create the volume ({message}); grant CREATE VOLUME on schema {}.{} (with USE CATALOG and USE SCHEMA), or create the volume and grant READ VOLUME and WRITE VOLUME on it",
+                                volume.catalog(),
+                                volume.schema()
+                            ),
+                        }
+                    }
+                    _ => e,
+                })?;
+        }
+        let dir = bulk.staging_dir(&schema.name);
+        let entries = match self.client.list_directory(&dir).await {
+            Ok(Some(entries)) => entries,
+            Ok(None) => {
+                // No staging directory yet: make sure the volume itself is there.
+                match self.client.list_directory(&volume.path()).await {
+                    Ok(Some(_)) => Vec::new(),
+                    Ok(None) => return Err(missing_volume(bulk)),
+                    Err(e) => return Err(staging_error(bulk, e)),
+                }
+            }
+            Err(e) => return Err(staging_error(bulk, e)),
+        };
+        for entry in entries.iter().filter(|e| !e.is_directory) {
+            tracing::info!(file = %entry.path, "deleting a staged file left by an earlier run");
+            self.client
+                .delete_file(&entry.path)
+                .await
+                .map_err(|e| staging_error(bulk, e))?;
+        }
+        Ok(())
     }
 
     /// Recomputes every current flag of an effective-dated table as of `as_of` (the logic
@@ -193,6 +395,41 @@ impl DatabricksSink {
     }
 }
 
+fn is_permission(code: Option<&str>, message: &str) -> bool {
+    matches!(code, Some("PERMISSION_DENIED"))
+        || message.contains("PERMISSION_DENIED")
+        || message.contains("INSUFFICIENT_PERMISSIONS")
+        || message.contains("does not have")
+}
+
+fn missing_volume(bulk: &BulkOptions) -> Error {
+    let v = bulk.volume();
+    Error::Staging {
+        volume: v.full_name(),
+        message: format!(
+            "the volume does not exist; create it (CREATE VOLUME {v}) and grant READ VOLUME and WRITE VOLUME on it, or let the sink create it (create_volume) with CREATE VOLUME granted on schema {}.{}",
+            v.catalog(),
+            v.schema()
+        ),
+    }
+}
+
+/// A Files API 403/404 becomes an [`Error::Staging`] naming the grant; anything else (a 503
+/// after retries, a transport error) stays as it is, transient.
+fn staging_error(bulk: &BulkOptions, e: Error) -> Error {
+    match e.status() {
+        Some(403) => Error::Staging {
+            volume: bulk.volume().full_name(),
+            message: format!(
+                "permission denied ({e}); grant READ VOLUME and WRITE VOLUME on volume {}",
+                bulk.volume().full_name()
+            ),
+        },
+        Some(404) => missing_volume(bulk),
+        _ => e,
+    }
+}
+
 /// The cursor column of a schema, or an error naming the table.
 pub(crate) fn cursor_column(schema: &TableSchema) -> Result<&ColumnDef, SqlError> {
     let bad = |reason: String| SqlError::BadSchema {
@@ -246,6 +483,7 @@ impl Sink for DatabricksSink {
     async fn prepare(&self, schema: &TableSchema) -> Result<(), ConnectorError> {
         let table = self.table_name(schema).map_err(Error::from)?;
         self.client.ensure_table(&table, schema).await?;
+        self.prepare_staging(schema).await?;
         Ok(())
     }
 

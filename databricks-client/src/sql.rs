@@ -26,7 +26,7 @@ pub enum SqlError {
     /// A catalog, schema, table or column name Unity Catalog would reject.
     #[error("invalid {kind} name {name:?}: {reason}")]
     InvalidName {
-        /// `catalog`, `schema`, `table` or `column`.
+        /// `catalog`, `schema`, `table`, `volume` or `column`.
         kind: &'static str,
         /// The name as given.
         name: String,
@@ -212,6 +212,85 @@ impl fmt::Display for TableName {
     }
 }
 
+/// A validated three-part Unity Catalog volume name `catalog.schema.volume`.
+///
+/// `Display` prints the quoted form (`` `c`.`s`.`v` ``); [`path`](Self::path) the volume's
+/// root in the Files API and SQL (`/Volumes/c/s/v`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VolumeName {
+    catalog: String,
+    schema: String,
+    volume: String,
+}
+
+impl VolumeName {
+    /// Validates each part against Unity Catalog's naming rules.
+    pub fn new(
+        catalog: impl Into<String>,
+        schema: impl Into<String>,
+        volume: impl Into<String>,
+    ) -> Result<Self, SqlError> {
+        let (catalog, schema, volume) = (catalog.into(), schema.into(), volume.into());
+        validate_object_name("catalog", &catalog)?;
+        validate_object_name("schema", &schema)?;
+        validate_object_name("volume", &volume)?;
+        Ok(Self {
+            catalog,
+            schema,
+            volume,
+        })
+    }
+
+    /// Parses `catalog.schema.volume`.
+    pub fn parse(full_name: &str) -> Result<Self, SqlError> {
+        match full_name.split('.').collect::<Vec<_>>().as_slice() {
+            [c, s, v] => Self::new(*c, *s, *v),
+            _ => Err(SqlError::InvalidName {
+                kind: "volume",
+                name: full_name.to_string(),
+                reason: "expected three parts, catalog.schema.volume".into(),
+            }),
+        }
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &str {
+        &self.catalog
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The volume.
+    pub fn volume(&self) -> &str {
+        &self.volume
+    }
+
+    /// `catalog.schema.volume` unquoted.
+    pub fn full_name(&self) -> String {
+        format!("{}.{}.{}", self.catalog, self.schema, self.volume)
+    }
+
+    /// `/Volumes/catalog/schema/volume` (no trailing slash).
+    pub fn path(&self) -> String {
+        format!("/Volumes/{}/{}/{}", self.catalog, self.schema, self.volume)
+    }
+}
+
+impl fmt::Display for VolumeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}",
+            quote_ident(&self.catalog),
+            quote_ident(&self.schema),
+            quote_ident(&self.volume)
+        )
+    }
+}
+
 /// Renders a string literal: `'…'` with `\` → `\\` first, then `'` → `\'`, NUL → `\u0000`.
 /// Other characters, newlines included, stay raw (Databricks reads them verbatim).
 pub fn string_literal(s: &str) -> String {
@@ -305,7 +384,7 @@ fn push_literal(out: &mut String, value: &Value, column_type: Option<ColumnType>
 }
 
 /// Whether a value may be written to a column of this type.
-fn fits(value: &Value, t: ColumnType) -> bool {
+pub(crate) fn fits(value: &Value, t: ColumnType) -> bool {
     matches!(
         (value, t),
         (Value::Null, _)
@@ -326,7 +405,7 @@ fn fits(value: &Value, t: ColumnType) -> bool {
     )
 }
 
-fn value_kind(v: &Value) -> &'static str {
+pub(crate) fn value_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "NULL",
         Value::String(_) => "STRING",
@@ -351,7 +430,7 @@ fn column_list(columns: &[ColumnDef]) -> String {
     out
 }
 
-fn check_columns(table: &TableName, schema: &TableSchema) -> Result<(), SqlError> {
+pub(crate) fn check_columns(table: &TableName, schema: &TableSchema) -> Result<(), SqlError> {
     if schema.columns.is_empty() {
         return Err(SqlError::BadSchema {
             table: table.full_name(),
@@ -581,7 +660,19 @@ pub fn merge_statements(
     })?;
     let cols = column_list(&schema.columns);
     let head = format!("MERGE INTO {table} AS tgt USING (SELECT * FROM VALUES ");
-    let mut tail = format!(" AS v({cols})) AS src ON ");
+    let tail = format!(
+        " AS v({cols})) AS src{}",
+        merge_clauses(schema, &keys, &cols)
+    );
+    let tuples = render_rows(table, schema, rows)?;
+    pack(table, &head, &tail, tuples, limit)
+}
+
+/// What follows the source of every upsert MERGE (the VALUES form and the staged-file form
+/// share it, so both have the same semantics): ` ON tgt.k <=> src.k … WHEN MATCHED THEN UPDATE
+/// SET <every non-key column> WHEN NOT MATCHED THEN INSERT (<all>) VALUES (src.<all>)`.
+fn merge_clauses(schema: &TableSchema, keys: &[usize], cols: &str) -> String {
+    let mut tail = String::from(" ON ");
     for (i, &k) in keys.iter().enumerate() {
         if i > 0 {
             tail.push_str(" AND ");
@@ -612,8 +703,75 @@ pub fn merge_statements(
         tail,
         " WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({src_cols})"
     );
-    let tuples = render_rows(table, schema, rows)?;
-    pack(table, &head, &tail, tuples, limit)
+    tail
+}
+
+/// `CREATE VOLUME IF NOT EXISTS `c`.`s`.`v`` (a managed volume).
+pub fn create_volume(volume: &VolumeName) -> String {
+    format!("CREATE VOLUME IF NOT EXISTS {volume}")
+}
+
+/// One MERGE upserting every row of the staged Parquet file `path` (`/Volumes/…`) by
+/// `schema.primary_key`, with exactly the semantics of [`merge_statements`]:
+///
+/// ```text
+/// MERGE INTO `c`.`s`.`t` AS tgt USING (SELECT CAST(`id` AS BIGINT) AS `id`,
+///   CAST(`x` AS DECIMAL(18,2)) AS `x` FROM read_files('/Volumes/c/s/v/_ml_staging/t/f.parquet',
+///   format => 'parquet')) AS src
+/// ON tgt.`id` <=> src.`id` WHEN MATCHED THEN UPDATE SET tgt.`x` = src.`x`
+/// WHEN NOT MATCHED THEN INSERT (`id`, `x`) VALUES (src.`id`, src.`x`)
+/// ```
+///
+/// (one line in reality). Each column is cast to the table's type, so what the file's
+/// reader infers cannot change a value's type. Keyed, so it is idempotent like the VALUES form.
+pub fn merge_from_file(
+    table: &TableName,
+    schema: &TableSchema,
+    path: &str,
+) -> Result<String, SqlError> {
+    check_columns(table, schema)?;
+    if schema.primary_key.is_empty() {
+        return Err(SqlError::BadSchema {
+            table: table.full_name(),
+            reason: "MERGE needs a primary key and the schema has none".into(),
+        });
+    }
+    let keys = schema.key_indexes().map_err(|reason| SqlError::BadSchema {
+        table: table.full_name(),
+        reason,
+    })?;
+    let cols = column_list(&schema.columns);
+    let select = schema
+        .columns
+        .iter()
+        .map(|c| {
+            let q = quote_ident(&c.name);
+            format!("CAST({q} AS {}) AS {q}", c.column_type)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!(
+        "MERGE INTO {table} AS tgt USING (SELECT {select} FROM read_files({}, format => 'parquet')) AS src{}",
+        string_literal(path),
+        merge_clauses(schema, &keys, &cols)
+    ))
+}
+
+/// `COPY INTO `c`.`s`.`t` FROM '/Volumes/…/dir/' FILEFORMAT = PARQUET FILES = ('name')`:
+/// appends the rows of one staged file. The target is fully qualified (COPY INTO ignores the
+/// session's catalog and schema). COPY INTO skips files it already loaded, so it may be
+/// retried, unlike an `INSERT … SELECT FROM read_files`.
+pub fn copy_into(table: &TableName, directory: &str, file_name: &str) -> String {
+    let dir = if directory.ends_with('/') {
+        directory.to_string()
+    } else {
+        format!("{directory}/")
+    };
+    format!(
+        "COPY INTO {table} FROM {} FILEFORMAT = PARQUET FILES = ({})",
+        string_literal(&dir),
+        string_literal(file_name)
+    )
 }
 
 /// MERGE statements applying source deletes to the rows with `keys` (key values in the

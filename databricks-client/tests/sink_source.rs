@@ -178,6 +178,8 @@ async fn write_upserts_with_merge_split_under_the_limit_and_returns_a_receipt() 
     let sink = sink_with(&server, opts).await;
     let rows: Vec<Row> = (1..=5).map(row).collect();
     let receipt = sink.write(&schema(), &batch(rows)).await.unwrap();
+    let texts = statement_texts(&server).await;
+    assert_eq!(texts.len(), 2);
     assert_eq!(
         receipt,
         Receipt {
@@ -185,10 +187,11 @@ async fn write_upserts_with_merge_split_under_the_limit_and_returns_a_receipt() 
             rows_written: 5,
             inserted: Some(3),
             updated: Some(2),
+            statements: 2,
+            sql_bytes: texts.iter().map(|t| t.len() as u64).sum(),
+            ..Receipt::default()
         }
     );
-    let texts = statement_texts(&server).await;
-    assert_eq!(texts.len(), 2);
     for s in &texts {
         assert!(
             s.starts_with("MERGE INTO `main`.`erp`.`vendors` AS tgt USING (SELECT * FROM VALUES ("),

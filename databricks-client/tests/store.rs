@@ -335,6 +335,7 @@ async fn audit_log_appends_with_merge_and_reads_entries_back() {
         rows_written: 9,
         inserted: Some(9),
         updated: Some(0),
+        ..Receipt::default()
     };
     entry.annotations = BTreeMap::from([("job_run_id".to_string(), "9001".to_string())]);
     Mock::given(method("POST"))

@@ -174,6 +174,42 @@ async fn writeback_status(w: &Writeback, state_dir: &std::path::Path) -> CmdResu
     Ok(clean)
 }
 
+/// What the sink reported sending for a stream (`sink: 2 statement(s), 1.2 MiB SQL, 1 file(s)
+/// staged, 3.4 MiB`), or `None` when it reported nothing.
+pub(super) fn sink_activity(s: &sync_core::engine::StreamReport) -> Option<String> {
+    let mut parts = Vec::new();
+    if s.statements > 0 || s.sql_bytes > 0 {
+        parts.push(format!(
+            "{} statement(s), {} of SQL",
+            s.statements,
+            human_bytes(s.sql_bytes)
+        ));
+    }
+    if s.files_staged > 0 || s.bytes_staged > 0 {
+        parts.push(format!(
+            "{} file(s) staged, {}",
+            s.files_staged,
+            human_bytes(s.bytes_staged)
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("sink: {}", parts.join("; ")))
+}
+
+/// `512 B`, `12.3 KiB`, `4.0 MiB`, `1.2 GiB`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 /// Prints a cycle's report; `Ok(true)` when it is clean.
 pub(super) fn report(r: Result<CycleReport, sync_core::Error>) -> CmdResult {
     let r = r?;
@@ -215,6 +251,9 @@ pub(super) fn report(r: Result<CycleReport, sync_core::Error>) -> CmdResult {
         }
         if s.rows_deleted > 0 {
             println!("  {} row(s) deleted by reconciliation", s.rows_deleted);
+        }
+        if let Some(line) = sink_activity(s) {
+            println!("  {line}");
         }
         for w in &s.stuck {
             println!(
@@ -368,7 +407,26 @@ fn rows_per_second(rows: u64, elapsed_ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::rows_per_second;
+    use super::{human_bytes, rows_per_second, sink_activity};
+
+    #[test]
+    fn sink_activity_is_shown_only_when_reported() {
+        let mut s = sync_core::engine::StreamReport::default();
+        assert_eq!(sink_activity(&s), None);
+        s.statements = 2;
+        s.sql_bytes = 2048;
+        assert_eq!(
+            sink_activity(&s).as_deref(),
+            Some("sink: 2 statement(s), 2.0 KiB of SQL")
+        );
+        s.files_staged = 1;
+        s.bytes_staged = 3 * 1024 * 1024 + 512 * 1024;
+        assert_eq!(
+            sink_activity(&s).as_deref(),
+            Some("sink: 2 statement(s), 2.0 KiB of SQL; 1 file(s) staged, 3.5 MiB")
+        );
+        assert_eq!(human_bytes(512), "512 B");
+    }
 
     #[test]
     fn rows_per_second_is_rounded_down_and_safe_on_zero() {

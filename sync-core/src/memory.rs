@@ -234,6 +234,7 @@ impl Sink for MemorySink {
             rows_written: batch.rows.len() as u64,
             inserted: Some(inserted),
             updated: Some(updated),
+            ..Receipt::default()
         })
     }
 

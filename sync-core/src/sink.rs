@@ -65,6 +65,22 @@ pub struct Receipt {
     /// Rows updated, when the sink knows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<u64>,
+    /// Data statements (or transactions) the sink sent for the batch, when it counts them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub statements: u64,
+    /// Bytes of statement text sent (a SQL sink's request volume), when it counts them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sql_bytes: u64,
+    /// Files staged for a bulk load (uploaded, loaded, then removed), when the sink stages.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub files_staged: u64,
+    /// Bytes of the staged files.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bytes_staged: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Receipt {
@@ -74,6 +90,10 @@ impl Receipt {
         self.rows_written += other.rows_written;
         self.inserted = add_opt(self.inserted, other.inserted);
         self.updated = add_opt(self.updated, other.updated);
+        self.statements += other.statements;
+        self.sql_bytes += other.sql_bytes;
+        self.files_staged += other.files_staged;
+        self.bytes_staged += other.bytes_staged;
     }
 }
 

@@ -685,6 +685,7 @@ impl Sink for SqliteSink {
             rows_written: rows,
             inserted: None,
             updated: None,
+            ..Receipt::default()
         })
     }
 
@@ -720,6 +721,7 @@ impl Sink for SqliteSink {
             rows_written: 0,
             inserted: None,
             updated: Some(changed),
+            ..Receipt::default()
         })
     }
 

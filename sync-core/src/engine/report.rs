@@ -4,6 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::reconcile::StreamVerification;
+use crate::sink::Receipt;
 use crate::state::{FailedWindow, NullCursorCount, RowCapKnowledge};
 use crate::window::Window;
 
@@ -59,9 +60,30 @@ pub struct StreamReport {
     /// recomputed every current flag (`None`: no sweep ran this cycle, as one already ran today).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_swept_on: Option<NaiveDate>,
+    /// Data statements the sink reported for this cycle's windows ([`Receipt::statements`]).
+    #[serde(default)]
+    pub statements: u64,
+    /// Bytes of statement text the sink reported ([`Receipt::sql_bytes`]).
+    #[serde(default)]
+    pub sql_bytes: u64,
+    /// Files the sink staged for bulk loads ([`Receipt::files_staged`]).
+    #[serde(default)]
+    pub files_staged: u64,
+    /// Bytes of those files ([`Receipt::bytes_staged`]).
+    #[serde(default)]
+    pub bytes_staged: u64,
 }
 
 impl StreamReport {
+    /// Adds a sink receipt's rows and activity counters to the report.
+    pub(crate) fn absorb_receipt(&mut self, receipt: &Receipt) {
+        self.rows_written += receipt.rows_written;
+        self.statements += receipt.statements;
+        self.sql_bytes += receipt.sql_bytes;
+        self.files_staged += receipt.files_staged;
+        self.bytes_staged += receipt.bytes_staged;
+    }
+
     /// True when every planned window committed and nothing is stuck.
     pub fn is_clean(&self) -> bool {
         self.windows_failed == 0 && self.stuck.is_empty() && self.error.is_none()

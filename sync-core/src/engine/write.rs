@@ -283,7 +283,7 @@ impl StreamRun<'_> {
         }
         *st = next;
         report.windows_committed += 1;
-        report.rows_written += o.receipt.rows_written;
+        report.absorb_receipt(&o.receipt);
         tracing::info!(
             target: TARGET,
             rows_read = read,
@@ -343,7 +343,7 @@ impl StreamRun<'_> {
             return self.deferred(st, report, error).await;
         }
         report.windows_failed += 1;
-        report.rows_written += receipt.rows_written;
+        report.absorb_receipt(&receipt);
         if error.kind() == FailureKind::StopStream {
             report.error = Some(format!("stream `{}` stopped: {message}", cfg.name));
         }
