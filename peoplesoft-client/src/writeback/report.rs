@@ -178,6 +178,7 @@ impl WriteReport {
                 + c[&RecordAction::Unchanged],
             inserted: Some(c[&RecordAction::Created]),
             updated: Some(c[&RecordAction::Updated]),
+            ..Receipt::default()
         }
     }
 

@@ -15,6 +15,7 @@ use sqlparser::ast::{
 use sqlparser::parser::{Parser, ParserOptions};
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
 
+use super::volumes::{read_parquet, split_volume_path, Volume};
 use super::value::{
     cast, compare, escape_canonical, key_part, parse_number, store, unescape_string_literal,
     KeyPart, SqlType, StandInValue,
@@ -139,6 +140,12 @@ impl Table {
 pub(crate) struct Catalog {
     pub(crate) catalogs: BTreeMap<String, BTreeMap<String, BTreeMap<String, Table>>>,
     next_table_id: u64,
+    /// Volumes by (catalog, schema, volume).
+    pub(crate) volumes: BTreeMap<(String, String, String), Volume>,
+    /// Files each table loaded with COPY INTO: (table full name, absolute file path).
+    pub(crate) copy_history: HashSet<(String, String)>,
+    /// `CREATE VOLUME` fails with INSUFFICIENT_PERMISSIONS.
+    pub(crate) deny_create_volume: bool,
 }
 
 /// Session settings of one statement.
@@ -297,6 +304,12 @@ impl Catalog {
                     return self.alter_add_columns(&tokens, pos, s);
                 }
             }
+        }
+        if kw(0, "CREATE") && kw(1, "VOLUME") {
+            return self.create_volume(&words, s);
+        }
+        if kw(0, "COPY") && kw(1, "INTO") {
+            return self.copy_into(&words, s);
         }
         if kw(0, "DESCRIBE") || kw(0, "DESC") {
             let mut i = 1;
@@ -989,8 +1002,26 @@ impl Catalog {
             TableFactor::Table {
                 name, alias, args, ..
             } => {
-                if args.is_some() {
-                    return Err(SqlFailure::unsupported("table-valued functions"));
+                if let Some(args) = args {
+                    let fname = name_parts(name)?.join(".");
+                    if !fname.eq_ignore_ascii_case("read_files") {
+                        return Err(SqlFailure::unsupported(format!(
+                            "the table-valued function {fname}"
+                        )));
+                    }
+                    let (columns, rows) = self.read_files(&args.args, s)?;
+                    if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+                        return Err(SqlFailure::unsupported("column aliases on read_files"));
+                    }
+                    return Ok(Relation {
+                        alias: alias
+                            .as_ref()
+                            .map(|a| a.name.value.to_ascii_lowercase())
+                            .unwrap_or_else(|| "read_files".into()),
+                        table_name: None,
+                        columns,
+                        rows: Cow::Owned(rows),
+                    });
                 }
                 let table = self.lookup(name, s)?;
                 if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
@@ -1033,6 +1064,274 @@ impl Catalog {
             }
             other => Err(SqlFailure::unsupported(format!("the source {other}"))),
         }
+    }
+
+    /// The files of `path` (a file, or every file under a directory), or PATH_NOT_FOUND.
+    fn volume_files(&self, path: &str) -> Result<Vec<(String, &[u8])>, SqlFailure> {
+        let not_found = || {
+            SqlFailure::new(
+                "PATH_NOT_FOUND",
+                "42K03",
+                format!("Path does not exist: {path}."),
+            )
+        };
+        let (c, sc, v, rel) = split_volume_path(path).ok_or_else(not_found)?;
+        let vol = self
+            .volumes
+            .get(&(c.clone(), sc.clone(), v.clone()))
+            .ok_or_else(not_found)?;
+        let root = format!("/Volumes/{c}/{sc}/{v}");
+        if let Some(f) = vol.files.get(&rel) {
+            return Ok(vec![(format!("{root}/{rel}"), f.data.as_slice())]);
+        }
+        if !vol.is_dir(&rel) {
+            return Err(not_found());
+        }
+        let prefix = if rel.is_empty() {
+            String::new()
+        } else {
+            format!("{rel}/")
+        };
+        Ok(vol
+            .files
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, f)| (format!("{root}/{k}"), f.data.as_slice()))
+            .collect())
+    }
+
+    /// `read_files('<path>', format => 'parquet')`: every row of the Parquet file(s), typed.
+    fn read_files(
+        &self,
+        args: &[FunctionArg],
+        s: &Session<'_>,
+    ) -> Result<(Vec<ColumnSpec>, Vec<Vec<StandInValue>>), SqlFailure> {
+        let text = |e: &FunctionArgExpr| -> Result<String, SqlFailure> {
+            match e {
+                FunctionArgExpr::Expr(e) => match eval(e, &Scope::empty(), s.params)? {
+                    StandInValue::String(v) => Ok(v),
+                    other => Err(SqlFailure::new(
+                        "DATATYPE_MISMATCH",
+                        "42K09",
+                        format!("read_files expects string arguments, got {other:?}."),
+                    )),
+                },
+                _ => Err(SqlFailure::syntax("read_files: unexpected argument")),
+            }
+        };
+        let mut path = None;
+        let mut format = None;
+        for a in args {
+            match a {
+                FunctionArg::Unnamed(e) if path.is_none() => path = Some(text(e)?),
+                FunctionArg::Named { name, arg, .. } => {
+                    let v = text(arg)?;
+                    match name.value.to_ascii_lowercase().as_str() {
+                        "format" => format = Some(v.to_ascii_lowercase()),
+                        other => {
+                            return Err(SqlFailure::unsupported(format!(
+                                "the read_files option {other}"
+                            )))
+                        }
+                    }
+                }
+                other => {
+                    return Err(SqlFailure::unsupported(format!(
+                        "the read_files argument {other}"
+                    )))
+                }
+            }
+        }
+        let path = path.ok_or_else(|| SqlFailure::syntax("read_files needs a path"))?;
+        if format.as_deref() != Some("parquet") {
+            return Err(SqlFailure::unsupported(
+                "read_files without format => 'parquet'",
+            ));
+        }
+        let files = self.volume_files(&path)?;
+        let mut columns: Option<Vec<ColumnSpec>> = None;
+        let mut rows = Vec::new();
+        for (_, data) in files {
+            let (cols, mut r) = read_parquet(data)?;
+            match &columns {
+                None => columns = Some(cols),
+                Some(c) if *c == cols => {}
+                Some(_) => {
+                    return Err(SqlFailure::unsupported(
+                        "read_files over files with different schemas",
+                    ))
+                }
+            }
+            rows.append(&mut r);
+        }
+        let columns = columns.ok_or_else(|| {
+            SqlFailure::new(
+                "UNABLE_TO_INFER_SCHEMA",
+                "42KD9",
+                format!("Unable to infer schema for Parquet at {path}. It must be specified manually."),
+            )
+        })?;
+        Ok((columns, rows))
+    }
+
+    /// `CREATE VOLUME [IF NOT EXISTS] name` (a managed volume).
+    fn create_volume(&mut self, words: &[&Token], s: &Session<'_>) -> Result<Output, SqlFailure> {
+        let kw = |i: usize, k: &str| matches!(words.get(i), Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(k));
+        let mut i = 2;
+        let if_not_exists = kw(2, "IF") && kw(3, "NOT") && kw(4, "EXISTS");
+        if if_not_exists {
+            i = 5;
+        }
+        let parts = parse_name_tokens(&words[i..]).ok_or_else(|| {
+            SqlFailure::syntax("Syntax error in CREATE VOLUME: expected a volume name.")
+        })?;
+        let (c, sc, v) = self.resolve_table_name(&parts, s)?;
+        self.check_schema(&c, &sc)?;
+        if self.deny_create_volume {
+            return Err(SqlFailure::new(
+                "INSUFFICIENT_PERMISSIONS",
+                "42501",
+                format!("Insufficient privileges: User does not have CREATE VOLUME on Schema '{c}.{sc}'."),
+            ));
+        }
+        let key = (c.clone(), sc.clone(), v.clone());
+        if self.volumes.contains_key(&key) {
+            if !if_not_exists {
+                return Err(SqlFailure::new(
+                    "VOLUME_ALREADY_EXISTS",
+                    "42000",
+                    format!("Cannot create volume `{c}`.`{sc}`.`{v}` because it already exists."),
+                ));
+            }
+        } else {
+            self.volumes.insert(key, Volume::default());
+        }
+        Ok(Output::default())
+    }
+
+    /// `COPY INTO t FROM '<dir>' FILEFORMAT = PARQUET [FILES = ('a', …)]`: appends the rows
+    /// of each file not loaded into `t` before (by path); columns match by name.
+    fn copy_into(&mut self, words: &[&Token], s: &Session<'_>) -> Result<Output, SqlFailure> {
+        let kw = |i: usize, k: &str| matches!(words.get(i), Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(k));
+        let string = |i: usize| match words.get(i) {
+            Some(Token::SingleQuotedString(raw)) => Some(unescape_string_literal(raw, '\'')),
+            _ => None,
+        };
+        let from = (2..words.len())
+            .find(|&i| kw(i, "FROM"))
+            .ok_or_else(|| SqlFailure::syntax("Syntax error in COPY INTO: expected FROM."))?;
+        let parts = parse_name_tokens(&words[2..from])
+            .ok_or_else(|| SqlFailure::syntax("Syntax error in COPY INTO: bad table name."))?;
+        let (c, sc, t) = self.resolve_table_name(&parts, s)?;
+        if self.table(&c, &sc, &t).is_none() {
+            return Err(not_found_table(&parts));
+        }
+        let dir = string(from + 1).ok_or_else(|| {
+            SqlFailure::syntax("Syntax error in COPY INTO: expected a path string after FROM.")
+        })?;
+        let mut i = from + 2;
+        let mut format = None;
+        let mut files: Option<Vec<String>> = None;
+        while i < words.len() {
+            if kw(i, "FILEFORMAT") && matches!(words.get(i + 1), Some(Token::Eq)) {
+                if let Some(Token::Word(w)) = words.get(i + 2) {
+                    format = Some(w.value.to_ascii_uppercase());
+                }
+                i += 3;
+            } else if kw(i, "FILES") && matches!(words.get(i + 1), Some(Token::Eq)) {
+                let mut j = i + 2;
+                if !matches!(words.get(j), Some(Token::LParen)) {
+                    return Err(SqlFailure::syntax("Syntax error in COPY INTO: FILES = (…)."));
+                }
+                j += 1;
+                let mut list = Vec::new();
+                loop {
+                    list.push(string(j).ok_or_else(|| {
+                        SqlFailure::syntax("Syntax error in COPY INTO: FILES takes strings.")
+                    })?);
+                    j += 1;
+                    match words.get(j) {
+                        Some(Token::Comma) => j += 1,
+                        Some(Token::RParen) => break,
+                        _ => {
+                            return Err(SqlFailure::syntax(
+                                "Syntax error in COPY INTO: unclosed FILES list.",
+                            ))
+                        }
+                    }
+                }
+                files = Some(list);
+                i = j + 1;
+            } else if matches!(words.get(i), Some(Token::SemiColon)) && i + 1 == words.len() {
+                i += 1;
+            } else {
+                return Err(SqlFailure::unsupported(format!(
+                    "the COPY INTO clause at {:?}",
+                    words.get(i)
+                )));
+            }
+        }
+        if format.as_deref() != Some("PARQUET") {
+            return Err(SqlFailure::unsupported("COPY INTO without FILEFORMAT = PARQUET"));
+        }
+        let paths: Vec<String> = match files {
+            Some(names) => {
+                let base = dir.trim_end_matches('/');
+                names.iter().map(|n| format!("{base}/{n}")).collect()
+            }
+            None => self
+                .volume_files(&dir)?
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect(),
+        };
+        let full = format!("{c}.{sc}.{t}");
+        let table = self.table(&c, &sc, &t).expect("checked");
+        let mut new_rows = Vec::new();
+        let mut loaded = Vec::new();
+        for path in paths {
+            if self.copy_history.contains(&(full.clone(), path.clone())) {
+                continue;
+            }
+            let data = self.volume_files(&path)?;
+            let (cols, rows) = read_parquet(data[0].1)?;
+            let targets: Vec<usize> = cols
+                .iter()
+                .map(|col| {
+                    table.column_index(&col.name).ok_or_else(|| {
+                        SqlFailure::new(
+                            "COPY_INTO_SCHEMA_MISMATCH_WITH_TARGET_TABLE",
+                            "42KDG",
+                            format!(
+                                "The file {path} has the column `{}`, which the table `{full}` does not have.",
+                                col.name
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            for src in rows {
+                let mut row = vec![StandInValue::Null; table.columns.len()];
+                for (v, &ti) in src.iter().zip(&targets) {
+                    row[ti] = store(v, table.columns[ti].sql_type, &table.columns[ti].name)?;
+                }
+                check_not_null(table, &row)?;
+                new_rows.push(row);
+            }
+            loaded.push(path);
+        }
+        let n = new_rows.len() as u64;
+        let table = self.table_mut(&c, &sc, &t).expect("checked");
+        append_rows(table, new_rows);
+        table.updated_at_ms = s.now_ms;
+        for p in loaded {
+            self.copy_history.insert((full.clone(), p));
+        }
+        Ok(Output::counts(&[
+            ("num_affected_rows", n),
+            ("num_inserted_rows", n),
+            ("num_skipped_corrupt_files", 0),
+        ]))
     }
 
     fn insert(&mut self, ins: ast::Insert, s: &Session<'_>) -> Result<Output, SqlFailure> {

@@ -14,6 +14,12 @@
 //!   `ALTER TABLE … ADD COLUMNS`, keyed `MERGE`, `INSERT`, `DELETE`, `DROP`, `DESCRIBE` and
 //!   simple `SELECT`s. SQL errors come back as `FAILED` over HTTP 200 with an error class
 //!   and SQLSTATE; results are JSON_ARRAY (every non-null value a string) split into chunks.
+//! - **Files API** on Unity Catalog volumes: `PUT` / `GET` / `HEAD` / `DELETE
+//!   /api/2.0/fs/files/Volumes/…`, `GET` (paged listing) and `PUT /api/2.0/fs/directories/…`;
+//!   404 `RESOURCE_DOES_NOT_EXIST` for a missing volume, 403 `PERMISSION_DENIED` when denied.
+//!   SQL knows `CREATE VOLUME`, `read_files('<path>', format => 'parquet')` as a table source
+//!   (it decodes the stored Parquet into typed values) and `COPY INTO … FILEFORMAT = PARQUET
+//!   FILES = (…)`, which skips files the table already loaded.
 //! - `GET /api/2.0/sql/warehouses/{id}`, `POST /api/2.1/jobs/run-now` (idempotency tokens),
 //!   Unity Catalog `GET /api/2.1/unity-catalog/tables/{full_name}` and the paged table list.
 //!
@@ -52,6 +58,7 @@
 mod engine;
 mod server;
 mod value;
+mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -62,6 +69,7 @@ use wiremock::{Mock, MockServer};
 
 pub use engine::{ColumnSpec, MergeDuplicates, SqlFailure};
 pub use value::{unescape_string_literal, SqlType, StandInValue};
+pub use volumes::parquet_columns;
 
 use server::{Handler, Shared};
 
@@ -98,6 +106,10 @@ pub struct StandInConfig {
     pub(crate) uc_visibility_lag: u32,
     pub(crate) jobs: Vec<i64>,
     pub(crate) log_sql_prefix: Option<usize>,
+    pub(crate) volumes: Vec<String>,
+    pub(crate) deny_create_volume: bool,
+    pub(crate) deny_files: bool,
+    pub(crate) files_page_size: usize,
 }
 
 impl Default for StandInConfig {
@@ -122,6 +134,10 @@ impl Default for StandInConfig {
             uc_visibility_lag: 0,
             jobs: Vec::new(),
             log_sql_prefix: None,
+            volumes: Vec::new(),
+            deny_create_volume: false,
+            deny_files: false,
+            files_page_size: 1000,
         }
     }
 }
@@ -252,6 +268,33 @@ impl StandInConfig {
         self
     }
 
+    /// Adds a Unity Catalog volume `catalog.schema.volume` (its catalog and schema are
+    /// created too).
+    pub fn volume(mut self, full_name: impl Into<String>) -> Self {
+        self.volumes.push(full_name.into());
+        self
+    }
+
+    /// When true, `CREATE VOLUME` fails with `INSUFFICIENT_PERMISSIONS` (no CREATE VOLUME
+    /// grant on the schema).
+    pub fn deny_create_volume(mut self, yes: bool) -> Self {
+        self.deny_create_volume = yes;
+        self
+    }
+
+    /// When true, every Files API call answers 403 `PERMISSION_DENIED` (no READ VOLUME /
+    /// WRITE VOLUME grant).
+    pub fn deny_files(mut self, yes: bool) -> Self {
+        self.deny_files = yes;
+        self
+    }
+
+    /// Entries per page of a directory listing (default 1000; at least 1).
+    pub fn files_page_size(mut self, n: usize) -> Self {
+        self.files_page_size = n.max(1);
+        self
+    }
+
     /// Restricts `run-now` to these job ids (default: any job id exists).
     pub fn job(mut self, job_id: i64) -> Self {
         self.jobs.push(job_id);
@@ -285,6 +328,18 @@ pub enum Endpoint {
     UcGetTable,
     /// `GET /api/2.1/unity-catalog/tables?catalog_name=&schema_name=`.
     UcListTables,
+    /// `PUT /api/2.0/fs/files/Volumes/…` (upload).
+    UploadFile,
+    /// `GET /api/2.0/fs/files/Volumes/…` (download).
+    DownloadFile,
+    /// `HEAD /api/2.0/fs/files/Volumes/…`.
+    HeadFile,
+    /// `DELETE /api/2.0/fs/files/Volumes/…`.
+    DeleteFile,
+    /// `GET /api/2.0/fs/directories/Volumes/…` (list).
+    ListDirectory,
+    /// `PUT /api/2.0/fs/directories/Volumes/…` (create, like `mkdir -p`).
+    CreateDirectory,
 }
 
 /// A fault answered instead of (or around) the normal response.
@@ -391,6 +446,17 @@ pub struct StatementRecord {
     pub outcome: StatementOutcome,
 }
 
+/// A file uploaded through the Files API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// Absolute path, `/Volumes/c/s/v/…`.
+    pub path: String,
+    /// `Content-Type` of the request.
+    pub content_type: Option<String>,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
 /// A job run started through `run-now`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRunRecord {
@@ -423,7 +489,7 @@ impl fmt::Debug for DatabricksStandIn {
     }
 }
 
-fn split_table_name(name: &str) -> Option<(String, String, String)> {
+pub(crate) fn split_table_name(name: &str) -> Option<(String, String, String)> {
     let parts: Vec<String> = name
         .split('.')
         .map(|p| p.trim_matches('`').to_ascii_lowercase())
@@ -654,6 +720,43 @@ impl DatabricksStandIn {
             .catalog
             .table(&c, &s, &t)
             .map(|t| t.columns.clone())
+    }
+
+    /// Every file in volume `catalog.schema.volume` as `(absolute path, size in bytes)`,
+    /// sorted by path; `None` when the volume does not exist.
+    pub fn volume_files(&self, volume: &str) -> Option<Vec<(String, usize)>> {
+        let (c, s, v) = split_table_name(volume)?;
+        let st = self.shared.lock();
+        let vol = st.catalog.volumes.get(&(c.clone(), s.clone(), v.clone()))?;
+        Some(
+            vol.files
+                .iter()
+                .map(|(k, f)| (format!("/Volumes/{c}/{s}/{v}/{k}"), f.data.len()))
+                .collect(),
+        )
+    }
+
+    /// Whether volume `catalog.schema.volume` exists.
+    pub fn has_volume(&self, volume: &str) -> bool {
+        split_table_name(volume).is_some_and(|k| self.shared.lock().catalog.volumes.contains_key(&k))
+    }
+
+    /// Every successful upload (`PUT /api/2.0/fs/files/…`), in order, with its bytes (kept
+    /// after the file is deleted, so a test can inspect what was staged).
+    pub fn uploads(&self) -> Vec<UploadRecord> {
+        self.shared.lock().uploads.clone()
+    }
+
+    /// Files loaded by `COPY INTO`, as `(table full name, file path)`, sorted.
+    pub fn copy_history(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self.shared.lock().catalog.copy_history.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Turns the 403 answer of every Files API call on or off at run time.
+    pub fn set_deny_files(&self, yes: bool) {
+        self.shared.lock().deny_files = yes;
     }
 
     /// Job runs started through `run-now`, in order.

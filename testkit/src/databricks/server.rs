@@ -12,9 +12,10 @@ use wiremock::{Request, Respond, ResponseTemplate};
 
 use super::engine::{Catalog, Output, Session, SqlFailure};
 use super::value::{cast, SqlType, StandInValue};
+use super::volumes::{split_volume_path, StoredFile};
 use super::{
     Endpoint, Fault, JobRunRecord, ParameterRecord, StandInConfig, StatementOutcome,
-    StatementRecord,
+    StatementRecord, UploadRecord,
 };
 
 /// Reads `tokio::time::Instant::now()` on the runtime that started the stand-in, so a paused
@@ -89,6 +90,8 @@ pub(crate) struct State {
     pub(crate) run_now_calls: u64,
     uc_hidden: HashMap<String, u32>,
     pub(crate) requests: BTreeMap<Endpoint, u64>,
+    pub(crate) uploads: Vec<UploadRecord>,
+    pub(crate) deny_files: bool,
 }
 
 pub(crate) struct Shared {
@@ -104,6 +107,16 @@ impl Shared {
         for c in &config.catalogs {
             catalog.ensure_catalog(c);
         }
+        for v in &config.volumes {
+            if let Some((c, s, v)) = super::split_table_name(v) {
+                catalog.ensure_catalog(&c);
+                if let Some(cat) = catalog.catalogs.get_mut(&c) {
+                    cat.entry(s.clone()).or_default();
+                }
+                catalog.volumes.entry((c, s, v)).or_default();
+            }
+        }
+        catalog.deny_create_volume = config.deny_create_volume;
         let warehouses = config
             .warehouses
             .iter()
@@ -129,6 +142,8 @@ impl Shared {
                 run_now_calls: 0,
                 uc_hidden: HashMap::new(),
                 requests: BTreeMap::new(),
+                uploads: Vec::new(),
+                deny_files: config.deny_files,
             }),
             config,
             clock: Clock::current(),
@@ -218,6 +233,12 @@ fn classify(method: &str, path: &str) -> Option<(Endpoint, Vec<String>)> {
         ("GET", ["api", "2.1", "unity-catalog", "tables"]) => Endpoint::UcListTables,
         ("GET", ["api", "2.1", "unity-catalog", "tables", _])
         | ("GET", ["api", "2.1", "unity-catalog", "tables", _, "exists"]) => Endpoint::UcGetTable,
+        ("PUT", ["api", "2.0", "fs", "files", ..]) => Endpoint::UploadFile,
+        ("GET", ["api", "2.0", "fs", "files", ..]) => Endpoint::DownloadFile,
+        ("HEAD", ["api", "2.0", "fs", "files", ..]) => Endpoint::HeadFile,
+        ("DELETE", ["api", "2.0", "fs", "files", ..]) => Endpoint::DeleteFile,
+        ("GET", ["api", "2.0", "fs", "directories", ..]) => Endpoint::ListDirectory,
+        ("PUT", ["api", "2.0", "fs", "directories", ..]) => Endpoint::CreateDirectory,
         _ => return None,
     };
     Some((ep, segs))
@@ -372,6 +393,12 @@ impl Shared {
                     Endpoint::RunNow => self.run_now(req),
                     Endpoint::UcGetTable => self.uc_table(&segs[4], segs.len() == 6),
                     Endpoint::UcListTables => self.uc_list(req),
+                    Endpoint::UploadFile
+                    | Endpoint::DownloadFile
+                    | Endpoint::HeadFile
+                    | Endpoint::DeleteFile
+                    | Endpoint::ListDirectory
+                    | Endpoint::CreateDirectory => self.files(endpoint, &segs, req),
                     _ => unreachable!("handled above"),
                 },
             },
@@ -999,6 +1026,133 @@ impl Shared {
             200,
             json!({"run_id": run_id, "number_in_job": number_in_job}),
         )
+    }
+
+    /// The Files API on volumes.
+    fn files(&self, endpoint: Endpoint, segs: &[String], req: &Request) -> ResponseTemplate {
+        let path = format!("/{}", segs[4..].join("/"));
+        let mut st = self.lock();
+        if st.deny_files {
+            return api_error(
+                403,
+                "PERMISSION_DENIED",
+                format!("User does not have READ VOLUME and WRITE VOLUME on the volume of {path}."),
+            );
+        }
+        let Some((c, s, v, rel)) = split_volume_path(&path) else {
+            return api_error(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                format!("Invalid path {path}: it must start with /Volumes/<catalog>/<schema>/<volume>."),
+            );
+        };
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let root = format!("/Volumes/{c}/{s}/{v}");
+        let Some(vol) = st.catalog.volumes.get_mut(&(c.clone(), s.clone(), v.clone())) else {
+            return api_error(
+                404,
+                "RESOURCE_DOES_NOT_EXIST",
+                format!("Volume '{c}.{s}.{v}' does not exist."),
+            );
+        };
+        let not_found = || api_error(404, "NOT_FOUND", format!("The file or directory {path} does not exist."));
+        match endpoint {
+            Endpoint::UploadFile => {
+                if rel.is_empty() || vol.is_dir(&rel) {
+                    return api_error(400, "INVALID_PARAMETER_VALUE", format!("{path} is a directory."));
+                }
+                let q: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
+                let overwrite = q.get("overwrite").is_none_or(|v| v == "true");
+                if !overwrite && vol.files.contains_key(&rel) {
+                    return api_error(409, "ALREADY_EXISTS", format!("The file {path} already exists."));
+                }
+                vol.files.insert(
+                    rel,
+                    StoredFile {
+                        data: req.body.clone(),
+                        modified_ms: now_ms,
+                    },
+                );
+                let content_type = req
+                    .headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                st.uploads.push(UploadRecord {
+                    path,
+                    content_type,
+                    data: req.body.clone(),
+                });
+                ResponseTemplate::new(204)
+            }
+            Endpoint::DownloadFile => match vol.files.get(&rel) {
+                Some(f) => ResponseTemplate::new(200)
+                    .set_body_raw(f.data.clone(), "application/octet-stream"),
+                None => not_found(),
+            },
+            Endpoint::HeadFile => match vol.files.get(&rel) {
+                Some(f) => ResponseTemplate::new(200)
+                    .insert_header("content-length", f.data.len().to_string().as_str())
+                    .insert_header("content-type", "application/octet-stream"),
+                None => ResponseTemplate::new(404),
+            },
+            Endpoint::DeleteFile => match vol.files.remove(&rel) {
+                Some(_) => ResponseTemplate::new(204),
+                None => not_found(),
+            },
+            Endpoint::CreateDirectory => {
+                if !rel.is_empty() {
+                    vol.dirs.insert(rel);
+                }
+                ResponseTemplate::new(204)
+            }
+            Endpoint::ListDirectory => {
+                if !vol.is_dir(&rel) {
+                    return not_found();
+                }
+                let q: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
+                let page = q
+                    .get("page_size")
+                    .and_then(|p| p.parse::<usize>().ok())
+                    .filter(|&p| p > 0)
+                    .unwrap_or(self.config.files_page_size)
+                    .min(self.config.files_page_size);
+                let offset: usize = match q.get("page_token") {
+                    None => 0,
+                    Some(t) => match t.strip_prefix('f').and_then(|o| o.parse().ok()) {
+                        Some(o) => o,
+                        None => return api_error(400, "INVALID_PARAMETER_VALUE", "Invalid page_token"),
+                    },
+                };
+                let base = if rel.is_empty() { root } else { format!("{root}/{rel}") };
+                let children = vol.children(&rel);
+                let contents: Vec<Json> = children
+                    .iter()
+                    .skip(offset)
+                    .take(page)
+                    .map(|(name, meta)| match meta {
+                        Some((size, modified)) => json!({
+                            "path": format!("{base}/{name}"),
+                            "is_directory": false,
+                            "file_size": size,
+                            "last_modified": modified,
+                            "name": name,
+                        }),
+                        None => json!({
+                            "path": format!("{base}/{name}/"),
+                            "is_directory": true,
+                            "name": name,
+                        }),
+                    })
+                    .collect();
+                let mut body = json!({"contents": contents});
+                if offset + page < children.len() {
+                    body["next_page_token"] = json!(format!("f{}", offset + page));
+                }
+                json_response(200, body)
+            }
+            _ => unreachable!("files endpoints only"),
+        }
     }
 
     fn table_info(&self, t: &super::engine::Table) -> Json {
