@@ -401,9 +401,11 @@ pub(crate) mod parquet_file {
                 ColumnType::Date => {
                     let values: Vec<i32> = present()
                         .map(|(i, r)| match &r[j] {
-                            Value::Date(d) => i32::try_from((*d - epoch).num_days()).map_err(|_| {
-                                bad_value(&name, i, &c.name, &r[j], "date out of range")
-                            }),
+                            Value::Date(d) => {
+                                i32::try_from((*d - epoch).num_days()).map_err(|_| {
+                                    bad_value(&name, i, &c.name, &r[j], "date out of range")
+                                })
+                            }
                             _ => unreachable!("checked by fits"),
                         })
                         .collect::<Result<_, _>>()?;
@@ -491,7 +493,10 @@ pub(crate) mod parquet_file {
             assert_eq!(unscaled(d("-0.01"), 18, 2), Some(-1));
             assert_eq!(unscaled(d("0.005"), 18, 2), Some(1));
             assert_eq!(unscaled(d("-0.005"), 18, 2), Some(-1));
-            assert_eq!(unscaled(d("12345678901234.56"), 18, 2), Some(1234567890123456));
+            assert_eq!(
+                unscaled(d("12345678901234.56"), 18, 2),
+                Some(1234567890123456)
+            );
             assert_eq!(unscaled(d("100"), 4, 2), None);
             assert_eq!(unscaled(d("99.99"), 4, 2), Some(9999));
         }

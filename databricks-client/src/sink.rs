@@ -204,12 +204,8 @@ impl DatabricksSink {
             // The engine deduplicates batches; a MERGE would fail on duplicates anyway.
             sql::check_unique_keys(table, schema, &batch.rows)?;
         }
-        let data = crate::bulk::parquet_file::encode(
-            table,
-            schema,
-            &batch.rows,
-            bulk.page_compression(),
-        )?;
+        let data =
+            crate::bulk::parquet_file::encode(table, schema, &batch.rows, bulk.page_compression())?;
         let dir = bulk.staging_dir(&schema.name);
         let name = crate::bulk::staged_file_name(batch);
         let path = format!("{dir}/{name}");

@@ -15,11 +15,11 @@ use sqlparser::ast::{
 use sqlparser::parser::{Parser, ParserOptions};
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
 
-use super::volumes::{read_parquet, split_volume_path, Volume};
 use super::value::{
     cast, compare, escape_canonical, key_part, parse_number, store, unescape_string_literal,
     KeyPart, SqlType, StandInValue,
 };
+use super::volumes::{read_parquet, split_volume_path, Volume};
 
 mod dialect {
     //! `DeltaDialect`: Databricks SQL plus `CREATE TABLE … USING DELTA`.
@@ -1168,7 +1168,9 @@ impl Catalog {
             SqlFailure::new(
                 "UNABLE_TO_INFER_SCHEMA",
                 "42KD9",
-                format!("Unable to infer schema for Parquet at {path}. It must be specified manually."),
+                format!(
+                    "Unable to infer schema for Parquet at {path}. It must be specified manually."
+                ),
             )
         })?;
         Ok((columns, rows))
@@ -1241,7 +1243,9 @@ impl Catalog {
             } else if kw(i, "FILES") && matches!(words.get(i + 1), Some(Token::Eq)) {
                 let mut j = i + 2;
                 if !matches!(words.get(j), Some(Token::LParen)) {
-                    return Err(SqlFailure::syntax("Syntax error in COPY INTO: FILES = (…)."));
+                    return Err(SqlFailure::syntax(
+                        "Syntax error in COPY INTO: FILES = (…).",
+                    ));
                 }
                 j += 1;
                 let mut list = Vec::new();
@@ -1272,7 +1276,9 @@ impl Catalog {
             }
         }
         if format.as_deref() != Some("PARQUET") {
-            return Err(SqlFailure::unsupported("COPY INTO without FILEFORMAT = PARQUET"));
+            return Err(SqlFailure::unsupported(
+                "COPY INTO without FILEFORMAT = PARQUET",
+            ));
         }
         let paths: Vec<String> = match files {
             Some(names) => {

@@ -738,7 +738,8 @@ impl DatabricksStandIn {
 
     /// Whether volume `catalog.schema.volume` exists.
     pub fn has_volume(&self, volume: &str) -> bool {
-        split_table_name(volume).is_some_and(|k| self.shared.lock().catalog.volumes.contains_key(&k))
+        split_table_name(volume)
+            .is_some_and(|k| self.shared.lock().catalog.volumes.contains_key(&k))
     }
 
     /// Every successful upload (`PUT /api/2.0/fs/files/…`), in order, with its bytes (kept
@@ -749,7 +750,14 @@ impl DatabricksStandIn {
 
     /// Files loaded by `COPY INTO`, as `(table full name, file path)`, sorted.
     pub fn copy_history(&self) -> Vec<(String, String)> {
-        let mut v: Vec<_> = self.shared.lock().catalog.copy_history.iter().cloned().collect();
+        let mut v: Vec<_> = self
+            .shared
+            .lock()
+            .catalog
+            .copy_history
+            .iter()
+            .cloned()
+            .collect();
         v.sort();
         v
     }

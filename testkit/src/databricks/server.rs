@@ -385,7 +385,7 @@ impl Shared {
             _ => match self.authenticate(req) {
                 Some(r) => r,
                 None => match endpoint {
-                    Endpoint::ExecuteStatement => self.execute(req),
+                    Endpoint::ExecuteStatement => self.execute(req, apply_then_delay.is_some()),
                     Endpoint::GetStatement => self.poll(&segs[4]),
                     Endpoint::CancelStatement => self.cancel(&segs[4]),
                     Endpoint::ResultChunk => self.chunk(&segs[4], &segs[7]),
@@ -563,7 +563,9 @@ impl Shared {
         self.lock().statements.push(rec);
     }
 
-    fn execute(&self, req: &Request) -> ResponseTemplate {
+    /// `run_now`: run the statement before answering even when the client asked not to wait
+    /// ([`Fault::ApplyThenDelay`]).
+    fn execute(&self, req: &Request, run_now: bool) -> ResponseTemplate {
         let body: Json = match serde_json::from_slice(&req.body) {
             Ok(b @ Json::Object(_)) => b,
             _ => {
@@ -684,7 +686,7 @@ impl Shared {
             st.queued_next -= 1;
             let running = st.queued_running_polls;
             (Phase::Queued { running }, Some("PENDING"))
-        } else if wait_zero {
+        } else if wait_zero && !run_now {
             (Phase::Queued { running: 0 }, Some("PENDING"))
         } else {
             (Phase::Queued { running: 0 }, None)
@@ -1043,28 +1045,48 @@ impl Shared {
             return api_error(
                 400,
                 "INVALID_PARAMETER_VALUE",
-                format!("Invalid path {path}: it must start with /Volumes/<catalog>/<schema>/<volume>."),
+                format!(
+                    "Invalid path {path}: it must start with /Volumes/<catalog>/<schema>/<volume>."
+                ),
             );
         };
         let now_ms = chrono::Utc::now().timestamp_millis();
         let root = format!("/Volumes/{c}/{s}/{v}");
-        let Some(vol) = st.catalog.volumes.get_mut(&(c.clone(), s.clone(), v.clone())) else {
+        let Some(vol) = st
+            .catalog
+            .volumes
+            .get_mut(&(c.clone(), s.clone(), v.clone()))
+        else {
             return api_error(
                 404,
                 "RESOURCE_DOES_NOT_EXIST",
                 format!("Volume '{c}.{s}.{v}' does not exist."),
             );
         };
-        let not_found = || api_error(404, "NOT_FOUND", format!("The file or directory {path} does not exist."));
+        let not_found = || {
+            api_error(
+                404,
+                "NOT_FOUND",
+                format!("The file or directory {path} does not exist."),
+            )
+        };
         match endpoint {
             Endpoint::UploadFile => {
                 if rel.is_empty() || vol.is_dir(&rel) {
-                    return api_error(400, "INVALID_PARAMETER_VALUE", format!("{path} is a directory."));
+                    return api_error(
+                        400,
+                        "INVALID_PARAMETER_VALUE",
+                        format!("{path} is a directory."),
+                    );
                 }
                 let q: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
                 let overwrite = q.get("overwrite").is_none_or(|v| v == "true");
                 if !overwrite && vol.files.contains_key(&rel) {
-                    return api_error(409, "ALREADY_EXISTS", format!("The file {path} already exists."));
+                    return api_error(
+                        409,
+                        "ALREADY_EXISTS",
+                        format!("The file {path} already exists."),
+                    );
                 }
                 vol.files.insert(
                     rel,
@@ -1121,10 +1143,16 @@ impl Shared {
                     None => 0,
                     Some(t) => match t.strip_prefix('f').and_then(|o| o.parse().ok()) {
                         Some(o) => o,
-                        None => return api_error(400, "INVALID_PARAMETER_VALUE", "Invalid page_token"),
+                        None => {
+                            return api_error(400, "INVALID_PARAMETER_VALUE", "Invalid page_token")
+                        }
                     },
                 };
-                let base = if rel.is_empty() { root } else { format!("{root}/{rel}") };
+                let base = if rel.is_empty() {
+                    root
+                } else {
+                    format!("{root}/{rel}")
+                };
                 let children = vol.children(&rel);
                 let contents: Vec<Json> = children
                     .iter()

@@ -54,10 +54,7 @@ impl Volume {
                         out.entry(dir.to_string()).or_insert(None);
                     }
                     None => {
-                        out.insert(
-                            rest.to_string(),
-                            Some((f.data.len() as u64, f.modified_ms)),
-                        );
+                        out.insert(rest.to_string(), Some((f.data.len() as u64, f.modified_ms)));
                     }
                 }
             }
@@ -134,10 +131,7 @@ fn columns_of(reader: &SerializedFileReader<bytes::Bytes>) -> Result<Vec<ColumnS
                     return Err(SqlFailure::new(
                         "PARQUET_TYPE_ILLEGAL",
                         "42846",
-                        format!(
-                            "Illegal Parquet type for column {}: {p:?} {l:?}",
-                            c.name()
-                        ),
+                        format!("Illegal Parquet type for column {}: {p:?} {l:?}", c.name()),
                     ))
                 }
             };
@@ -176,9 +170,9 @@ pub(crate) fn read_parquet(
                 (Field::Float(v), _) => StandInValue::Double(f64::from(*v)),
                 (Field::Double(v), _) => StandInValue::Double(*v),
                 (Field::Str(s), _) => StandInValue::String(s.clone()),
-                (Field::Date(d), _) => StandInValue::Date(
-                    epoch + chrono::Duration::days(i64::from(*d)),
-                ),
+                (Field::Date(d), _) => {
+                    StandInValue::Date(epoch + chrono::Duration::days(i64::from(*d)))
+                }
                 (Field::TimestampMicros(us), t) => {
                     let ts = DateTime::<Utc>::from_timestamp_micros(*us)
                         .ok_or_else(|| bad(format!("timestamp {us} out of range")))?;
@@ -202,9 +196,8 @@ pub(crate) fn read_parquet(
                     be[16 - data.len()..].copy_from_slice(data);
                     let unscaled = i128::from_be_bytes(be);
                     StandInValue::Decimal(
-                        Decimal::try_from_i128_with_scale(unscaled, d.scale() as u32).map_err(
-                            |e| bad(format!("decimal {unscaled}e-{}: {e}", d.scale())),
-                        )?,
+                        Decimal::try_from_i128_with_scale(unscaled, d.scale() as u32)
+                            .map_err(|e| bad(format!("decimal {unscaled}e-{}: {e}", d.scale())))?,
                     )
                 }
                 (other, _) => {
