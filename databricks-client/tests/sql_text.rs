@@ -138,7 +138,7 @@ fn bulk_merge_from_a_staged_file_text() {
     let s = sql::merge_from_file(&table(), &schema(), path).unwrap();
     assert_eq!(
         s,
-        "MERGE INTO `main`.`erp`.`vendors` AS tgt USING (SELECT CAST(`id` AS BIGINT) AS `id`,          CAST(`name` AS STRING) AS `name`, CAST(`amt` AS DECIMAL(18,2)) AS `amt`, CAST(`d` AS DATE) AS `d`,          CAST(`ts` AS TIMESTAMP) AS `ts`, CAST(`ok` AS BOOLEAN) AS `ok`          FROM read_files('/Volumes/main/erp/staging/_ml_staging/vendors/run-1-v-0-1-ab.parquet', format => 'parquet')) AS src          ON tgt.`id` <=> src.`id`          WHEN MATCHED THEN UPDATE SET tgt.`name` = src.`name`, tgt.`amt` = src.`amt`, tgt.`d` = src.`d`, tgt.`ts` = src.`ts`, tgt.`ok` = src.`ok`          WHEN NOT MATCHED THEN INSERT (`id`, `name`, `amt`, `d`, `ts`, `ok`) VALUES (src.`id`, src.`name`, src.`amt`, src.`d`, src.`ts`, src.`ok`)"
+        "MERGE INTO `main`.`erp`.`vendors` AS tgt USING (SELECT CAST(`id` AS BIGINT) AS `id`, CAST(`name` AS STRING) AS `name`, CAST(`amt` AS DECIMAL(18,2)) AS `amt`, CAST(`d` AS DATE) AS `d`, CAST(`ts` AS TIMESTAMP) AS `ts`, CAST(`ok` AS BOOLEAN) AS `ok` FROM read_files('/Volumes/main/erp/staging/_ml_staging/vendors/run-1-v-0-1-ab.parquet', format => 'parquet')) AS src ON tgt.`id` <=> src.`id` WHEN MATCHED THEN UPDATE SET tgt.`name` = src.`name`, tgt.`amt` = src.`amt`, tgt.`d` = src.`d`, tgt.`ts` = src.`ts`, tgt.`ok` = src.`ok` WHEN NOT MATCHED THEN INSERT (`id`, `name`, `amt`, `d`, `ts`, `ok`) VALUES (src.`id`, src.`name`, src.`amt`, src.`d`, src.`ts`, src.`ok`)"
     );
     // The clauses after the source are exactly the VALUES MERGE's.
     let values = sql::merge_statements(&table(), &schema(), &[row(1, "x")], BIG).unwrap();
@@ -162,7 +162,7 @@ fn bulk_copy_into_and_create_volume_text() {
     );
     assert_eq!(
         s,
-        "COPY INTO `main`.`erp`.`vendors` FROM '/Volumes/main/erp/staging/_ml_staging/vendors/'          FILEFORMAT = PARQUET FILES = ('run-1-v-0-1-ab.parquet')"
+        "COPY INTO `main`.`erp`.`vendors` FROM '/Volumes/main/erp/staging/_ml_staging/vendors/' FILEFORMAT = PARQUET FILES = ('run-1-v-0-1-ab.parquet')"
     );
     let v = sql::VolumeName::parse("main.erp.staging").unwrap();
     assert_eq!(
