@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use databricks_client::{ConfigBuilder, DatabricksClient, DatabricksSink};
+use databricks_client::{BulkOptions, ConfigBuilder, DatabricksClient, DatabricksSink, VolumeName};
 use peoplesoft_client::{
     BlackoutAction, BlackoutWindow, Connection, Credentials, LatchCallback, LoadProtection,
     OAuth2ClientCredentials, PeopleSoftClient, PeopleSoftSource, QueryName, Scheme,
@@ -443,7 +443,17 @@ pub async fn build_with_options(
     let databricks = databricks_client(config)?;
     let sink: Arc<dyn Sink> = match (&config.destination, &databricks) {
         (Destination::Sqlite { path }, _) => Arc::new(SqliteSink::open(path)?),
-        (_, Some(client)) => Arc::new(DatabricksSink::from_config_defaults(client.clone())?),
+        (Destination::Databricks { bulk, .. }, Some(client)) => {
+            let mut sink = DatabricksSink::from_config_defaults(client.clone())?;
+            if let Some(b) = bulk {
+                sink = sink.bulk(
+                    BulkOptions::new(VolumeName::parse(&b.volume)?)
+                        .threshold(b.threshold)
+                        .create_volume(b.create_volume),
+                )?;
+            }
+            Arc::new(sink)
+        }
         (_, None) => return Err("the Databricks destination has no client".into()),
     };
     let dir = &config.state.dir;

@@ -11,12 +11,13 @@ use sync_core::schedule::Schedule;
 use toml::Spanned;
 
 use super::file::{
-    PeopleSoftSection, PipelineFile, PipelineSection, StreamSection, WritebackSection,
+    DestinationSection, PeopleSoftSection, PipelineFile, PipelineSection, StreamSection,
+    WritebackSection,
 };
 use super::{
-    parse_duration, Blackout, CaptureSettings, Config, Destination, Domain, PeopleSoftAuth,
-    PeopleSoftSettings, PipelineSettings, Problem, StateKind, StateSettings, StreamKind,
-    StreamSettings, WritebackSettings,
+    parse_duration, Blackout, BulkSettings, CaptureSettings, Config, Destination, Domain,
+    PeopleSoftAuth, PeopleSoftSettings, PipelineSettings, Problem, StateKind, StateSettings,
+    StreamKind, StreamSettings, WritebackSettings,
 };
 
 struct Checker<'a> {
@@ -525,6 +526,22 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
                     "`destination.trigger_job_id` needs kind = \"databricks\"",
                 );
             }
+            for (set, key) in [
+                (d.bulk.as_ref().map(|v| v.span()), "bulk"),
+                (
+                    d.bulk_threshold.as_ref().map(|v| v.span()),
+                    "bulk_threshold",
+                ),
+                (d.volume.as_ref().map(|v| v.span()), "volume"),
+                (d.create_volume.as_ref().map(|v| v.span()), "create_volume"),
+            ] {
+                if let Some(span) = set {
+                    c.problem(
+                        &Spanned::new(span, ()),
+                        format!("`destination.{key}` needs kind = \"databricks\" (bulk loads stage files in a Unity Catalog volume)"),
+                    );
+                }
+            }
             if d.path.is_none() {
                 c.problem(
                     &d.kind,
@@ -542,6 +559,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
                     );
                 }
             }
+            let bulk = bulk_settings(&mut c, d);
             d.catalog
                 .as_ref()
                 .zip(d.schema.as_ref())
@@ -551,6 +569,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
                     profile: d.profile.clone(),
                     allow_http: d.allow_http,
                     trigger_job_id: d.trigger_job_id,
+                    bulk,
                 })
         }
         other => {
@@ -560,6 +579,11 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
             );
             None
         }
+    };
+    // A bulk-loading destination wants batches big enough for one file and one statement.
+    let default_batch_size = match &destination {
+        Some(Destination::Databricks { bulk: Some(_), .. }) => super::BULK_BATCH_SIZE,
+        _ => super::DEFAULT_BATCH_SIZE,
     };
     if state_kind == StateKind::Databricks
         && !matches!(destination, Some(Destination::Databricks { .. }))
@@ -647,14 +671,14 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         let int =
             |o: &Option<Spanned<i64>>, d: &Option<Spanned<i64>>| o.clone().or_else(|| d.clone());
         let batch_size = match int(&o.batch_size, &dflt.batch_size) {
-            None => 5_000,
+            None => default_batch_size,
             Some(v) if (1..=1_000_000).contains(v.get_ref()) => *v.get_ref() as usize,
             Some(v) => {
                 c.problem(
                     &v,
                     format!("stream `{name}`: `batch_size` must be 1-1000000"),
                 );
-                5_000
+                default_batch_size
             }
         };
         let max_attempts = match int(&o.max_attempts, &dflt.max_attempts) {
@@ -761,6 +785,73 @@ pub(super) fn parse(text: &str) -> Result<Config, Vec<Problem>> {
 }
 
 /// The fully qualified, lower-case table of a forward stream (`None`: not in Databricks).
+/// `destination.bulk`, `bulk_threshold`, `volume`, `create_volume` of a Databricks destination.
+fn bulk_settings(c: &mut Checker<'_>, d: &DestinationSection) -> Option<BulkSettings> {
+    let mode = d
+        .bulk
+        .as_ref()
+        .map(|m| m.get_ref().as_str())
+        .unwrap_or("auto");
+    let on = match mode {
+        "auto" => d.volume.is_some(),
+        "on" => {
+            if d.volume.is_none() {
+                c.problem(
+                    d.bulk.as_ref().expect("set"),
+                    "`destination.bulk = \"on\"` needs `destination.volume` (the Unity Catalog volume to stage files in)",
+                );
+            }
+            true
+        }
+        "off" => false,
+        other => {
+            c.problem(
+                d.bulk.as_ref().expect("set"),
+                format!("`destination.bulk` must be `auto`, `on` or `off`, not `{other}`"),
+            );
+            false
+        }
+    };
+    let threshold = match &d.bulk_threshold {
+        None => super::DEFAULT_BULK_THRESHOLD,
+        Some(v) if (1..=10_000_000).contains(v.get_ref()) => *v.get_ref() as usize,
+        Some(v) => {
+            c.problem(v, "`destination.bulk_threshold` must be 1-10000000 rows");
+            super::DEFAULT_BULK_THRESHOLD
+        }
+    };
+    let volume = d.volume.as_ref().and_then(|v| {
+        let parts: Vec<&str> = v.get_ref().split('.').collect();
+        let full = match (parts.as_slice(), &d.catalog, &d.schema) {
+            ([name], Some(cat), Some(sch)) => format!("{}.{}.{name}", cat.get_ref(), sch.get_ref()),
+            ([_], _, _) => return None,
+            ([_, _, _], _, _) => v.get_ref().clone(),
+            _ => {
+                c.problem(
+                    v,
+                    "`destination.volume` must be `catalog.schema.volume` or a volume name in the destination's catalog and schema",
+                );
+                return None;
+            }
+        };
+        match databricks_client::VolumeName::parse(&full) {
+            Ok(_) => Some(full),
+            Err(e) => {
+                c.problem(v, format!("`destination.volume`: {e}"));
+                None
+            }
+        }
+    });
+    if !on {
+        return None;
+    }
+    volume.map(|volume| BulkSettings {
+        volume,
+        threshold,
+        create_volume: d.create_volume.as_ref().is_some_and(|v| *v.get_ref()),
+    })
+}
+
 fn forward_table(s: &StreamSettings, destination: Option<&Destination>) -> Option<String> {
     let Some(Destination::Databricks {
         catalog, schema, ..

@@ -315,6 +315,19 @@ pub(crate) struct DestinationSection {
     /// recorded in the audit).
     #[serde(default)]
     pub(crate) trigger_job_id: Option<i64>,
+    /// Bulk loads (databricks): `auto` (default: on when `volume` is set), `on` or `off`.
+    #[serde(default)]
+    pub(crate) bulk: Option<Spanned<String>>,
+    /// Rows from which a batch is staged as Parquet and bulk-loaded (default 20000).
+    #[serde(default)]
+    pub(crate) bulk_threshold: Option<Spanned<i64>>,
+    /// The Unity Catalog volume for staging: `catalog.schema.volume`, or a volume name in the
+    /// destination's catalog and schema.
+    #[serde(default)]
+    pub(crate) volume: Option<Spanned<String>>,
+    /// Create the volume if it is missing (needs CREATE VOLUME on the schema).
+    #[serde(default)]
+    pub(crate) create_volume: Option<Spanned<bool>>,
 }
 
 /// `[defaults]`: applied to every stream unless the stream overrides it.

@@ -327,8 +327,33 @@ pub enum Destination {
         allow_http: bool,
         /// Job started after each stream's cycle that committed data.
         trigger_job_id: Option<i64>,
+        /// Bulk loads through a volume (`None`: every batch takes the VALUES path).
+        bulk: Option<BulkSettings>,
     },
 }
+
+/// `[destination]` bulk settings of a Databricks destination: batches of at least `threshold`
+/// rows are staged as a Parquet file in `volume` and loaded with one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BulkSettings {
+    /// The volume, `catalog.schema.volume`.
+    pub volume: String,
+    /// Rows from which a batch takes the bulk path.
+    pub threshold: usize,
+    /// `prepare` runs `CREATE VOLUME IF NOT EXISTS` (needs CREATE VOLUME on the schema).
+    pub create_volume: bool,
+}
+
+/// Default `bulk_threshold`.
+pub const DEFAULT_BULK_THRESHOLD: usize = 20_000;
+
+/// Default `batch_size` of a stream: 5 000 rows, or [`BULK_BATCH_SIZE`] when the destination
+/// is Databricks with bulk loads on (so a batch is one staged file and one statement).
+pub const DEFAULT_BATCH_SIZE: usize = 5_000;
+
+/// Default `batch_size` with bulk loads on.
+pub const BULK_BATCH_SIZE: usize = 100_000;
 
 /// A delivered domain default (`domain = "..."` on a stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -393,3 +393,94 @@ fn seed_from_needs_a_forward_stream_with_the_writeback_columns() {
         "{p:#?}"
     );
 }
+
+#[test]
+fn bulk_settings_default_the_batch_size_and_every_problem_has_its_line() {
+    // No volume: bulk stays off, batches keep the 5 000-row default.
+    let c = parse(&good_databricks()).unwrap();
+    assert!(matches!(
+        &c.destination,
+        Destination::Databricks { bulk: None, .. }
+    ));
+    assert_eq!(c.streams[0].batch_size, DEFAULT_BATCH_SIZE);
+
+    // A volume name in the destination's catalog and schema turns bulk on (auto).
+    let with_volume = good_databricks().replace(
+        "schema = \"erp\"",
+        "schema = \"erp\"\nvolume = \"staging\"\nbulk_threshold = 30000\ncreate_volume = true",
+    );
+    let c = parse(&with_volume).unwrap_or_else(|p| panic!("{p:?}"));
+    let Destination::Databricks { bulk: Some(b), .. } = &c.destination else {
+        panic!("bulk is on: {:?}", c.destination);
+    };
+    assert_eq!(
+        (b.volume.as_str(), b.threshold, b.create_volume),
+        ("main.erp.staging", 30_000, true)
+    );
+    assert_eq!(c.streams[0].batch_size, BULK_BATCH_SIZE);
+    // A stream's own batch size still wins.
+    let own = with_volume.replace(
+        "max_window = \"1d\"",
+        "max_window = \"1d\"\nbatch_size = 2000",
+    );
+    let c = parse(&own).unwrap();
+    assert_eq!(
+        (c.streams[0].batch_size, c.streams[1].batch_size),
+        (BULK_BATCH_SIZE, 2_000)
+    );
+
+    // A full volume name, and `bulk = "off"`.
+    let full = good_databricks().replace(
+        "schema = \"erp\"",
+        "schema = \"erp\"\nvolume = \"landing.raw.files\"",
+    );
+    let c = parse(&full).unwrap();
+    assert!(
+        matches!(&c.destination, Destination::Databricks { bulk: Some(b), .. } if b.volume == "landing.raw.files" && b.threshold == DEFAULT_BULK_THRESHOLD)
+    );
+    let off = full.replace("volume = ", "bulk = \"off\"\nvolume = ");
+    let c = parse(&off).unwrap();
+    assert!(matches!(
+        &c.destination,
+        Destination::Databricks { bulk: None, .. }
+    ));
+    assert_eq!(c.streams[0].batch_size, DEFAULT_BATCH_SIZE);
+
+    // Problems, each at its line.
+    let bad = good_databricks().replace(
+        "schema = \"erp\"",
+        "schema = \"erp\"\nbulk = \"always\"\nbulk_threshold = 0\nvolume = \"a.b\"",
+    );
+    let problems = parse(&bad).unwrap_err();
+    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    for (needle, says) in [
+        ("bulk = ", "`auto`, `on` or `off`"),
+        ("bulk_threshold", "1-10000000"),
+        ("volume = ", "catalog.schema.volume"),
+    ] {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.line == line_of(needle) && p.message.contains(says)),
+            "{needle}: {problems:?}"
+        );
+    }
+    let on_without_volume =
+        good_databricks().replace("schema = \"erp\"", "schema = \"erp\"\nbulk = \"on\"");
+    let problems = parse(&on_without_volume).unwrap_err();
+    assert!(problems
+        .iter()
+        .any(|p| p.message.contains("needs `destination.volume`")));
+    let sqlite = GOOD.replace(
+        "path = \"warehouse.db\"",
+        "path = \"warehouse.db\"\nvolume = \"v\"",
+    );
+    let problems = parse(&sqlite).unwrap_err();
+    assert!(problems.iter().any(|p| p.line
+        == sqlite
+            .lines()
+            .position(|l| l.starts_with("volume"))
+            .unwrap()
+            + 1
+        && p.message.contains("kind = \"databricks\"")));
+}
