@@ -4,6 +4,7 @@
 
 mod common;
 
+mod bulk_cli;
 mod capture;
 mod cli_safety;
 mod crash;
