@@ -25,9 +25,9 @@
 
 use std::fmt::Write as _;
 
-use sync_core::{Batch, Value};
+use sync_core::Batch;
 
-use crate::sql::{SqlError, VolumeName};
+use crate::sql::VolumeName;
 
 /// Batches with at least this many rows take the bulk path by default.
 pub const DEFAULT_THRESHOLD: usize = 20_000;
@@ -165,15 +165,6 @@ pub fn staged_file_name(batch: &Batch) -> String {
     name
 }
 
-/// Why a batch could not be staged.
-pub(crate) fn bad_value(table: &str, row: usize, column: &str, v: &Value, why: &str) -> SqlError {
-    SqlError::BadRow {
-        table: table.to_string(),
-        row,
-        reason: format!("column `{column}`: {why} ({v})"),
-    }
-}
-
 #[cfg(feature = "bulk")]
 pub(crate) mod parquet_file {
     //! The Parquet encoder (low-level column writers, no arrow).
@@ -191,8 +182,17 @@ pub(crate) mod parquet_file {
     use rust_decimal::{Decimal, RoundingStrategy};
     use sync_core::{ColumnType, Row, TableSchema, Value};
 
-    use super::{bad_value, BulkCompression};
+    use super::BulkCompression;
     use crate::sql::{self, SqlError, TableName};
+
+    /// Why a value could not be staged.
+    fn bad_value(table: &str, row: usize, column: &str, v: &Value, why: &str) -> SqlError {
+        SqlError::BadRow {
+            table: table.to_string(),
+            row,
+            reason: format!("column `{column}`: {why} ({v})"),
+        }
+    }
 
     /// Bytes of a FIXED_LEN_BYTE_ARRAY that hold every unscaled value of `precision` digits
     /// (two's complement, big-endian).

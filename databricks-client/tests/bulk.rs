@@ -2,6 +2,7 @@
 //! the Files API, one MERGE … read_files (upserts) or COPY INTO (appends), file deleted; faults
 //! at every step leave no duplicate rows and no orphan file after the next run.
 #![allow(missing_docs)]
+#![cfg(feature = "bulk")]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

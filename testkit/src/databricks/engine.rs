@@ -1196,17 +1196,18 @@ impl Catalog {
                 format!("Insufficient privileges: User does not have CREATE VOLUME on Schema '{c}.{sc}'."),
             ));
         }
-        let key = (c.clone(), sc.clone(), v.clone());
-        if self.volumes.contains_key(&key) {
-            if !if_not_exists {
+        match self.volumes.entry((c.clone(), sc.clone(), v.clone())) {
+            std::collections::btree_map::Entry::Occupied(_) if !if_not_exists => {
                 return Err(SqlFailure::new(
                     "VOLUME_ALREADY_EXISTS",
                     "42000",
                     format!("Cannot create volume `{c}`.`{sc}`.`{v}` because it already exists."),
                 ));
             }
-        } else {
-            self.volumes.insert(key, Volume::default());
+            std::collections::btree_map::Entry::Occupied(_) => {}
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(Volume::default());
+            }
         }
         Ok(Output::default())
     }
