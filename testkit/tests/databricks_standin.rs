@@ -918,3 +918,138 @@ async fn module_doc_example() {
     // Direct SQL is not logged as an HTTP statement.
     assert!(standin.statements().is_empty());
 }
+
+#[tokio::test]
+async fn files_api_on_volumes_with_the_real_wire_shapes() {
+    let si = DatabricksStandIn::start_with(StandInConfig::new().files_page_size(2)).await;
+    let api = Api::new(&si).await;
+    setup(&api).await;
+    let file = "/api/2.0/fs/files/Volumes/main/sales/stage/d%20ir/a%2Bb.bin";
+    let put = |path: &str, body: Vec<u8>| {
+        api.http
+            .put(format!("{}{path}?overwrite=true", api.base))
+            .bearer_auth(&api.token)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+    };
+    // No such volume yet.
+    let r = put(file, vec![1, 2, 3]).await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error_code"], "RESOURCE_DOES_NOT_EXIST");
+
+    api.ok("CREATE VOLUME IF NOT EXISTS `main`.`sales`.`stage`")
+        .await;
+    api.ok("CREATE VOLUME IF NOT EXISTS `main`.`sales`.`stage`")
+        .await;
+    assert_eq!(
+        api.sql("CREATE VOLUME `main`.`sales`.`stage`").await["status"]["state"],
+        "FAILED"
+    );
+    assert!(si.has_volume("main.sales.stage"));
+    assert_eq!(put(file, vec![1, 2, 3]).await.unwrap().status(), 204);
+    for i in 0..3 {
+        let p = format!("/api/2.0/fs/files/Volumes/main/sales/stage/d%20ir/f{i}");
+        assert_eq!(put(&p, vec![0; i]).await.unwrap().status(), 204);
+    }
+    assert_eq!(
+        si.volume_files("main.sales.stage").unwrap()[0],
+        ("/Volumes/main/sales/stage/d ir/a+b.bin".to_string(), 3)
+    );
+    assert_eq!(
+        si.uploads()[0].content_type.as_deref(),
+        Some("application/octet-stream")
+    );
+
+    // Listing: direct children, paged by next_page_token.
+    let (status, root) = api
+        .get("/api/2.0/fs/directories/Volumes/main/sales/stage")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        root["contents"][0]["path"],
+        "/Volumes/main/sales/stage/d ir/"
+    );
+    assert_eq!(root["contents"][0]["is_directory"], true);
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let q = token
+            .as_ref()
+            .map(|t| format!("?page_token={t}"))
+            .unwrap_or_default();
+        let (status, page) = api
+            .get(&format!(
+                "/api/2.0/fs/directories/Volumes/main/sales/stage/d%20ir{q}"
+            ))
+            .await;
+        assert_eq!(status, 200);
+        for e in page["contents"].as_array().unwrap() {
+            assert_eq!(e["is_directory"], false);
+            names.push(e["name"].as_str().unwrap().to_string());
+        }
+        match page["next_page_token"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["a+b.bin", "f0", "f1", "f2"]);
+    assert_eq!(
+        api.get("/api/2.0/fs/directories/Volumes/main/sales/stage/nope")
+            .await
+            .0,
+        404
+    );
+
+    // Download, HEAD, delete.
+    let r = api
+        .http
+        .get(format!("{}{file}", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &[1, 2, 3]);
+    let r = api
+        .http
+        .head(format!("{}{file}", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let del = || {
+        api.http
+            .delete(format!("{}{file}", api.base))
+            .bearer_auth(&api.token)
+            .send()
+    };
+    assert_eq!(del().await.unwrap().status(), 204);
+    assert_eq!(del().await.unwrap().status(), 404);
+
+    // read_files needs Parquet; a missing path is PATH_NOT_FOUND.
+    let bad = api
+        .sql("SELECT * FROM read_files('/Volumes/main/sales/stage/d ir/f2', format => 'parquet')")
+        .await;
+    assert_eq!(bad["status"]["state"], "FAILED");
+    let missing = api
+        .sql("SELECT * FROM read_files('/Volumes/main/sales/stage/none.parquet', format => 'parquet')")
+        .await;
+    assert!(missing["status"]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("[PATH_NOT_FOUND]"));
+
+    // Denied and faulted.
+    si.set_deny_files(true);
+    let r = put(file, vec![1]).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error_code"], "PERMISSION_DENIED");
+    si.set_deny_files(false);
+    si.inject_at(Endpoint::UploadFile, Fault::Unavailable, 1);
+    assert_eq!(put(file, vec![1]).await.unwrap().status(), 503);
+    assert_eq!(put(file, vec![1]).await.unwrap().status(), 204);
+    assert_eq!(si.request_count(Endpoint::UploadFile), 8);
+}
