@@ -197,9 +197,10 @@ pub(crate) mod parquet_file {
     /// Bytes of a FIXED_LEN_BYTE_ARRAY that hold every unscaled value of `precision` digits
     /// (two's complement, big-endian).
     pub(crate) fn decimal_bytes(precision: u8) -> usize {
-        let max = 10f64.powi(i32::from(precision));
+        // The largest unscaled value is 10^p - 1; n bytes hold up to 2^(8n-1) - 1.
+        let max = 10u128.pow(u32::from(precision.min(38))) - 1;
         (1..=16usize)
-            .find(|&n| 2f64.powi(8 * n as i32 - 1) > max)
+            .find(|&n| n == 16 || max < 1u128 << (8 * n - 1))
             .unwrap_or(16)
     }
 
@@ -244,7 +245,7 @@ pub(crate) mod parquet_file {
     /// `CAST(… AS DECIMAL(p,s))`; `None` when it needs more than `precision` digits.
     pub(crate) fn unscaled(d: Decimal, precision: u8, scale: u8) -> Option<i128> {
         let scale = u32::from(scale);
-        let mut d = if d.scale() > scale {
+        let d = if d.scale() > scale {
             d.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero)
         } else {
             d
@@ -253,8 +254,7 @@ pub(crate) mod parquet_file {
         for _ in d.scale()..scale {
             m = m.checked_mul(10)?;
         }
-        d.set_sign_positive(true);
-        (m.unsigned_abs() < 10u128.pow(u32::from(precision))).then_some(m)
+        (m.unsigned_abs() < 10u128.pow(u32::from(precision.min(38)))).then_some(m)
     }
 
     /// Encodes `rows` (aligned with `schema.columns`) as one Parquet file, checking each value
@@ -488,6 +488,9 @@ pub(crate) mod parquet_file {
             assert_eq!(decimal_bytes(19), 9);
             assert_eq!(decimal_bytes(38), 16);
             assert_eq!(decimal_bytes(28), 12);
+            assert_eq!(decimal_bytes(9), 4);
+            assert_eq!(decimal_bytes(18), 8);
+            assert_eq!(decimal_bytes(1), 1);
             let d = |s: &str| s.parse::<Decimal>().unwrap();
             assert_eq!(unscaled(d("12.5"), 18, 2), Some(1250));
             assert_eq!(unscaled(d("-0.01"), 18, 2), Some(-1));
