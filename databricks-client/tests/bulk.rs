@@ -582,3 +582,83 @@ fn staged_file_names_are_deterministic() {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
 }
+
+/// Effective-dated tables: the current flags are recomputed after the bulk load, as on the
+/// VALUES path (one more idempotent MERGE, counted in the receipt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn effective_dated_tables_are_reflagged_after_the_bulk_load() {
+    let si = standin().await;
+    let s = TableSchema {
+        name: "job".into(),
+        columns: vec![
+            ColumnDef::new("emplid", ColumnType::String).not_null(),
+            ColumnDef::new("empl_rcd", ColumnType::Int).not_null(),
+            ColumnDef::new("effdt", ColumnType::Date).not_null(),
+            ColumnDef::new("effseq", ColumnType::Int).not_null(),
+            ColumnDef::new("is_current", ColumnType::Boolean),
+        ],
+        primary_key: vec![
+            "emplid".into(),
+            "empl_rcd".into(),
+            "effdt".into(),
+            "effseq".into(),
+        ],
+        cursor_column: None,
+        write_mode: WriteMode::Upsert,
+        effective_dating: Some(
+            sync_core::EffectiveDated::new(["emplid", "empl_rcd"], "effdt", "is_current")
+                .sequence("effseq"),
+        ),
+    };
+    let sink = bulk_sink_with(&si, options(), bulk_options().threshold(5));
+    sink.prepare(&s).await.unwrap();
+    let date = |d: &str| Value::Date(d.parse().unwrap());
+    // Two employees, each with a past, a current and a future row; all flagged false.
+    let mut rows = Vec::new();
+    for e in ["E1", "E2"] {
+        for (effdt, seq) in [
+            ("2025-01-01", 0),
+            ("2026-01-01", 0),
+            ("2026-01-01", 1),
+            ("2027-01-01", 0),
+        ] {
+            rows.push(vec![
+                Value::String(e.into()),
+                Value::Int(0),
+                date(effdt),
+                Value::Int(seq),
+                Value::Bool(false),
+            ]);
+        }
+    }
+    let b = Batch {
+        as_of: Some("2026-06-01".parse().unwrap()),
+        ..batch(rows)
+    };
+    let before = si.statements().len();
+    let r = sink.write(&s, &b).await.unwrap();
+    let sent = data_statements(&si, before);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[0].contains("read_files("));
+    assert!(sent[1].contains("`_ml_current`"));
+    assert_eq!((r.statements, r.files_staged), (2, 1));
+    assert_eq!(r.statement_ids.len(), 2);
+    let current: Vec<(String, String, i32)> = si
+        .rows("main.erp.job")
+        .unwrap()
+        .into_iter()
+        .filter(|r| r["is_current"] == StandInValue::Boolean(true))
+        .map(|r| {
+            let s = |k: &str| r[k].to_cell().unwrap();
+            (s("emplid"), s("effdt"), s("effseq").parse().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        current,
+        vec![
+            ("E1".to_string(), "2026-01-01".to_string(), 1),
+            ("E2".to_string(), "2026-01-01".to_string(), 1)
+        ]
+    );
+    no_files_left(&si);
+}
