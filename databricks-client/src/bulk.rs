@@ -18,7 +18,8 @@
 //! retried step rewrites the same file. The sink deletes its file after the load whether the
 //! load succeeded or not (best effort), and at [`prepare`](sync_core::Sink::prepare) deletes
 //! whatever an interrupted run left in the table's staging directory. That cleanup assumes one
-//! writer per stream at a time, which the engine's per-stream lease guarantees.
+//! writer per table at a time: one stream per target table, and the engine's per-stream lease
+//! (one worker writes a stream at a time).
 //!
 //! **Grants.** The sink's principal needs `READ VOLUME` and `WRITE VOLUME` on the volume, and,
 //! when the sink creates it ([`BulkOptions::create_volume`]), `CREATE VOLUME` on the schema.

@@ -460,6 +460,20 @@ async fn faults_at_each_step_leave_no_duplicates_and_no_orphans_after_the_next_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passing_upload_503_is_retried_by_the_client() {
+    let si = standin().await;
+    let s = schema("vendors", WriteMode::Upsert);
+    let sink = bulk_sink_with(&si, options(), bulk_options().threshold(100));
+    sink.prepare(&s).await.unwrap();
+    si.inject_at(Endpoint::UploadFile, Fault::Unavailable, 2);
+    let r = sink.write(&s, &batch(rows(500, 0))).await.unwrap();
+    assert_eq!(r.files_staged, 1);
+    assert_eq!(si.request_count(Endpoint::UploadFile), 3);
+    assert_eq!(si.row_count("main.erp.vendors"), Some(500));
+    no_files_left(&si);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_left_behind_is_removed_by_the_next_prepare() {
     let si = standin().await;
     let s = schema("vendors", WriteMode::Upsert);
