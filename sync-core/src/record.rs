@@ -110,6 +110,19 @@ impl Record {
         &self.names
     }
 
+    /// Shares `names` when they equal this record's names (true), so later records of the
+    /// same source compare by pointer; otherwise leaves the record as it is (false).
+    pub fn adopt_names(&mut self, names: &FieldNames) -> bool {
+        if self.names.same(names) {
+            return true;
+        }
+        if self.names != *names {
+            return false;
+        }
+        self.names = names.clone();
+        true
+    }
+
     /// Number of fields.
     pub fn len(&self) -> usize {
         self.values.len()
@@ -371,6 +384,11 @@ mod tests {
         two.insert("C".into(), json!(5));
         assert!(!one.names().same(two.names()));
         assert_eq!(one.names().as_slice(), ["A", "B"]);
+        let mut three = rec(json!({"A": 0, "B": 0}));
+        assert!(!three.names().same(&names));
+        assert!(three.adopt_names(&names));
+        assert!(three.names().same(&names));
+        assert!(!two.adopt_names(&names));
         assert_eq!(two.get("C"), Some(&json!(5)));
         // Equality is by content, not by sharing.
         assert_eq!(one, rec(json!({"A": 1, "B": 2})));
