@@ -108,6 +108,11 @@
 //!   source and sink latencies and no overlap at all it would be about 50 %.
 
 use std::collections::VecDeque;
+
+// The allocator the `ml-connector` command uses (feature `mimalloc`, default).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
@@ -595,9 +600,11 @@ async fn run_engine(args: &Args, stats: Arc<Stats>) -> Result<Outcome, BoxError>
     for window in Window::new(start, end).chunks(pol.max_window) {
         let range = lines.index_range(window.from, window.to);
         debug_assert_eq!(range.start, i);
-        let records = range
-            .map(|k| strip_alias_prefixes(&lines.row(k).to_record()))
-            .collect::<Vec<_>>();
+        let records = shared_names(
+            range
+                .map(|k| strip_alias_prefixes(&lines.row(k).to_record()))
+                .collect(),
+        );
         i += records.len() as u64;
         pages.push_back((
             window,
@@ -801,10 +808,22 @@ fn complete(
 /// The records `PeopleSoftSource` delivers for `window` (alias prefixes stripped), generated
 /// from the dataset without I/O.
 fn records_for(lines: &JournalLines, window: Window) -> Vec<sync_core::Record> {
-    lines
-        .index_range(window.from, window.to)
-        .map(|k| strip_alias_prefixes(&lines.row(k).to_record()))
-        .collect()
+    shared_names(
+        lines
+            .index_range(window.from, window.to)
+            .map(|k| strip_alias_prefixes(&lines.row(k).to_record()))
+            .collect(),
+    )
+}
+
+/// The records with one shared set of field names, as `PeopleSoftSource` delivers a page.
+fn shared_names(mut records: Vec<sync_core::Record>) -> Vec<sync_core::Record> {
+    if let Some(names) = records.first().map(|r| r.names().clone()) {
+        for r in &mut records {
+            r.adopt_names(&names);
+        }
+    }
+    records
 }
 
 /// Maps `records` and completes the rows as the engine does.

@@ -444,7 +444,7 @@ async fn source_reads_chunks_as_pages_with_exact_decimals() {
     assert_eq!(pages.len(), 2);
     let recs: Vec<J> = pages
         .iter()
-        .flat_map(|p| p.records.iter().cloned().map(J::Object))
+        .flat_map(|p| p.records.iter().cloned().map(J::from))
         .collect();
     assert_eq!(
         recs,

@@ -16,6 +16,15 @@ use crate::latch::{AuthLatch, AuthRejection};
 use crate::protection::{BlackoutAction, LoadProtection};
 use crate::qas::{self, encode, ExecuteQuery, PromptInfo, QueryOwner, QueryResult};
 
+/// The body as text: no copy when it is valid UTF-8 (it nearly always is); otherwise invalid
+/// sequences become U+FFFD, as `reqwest`'s `text()` does.
+fn utf8_text(body: impl Into<Vec<u8>>) -> String {
+    String::from_utf8(body.into())
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// `ExecuteQuery` answers at least this large are parsed on Tokio's blocking pool.
+const PARSE_OFF_THREAD_BYTES: usize = 256 * 1024;
 /// A client for one PeopleSoft Integration Broker node.
 ///
 /// Cheap to clone (shared inner state). Every request goes through the same path:
@@ -394,7 +403,24 @@ impl PeopleSoftClient {
                 Idempotency::IdempotentNoTimeoutRetry,
             )
             .await?;
-        qas::parse_execute_query_keys(url.as_str(), &body, q.max_rows, keys)
+        if body.len() < PARSE_OFF_THREAD_BYTES {
+            return qas::parse_execute_query_keys(url.as_str(), &body, q.max_rows, keys);
+        }
+        // A large page takes milliseconds of CPU to parse: off the async thread, so the
+        // engine keeps mapping and writing the previous page meanwhile.
+        let (max_rows, shown) = (q.max_rows, url.to_string());
+        tokio::task::spawn_blocking(move || {
+            qas::parse_execute_query_keys(url.as_str(), &body, max_rows, keys)
+        })
+        .await
+        .unwrap_or_else(|e| match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => Err(Error::InvalidResponse {
+                url: shown,
+                reason: format!("parsing the answer was cancelled: {e}"),
+                raw: String::new(),
+            }),
+        })
     }
 
     /// Lists the prompts a query expects (`QueryPrompts.v1`).
@@ -821,7 +847,7 @@ impl PeopleSoftClient {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = resp.text().await;
+        let body = resp.bytes().await.map(utf8_text);
         // The request is complete only once the body is read: release the slot now.
         drop(held);
         let body = body.map_err(|e| Error::InvalidResponse {

@@ -20,7 +20,7 @@
 //!
 //! let row = serde_json::json!({"A.SETID": "SHARE", "A.VENDOR_ID": "0000000001",
 //!     "A.NAME1": "Acme", "A.LAST_ACTIVITY_DT": "2026-01-15", "X.CUSTOM_FIELD": 7});
-//! let v: Vendor = from_record(row.as_object().unwrap()).unwrap();
+//! let v: Vendor = from_record(&row.try_into().unwrap()).unwrap();
 //! assert_eq!(v.vendor_id, "0000000001");
 //! assert_eq!(v.extra["CUSTOM_FIELD"], 7);
 //! ```
@@ -59,7 +59,7 @@ pub fn strip_alias_prefixes(record: &Record) -> Record {
             out.insert(bare.to_string(), v.clone());
         }
     }
-    out
+    out.into()
 }
 
 /// The field name without its record-alias prefix.
@@ -79,7 +79,7 @@ pub fn strip_alias(name: &str) -> &str {
 
 /// Deserialises a typed record from a QAS row, after stripping alias prefixes.
 pub fn from_record<T: DeserializeOwned>(record: &Record) -> Result<T, RecordError> {
-    serde_json::from_value(Value::Object(strip_alias_prefixes(record))).map_err(|source| {
+    serde_json::from_value(Value::from(strip_alias_prefixes(record))).map_err(|source| {
         RecordError {
             type_name: std::any::type_name::<T>()
                 .rsplit("::")
@@ -660,7 +660,7 @@ mod tests {
     use serde_json::json;
 
     fn rec(v: Value) -> Record {
-        v.as_object().unwrap().clone()
+        v.as_object().unwrap().clone().into()
     }
 
     #[test]

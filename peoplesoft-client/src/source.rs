@@ -320,7 +320,7 @@ mod tests {
         v.as_array()
             .unwrap()
             .iter()
-            .map(|r| r.as_object().unwrap().clone())
+            .map(|r| r.as_object().unwrap().clone().into())
             .collect()
     }
 

@@ -23,7 +23,7 @@
 //! use std::sync::Arc;
 //! use serde_json::json;
 //! use sync_core::convert::SourceTimeZone;
-//! use sync_core::{ColumnType, Mapper, Mapping, Value};
+//! use sync_core::{ColumnType, Mapper, Mapping, Record, Value};
 //! use peoplesoft_client::values::{convert, PeopleSoftFormat};
 //!
 //! let zone = SourceTimeZone::from_name("America/New_York").unwrap();
@@ -40,7 +40,8 @@
 //!     ]
 //! })).unwrap();
 //! let mapper = mapping.compile_with(Arc::new(PeopleSoftFormat)).unwrap();
-//! let row = mapper.map(json!({"A.VENDOR_ID": "0000000042", "A.WTHD_SW": "N"}).as_object().unwrap()).unwrap();
+//! let record = Record::try_from(json!({"A.VENDOR_ID": "0000000042", "A.WTHD_SW": "N"})).unwrap();
+//! let row = mapper.map(&record).unwrap();
 //! assert_eq!(row[1], Value::Bool(false));
 //! ```
 //!
@@ -695,14 +696,18 @@ mod tests {
         .unwrap();
         let mapper = m.compile_with(Arc::new(PeopleSoftFormat)).unwrap();
         let rec = json!({"A.SETID": "SHARE", "A.VENDOR_ID": "V1"});
-        let row = mapper.map(rec.as_object().unwrap()).unwrap();
+        let row = mapper
+            .map(&rec.as_object().unwrap().clone().into())
+            .unwrap();
         assert_eq!(row[0], Value::String("SHARE".into()));
         assert_eq!(row[2], Value::String("V1".into()));
         // With two aliases the bare name is ambiguous (for a mapper that has not resolved
         // the field yet); the aliased source is not.
         let mapper = m.compile_with(Arc::new(PeopleSoftFormat)).unwrap();
         let rec = json!({"A.SETID": "SHARE", "B.SETID": "US001"});
-        let errs = mapper.map(rec.as_object().unwrap()).unwrap_err();
+        let errs = mapper
+            .map(&rec.as_object().unwrap().clone().into())
+            .unwrap_err();
         assert_eq!(errs.len(), 1);
         assert!(errs[0].reason.contains("`A.SETID`") && errs[0].reason.contains("`B.SETID`"));
     }

@@ -10,7 +10,7 @@ use sync_core::{Mapper, Record, Value};
 
 fn record(v: serde_json::Value) -> Record {
     match v {
-        serde_json::Value::Object(m) => m,
+        serde_json::Value::Object(m) => m.into(),
         other => panic!("not an object: {other}"),
     }
 }

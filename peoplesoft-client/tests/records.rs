@@ -22,7 +22,7 @@ fn rows<T: DeserializeOwned + Serialize + PartialEq + Debug>(name: &str) -> Vec<
         .unwrap()
         .iter()
         .map(|r| {
-            let mut r = r.as_object().unwrap().clone();
+            let mut r: sync_core::Record = r.as_object().unwrap().clone().into();
             r.remove("attr:rownumber");
             from_record(&r).unwrap_or_else(|e| panic!("{name}: {e}"))
         })

@@ -78,7 +78,7 @@ fn journal_records() -> Vec<Record> {
                 "DTTM_STAMP_SEC": format!("2026-03-{day:02}T{:02}:{:02}:{:02}.{:06}", i % 24, i % 60, (i * 7) % 60, i * 37 % 1_000_000),
             });
             match v {
-                serde_json::Value::Object(m) => m,
+                serde_json::Value::Object(m) => m.into(),
                 _ => unreachable!(),
             }
         })

@@ -917,7 +917,7 @@ fn expected(ty: ColumnType) -> &'static str {
 ///     "table": "t", "columns": [{"column": "active", "source": "ACTIVE", "type": "BOOLEAN"}]
 /// })).unwrap();
 /// let mapper = mapping.compile_with(Arc::new(YesNo)).unwrap();
-/// let row = mapper.map(serde_json::json!({"ACTIVE": "yes"}).as_object().unwrap()).unwrap();
+/// let row = mapper.map(&serde_json::json!({"ACTIVE": "yes"}).try_into().unwrap()).unwrap();
 /// assert_eq!(row[0], Value::Bool(true));
 /// ```
 pub trait FieldFormat: Send + Sync + fmt::Debug {

@@ -21,7 +21,7 @@
 //! let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
 //! let source = MemorySource::new("journal");
 //! let record = serde_json::json!({"journal_id": "JE001", "amount": "1234567.89", "updated": "2026-01-01T09:30:00Z"});
-//! source.push(start + Duration::hours(9), record.as_object().unwrap().clone());
+//! source.push(start + Duration::hours(9), record.try_into().unwrap());
 //!
 //! // A mapping is data: source field -> typed column. Money stays exact.
 //! let mapping: Mapping = serde_json::from_value(serde_json::json!({
@@ -77,6 +77,7 @@ pub mod http;
 pub mod mapper;
 pub mod mapping;
 pub mod memory;
+pub mod record;
 pub mod schedule;
 pub mod schema;
 pub mod sink;
@@ -92,12 +93,13 @@ pub use convert::{FieldFormat, StandardFormat};
 pub use error::{BoxError, ConnectorError, Error, FailureKind, Result};
 pub use mapper::{FieldError, Mapper};
 pub use mapping::{Mapping, MappingError, MappingMapper};
+pub use record::{FieldNames, Record};
 pub use schema::{ColumnDef, EffectiveDated, TableSchema, WriteMode};
 pub use sink::{Batch, DeletePolicy, KeyedHash, Receipt, Sink};
 pub use source::{Page, PageStream, Source, SourceCapabilities};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteSink;
-pub use value::{ColumnType, Record, Row, Value};
+pub use value::{ColumnType, Row, Value};
 pub use window::{Coverage, Window};
 
 /// The README's example, compiled as a doctest so it cannot rot.

@@ -50,7 +50,7 @@
 //!     "setid": "SHARE", "vendor_id": "0000000042", "name": " ",
 //!     "withhold": false, "last_activity": "2026-03-01T10:15:00-06:00"
 //! });
-//! let row = mapper.map(record.as_object().unwrap()).unwrap();
+//! let row = mapper.map(&record.try_into().unwrap()).unwrap();
 //! assert_eq!(row[2], sync_core::Value::Null); // trimmed blank name
 //! assert_eq!(row[3], sync_core::Value::Bool(false));
 //! ```
@@ -62,8 +62,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::convert::{ConvertError, FieldFormat, SourceTimeZone, StandardFormat};
 use crate::mapper::{FieldError, Mapper};
+use crate::record::{FieldNames, Record};
 use crate::schema::{ColumnDef, EffectiveDated, TableSchema, WriteMode};
-use crate::value::{ColumnType, Record, Row, Value};
+use crate::value::{ColumnType, Row, Value};
 
 /// A declarative mapping from source records to one target table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -444,11 +445,12 @@ pub struct MappingMapper {
 }
 
 /// Where each record key goes, in the record's iteration order. Records of one query have the
-/// same keys, so after the first record a row is mapped in a single pass over the record with
-/// one key comparison per field, instead of one map lookup per column.
+/// same keys (usually one shared [`FieldNames`]), so after the first record a row is mapped in
+/// a single pass over its values, instead of one lookup per column.
 #[derive(Debug)]
 struct RecordLayout {
-    keys: Vec<Box<str>>,
+    /// The record keys, in order (shared with the records of the same page).
+    keys: FieldNames,
     /// Per record key: the column it fills, or `usize::MAX` for keys no column uses.
     column_of: Vec<usize>,
     /// Columns whose field is absent from this layout.
@@ -555,14 +557,14 @@ impl MappingMapper {
     /// Builds the layout from a record in which every column's field was found unambiguously
     /// (or is absent).
     fn build_layout(&self, record: &Record) -> Option<RecordLayout> {
-        let keys: Vec<Box<str>> = record.keys().map(|k| k.as_str().into()).collect();
+        let keys = record.names().clone();
         let mut column_of = vec![UNUSED; keys.len()];
         let mut absent = Vec::new();
         let mut shared = Vec::new();
         for (ci, col) in self.columns.iter().enumerate() {
             match self.lookup(col, record) {
                 Lookup::Found(k, _) => {
-                    let pos = keys.iter().position(|x| **x == *k)?;
+                    let pos = keys.position(k)?;
                     if column_of[pos] == UNUSED {
                         column_of[pos] = ci;
                     } else {
@@ -598,17 +600,15 @@ impl MappingMapper {
         record: &Record,
         defer: bool,
     ) -> Option<Result<Row, Vec<FieldError>>> {
-        if record.len() != layout.keys.len() {
+        // Records of one page share their names: usually one pointer comparison.
+        if !record.names().same(&layout.keys) && *record.names() != layout.keys {
             return None;
         }
         // Room for the engine's lineage columns, so appending them does not reallocate.
         let mut row = Vec::with_capacity(self.columns.len() + crate::mapper::ROW_EXTRA_CAPACITY);
         row.resize(self.columns.len(), Value::Null);
         let mut errors: Vec<(usize, FieldError)> = Vec::new();
-        for ((k, v), (want, &ci)) in record.iter().zip(layout.keys.iter().zip(&layout.column_of)) {
-            if k.as_str() != &**want {
-                return None;
-            }
+        for ((k, v), &ci) in record.iter().zip(&layout.column_of) {
             if ci == UNUSED || (defer && Self::movable(&self.columns[ci], v)) {
                 continue;
             }
@@ -932,7 +932,7 @@ mod tests {
         .unwrap();
         let rec =
             json!({"A": "  ap01 ", "B": " ", "C": " ", "E": "I", "F": " ", "G": "ABC", "H": 1});
-        let row = m.map(rec.as_object().unwrap()).unwrap();
+        let row = m.map(&rec.as_object().unwrap().clone().into()).unwrap();
         let s = |x: &str| Value::String(x.into());
         assert_eq!(
             row,
@@ -959,7 +959,7 @@ mod tests {
             ]
         }));
         let rec = json!({"A.SETID": "SHARE", "B.SETID": "US001"});
-        let errs = m.map(rec.as_object().unwrap()).unwrap_err();
+        let errs = m.map(&rec.as_object().unwrap().clone().into()).unwrap_err();
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].column, "setid");
         assert!(
@@ -981,7 +981,13 @@ mod tests {
         }));
         for _ in 0..2 {
             let row = m
-                .map(json!({"A.STATUS": "A", "A.N": 1}).as_object().unwrap())
+                .map(
+                    &json!({"A.STATUS": "A", "A.N": 1})
+                        .as_object()
+                        .unwrap()
+                        .clone()
+                        .into(),
+                )
                 .unwrap();
             assert_eq!(
                 row,
@@ -993,7 +999,13 @@ mod tests {
             );
         }
         let errs = m
-            .map(json!({"A.STATUS": "A", "A.N": "x"}).as_object().unwrap())
+            .map(
+                &json!({"A.STATUS": "A", "A.N": "x"})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+                    .into(),
+            )
             .unwrap_err();
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].column, "n");
@@ -1023,7 +1035,7 @@ mod tests {
             json!({"B.ID": "4", "B.STATUS": "A", "B.NAME": "Cy", "B.N": 4, "EXTRA": "e"}),
         ];
         for r in records {
-            let r = r.as_object().unwrap().clone();
+            let r: Record = r.as_object().unwrap().clone().into();
             let borrowed = m.map(&r);
             match m.map_owned(r.clone()) {
                 Ok(row) => assert_eq!(Ok(row), borrowed, "{r:?}"),
@@ -1044,11 +1056,23 @@ mod tests {
         .compile()
         .unwrap();
         let row = m
-            .map(json!({"A.SETID": "SHARE"}).as_object().unwrap())
+            .map(
+                &json!({"A.SETID": "SHARE"})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+                    .into(),
+            )
             .unwrap();
         assert_eq!(row, vec![Value::Null]);
         let row = m
-            .map(json!({"setid": "SHARE"}).as_object().unwrap())
+            .map(
+                &json!({"setid": "SHARE"})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+                    .into(),
+            )
             .unwrap();
         assert_eq!(row, vec![Value::String("SHARE".into())]);
     }

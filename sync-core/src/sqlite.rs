@@ -36,6 +36,9 @@
 //! primary key; re-running a window appends again). The receipt carries a statement id
 //! `sqlite:<table>:<n>` where `n` counts this sink's transactions.
 //!
+//! New keyed tables are created `WITHOUT ROWID` (clustered on the primary key; effective-dated
+//! tables excepted); tables created by earlier versions keep their layout and work as before.
+//!
 //! The database runs in WAL mode with `synchronous=NORMAL`: when `write` returns, the
 //! transaction is committed and survives a crash of the process; a power loss or OS crash can
 //! lose the most recent transactions. Use [`SqliteSink::with_full_sync`] when that matters.
@@ -279,6 +282,12 @@ fn create_table_sql(schema: &TableSchema) -> String {
         sql.push(')');
     }
     sql.push(')');
+    // Keyed tables are clustered on their key: one B-tree instead of a rowid table plus a
+    // key index, so an upsert touches half the pages. Effective-dated tables keep the rowid,
+    // which their current-flag statement addresses rows by.
+    if has_key(schema) && schema.effective_dating.is_none() {
+        sql.push_str(" WITHOUT ROWID");
+    }
     sql
 }
 

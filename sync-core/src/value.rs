@@ -10,11 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-/// A source record as it arrives: field name → JSON value.
-///
-/// PeopleSoft and Databricks both deliver rows as flat JSON objects, so this is the common
-/// currency between a [`Source`](crate::Source) and a [`Mapper`](crate::Mapper).
-pub type Record = serde_json::Map<String, serde_json::Value>;
+pub use crate::record::Record;
 
 /// One typed row, aligned with [`TableSchema::columns`](crate::TableSchema::columns).
 pub type Row = Vec<Value>;

@@ -26,8 +26,14 @@ async fn state_dir_keeps_checkpoints_audit_and_rejects_in_one_directory() {
     let source = MemorySource::new("s");
     let ok = serde_json::json!({"ID": "a", "NOTE": "n", "TS": (start + Duration::hours(1)).to_rfc3339()});
     let bad = serde_json::json!({"ID": null, "NOTE": "n", "TS": (start + Duration::hours(2)).to_rfc3339()});
-    source.push(start + Duration::hours(1), ok.as_object().unwrap().clone());
-    source.push(start + Duration::hours(2), bad.as_object().unwrap().clone());
+    source.push(
+        start + Duration::hours(1),
+        ok.as_object().unwrap().clone().into(),
+    );
+    source.push(
+        start + Duration::hours(2),
+        bad.as_object().unwrap().clone().into(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let sink = Arc::new(MemorySink::new());

@@ -55,6 +55,7 @@ fn job(emplid: &str, effdt: &str, effseq: i64, updated: DateTime<Utc>, current: 
     .as_object()
     .unwrap()
     .clone()
+    .into()
 }
 
 struct Rig {

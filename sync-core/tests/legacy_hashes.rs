@@ -79,7 +79,7 @@ async fn verify_after_old_load(keyed: bool) {
     for (i, id) in ["a", "b", "c"].iter().enumerate() {
         let at = start + Duration::hours(i as i64 + 1);
         let r = serde_json::json!({"ID": id, "NOTE": "n", "TS": at.to_rfc3339()});
-        source.push(at, r.as_object().unwrap().clone());
+        source.push(at, r.as_object().unwrap().clone().into());
     }
     let mut mapping = serde_json::json!({
         "table": "t", "cursor_column": "ts",

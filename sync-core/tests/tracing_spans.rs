@@ -41,7 +41,7 @@ async fn window_events_carry_pipeline_stream_and_window() {
     let record = serde_json::json!({"ID": "JE001", "DTTM": "2026-01-01T09:30:00Z"});
     source.push(
         start + Duration::hours(9),
-        record.as_object().unwrap().clone(),
+        record.as_object().unwrap().clone().into(),
     );
     let mapping: Mapping = serde_json::from_value(serde_json::json!({
         "table": "journal", "primary_key": ["id"], "cursor_column": "updated_at",

@@ -157,7 +157,7 @@ async fn dates_open_bounds_and_every_vendor_round_trips() {
         .clone();
     assert_eq!(rows.len(), t.len());
     for (got, want) in rows.iter().zip(t.rows()) {
-        let mut got = got.as_object().unwrap().clone();
+        let mut got: sync_core::Record = got.as_object().unwrap().clone().into();
         got.remove("attr:rownumber");
         assert_eq!(got, want.to_record());
     }
@@ -579,7 +579,7 @@ async fn generated_journal_extract_is_fast_and_exact() {
         assert_eq!(rows.len() as u64, range.end - range.start);
         let probe = range.start + (range.end - range.start) / 2;
         let got = &rows[(probe - range.start) as usize];
-        let mut got = got.as_object().unwrap().clone();
+        let mut got: sync_core::Record = got.as_object().unwrap().clone().into();
         got.remove("attr:rownumber");
         assert_eq!(got, gen.row(probe).to_record());
         total += rows.len() as u64;

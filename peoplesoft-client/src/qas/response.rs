@@ -210,7 +210,7 @@ fn parse_general(url: &str, body: &str, text: &str, max_rows: u32) -> Result<Que
         match row {
             serde_json::Value::Object(mut m) => {
                 m.remove("attr:rownumber");
-                out.push(m);
+                out.push(Record::from(m));
             }
             other => return Err(invalid(format!("row {i} is {other}, not an object"))),
         }
@@ -243,7 +243,7 @@ mod fast {
 
     use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use serde_json::Value;
-    use sync_core::Record;
+    use sync_core::{FieldNames, Record};
 
     use super::RowKeys;
     use crate::records::strip_alias;
@@ -472,9 +472,11 @@ mod fast {
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Record>, A::Error> {
             let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(65_536));
             let mut scratch: Vec<(Key<'de>, Value)> = Vec::new();
+            let mut layout: Option<RowLayout> = None;
             while let Some(record) = seq.next_element_seed(RowSeed {
                 keys: self.keys,
                 scratch: &mut scratch,
+                layout: &mut layout,
             })? {
                 out.push(record);
             }
@@ -488,6 +490,52 @@ mod fast {
     struct RowSeed<'s, 'de> {
         keys: RowKeys,
         scratch: &'s mut Vec<(Key<'de>, Value)>,
+        layout: &'s mut Option<RowLayout>,
+    }
+
+    /// How the fields of a row, in the order sent, land in a [`Record`]. Rows of one answer
+    /// send the same keys in the same order, so the names are resolved (sorted, duplicates
+    /// and alias collisions settled) once and shared by every record of the page.
+    struct RowLayout {
+        /// The keys as sent.
+        sent: Vec<String>,
+        names: FieldNames,
+        /// Per key as sent: its position in `names`, or `None` when a later duplicate wins.
+        slot: Vec<Option<usize>>,
+    }
+
+    impl RowLayout {
+        fn new(fields: &[(Key<'_>, Value)], keys: RowKeys) -> Self {
+            let sent: Vec<String> = fields.iter().map(|(k, _)| k.as_str().to_owned()).collect();
+            // The one rule for names lives in `build_record`: run it on the keys with their
+            // positions as values, and read where each position landed.
+            let mut probe: Vec<(Key<'_>, Value)> = sent
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (Key::Owned(k.clone()), Value::from(i)))
+                .collect();
+            let record = build_record(&mut probe, keys);
+            let mut slot = vec![None; sent.len()];
+            for (p, v) in record.values().enumerate() {
+                if let Some(i) = v.as_u64() {
+                    slot[i as usize] = Some(p);
+                }
+            }
+            Self {
+                sent,
+                names: record.names().clone(),
+                slot,
+            }
+        }
+
+        fn fits(&self, fields: &[(Key<'_>, Value)]) -> bool {
+            self.sent.len() == fields.len()
+                && self
+                    .sent
+                    .iter()
+                    .zip(fields)
+                    .all(|(a, (k, _))| a == k.as_str())
+        }
     }
 
     impl<'de> DeserializeSeed<'de> for RowSeed<'_, 'de> {
@@ -513,7 +561,17 @@ mod fast {
                 let value: Value = map.next_value()?;
                 fields.push((key, value));
             }
-            Ok(build_record(fields, self.keys))
+            let layout = match self.layout {
+                Some(l) if l.fits(fields) => l,
+                other => other.insert(RowLayout::new(fields, self.keys)),
+            };
+            let mut values = vec![Value::Null; layout.names.len()];
+            for ((_, v), slot) in fields.drain(..).zip(&layout.slot) {
+                if let Some(p) = slot {
+                    values[*p] = v;
+                }
+            }
+            Ok(Record::from_parts(layout.names.clone(), values))
         }
     }
 

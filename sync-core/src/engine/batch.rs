@@ -242,7 +242,7 @@ mod tests {
         ] {
             let at = t(0) + Duration::minutes(minute);
             let record = serde_json::json!({"ID": key, "NOTE": note, "TS": at.to_rfc3339()});
-            source.push(at, record.as_object().unwrap().clone());
+            source.push(at, record.as_object().unwrap().clone().into());
         }
         let mapping: crate::Mapping = serde_json::from_value(serde_json::json!({
             "table": "t", "primary_key": ["id"], "cursor_column": "ts",

@@ -14,7 +14,10 @@ use super::config::RejectPolicy;
 use super::hash::row_hash_except;
 use super::plan::Planned;
 use super::run::{Msg, StreamRun, Tally};
-use super::truncation::{classify, next_step, settle_probes, Probe, Step, Verdict};
+use super::truncation::{
+    classify, narrowest, next_step, page_cap, presplit, settle_probes, Density, Probe, Step,
+    Verdict,
+};
 use super::TARGET;
 use crate::audit::RejectedRecord;
 use crate::error::{ConnectorError, FailureKind};
@@ -37,9 +40,38 @@ impl StreamRun<'_> {
         let mut queue: VecDeque<Planned> = planned.into();
         let mut probes: Vec<Probe> = Vec::new();
         let mut next_id = 0u64;
+        // Windows split this run for holding more rows than a page, and the density of the
+        // complete windows: the rest of a dense window is cut before it is read.
+        let mut dense: Vec<Window> = Vec::new();
+        let mut density = Density::default();
         while let Some(p) = queue.pop_front() {
             if stop.is_stopped() || self.halt.load(Ordering::SeqCst) {
                 break;
+            }
+            if dense
+                .iter()
+                .any(|d| d.from <= p.window.from && p.window.to <= d.to)
+            {
+                let cap = page_cap(
+                    &self.caps,
+                    &self.knowledge.lock().unwrap_or_else(|e| e.into_inner()),
+                );
+                let floor = narrowest(cfg, &self.caps);
+                if let Some(parts) = presplit(cap, floor, &p.window, density) {
+                    tracing::debug!(
+                        target: TARGET,
+                        window = %p.window,
+                        pieces = parts.len(),
+                        "cut before reading: the rows measured so far predict more than a page"
+                    );
+                    for window in parts.into_iter().rev() {
+                        queue.push_front(Planned {
+                            window,
+                            attempt: p.attempt,
+                        });
+                    }
+                    continue;
+                }
             }
             let id = next_id;
             next_id += 1;
@@ -123,6 +155,7 @@ impl StreamRun<'_> {
                 };
                 let msg = match end {
                     End::Complete => {
+                        density.add(&p.window, tally.read);
                         let (rows, dups) = batch.take();
                         if !dups.is_empty() {
                             if let Err(e) = self.reject_duplicates(dups, &p, &mut tally).await {
@@ -163,6 +196,8 @@ impl StreamRun<'_> {
                         }
                     }
                     End::Split { verdict, rows } => {
+                        dense.push(p.window);
+                        density.cut(rows);
                         let halves = p.window.halves();
                         queue.push_front(Planned {
                             window: halves.1,

@@ -96,14 +96,85 @@ pub(super) fn next_step(
     }
 }
 
+/// The narrowest window worth reading.
+pub(super) fn narrowest(cfg: &StreamConfig, caps: &SourceCapabilities) -> Duration {
+    cfg.windows
+        .min_window
+        .max(caps.cursor_granularity.unwrap_or_else(Duration::zero))
+}
+
+/// The row count at which a page is certainly cut: the declared or detected cap, else the
+/// requested one.
+pub(super) fn page_cap(caps: &SourceCapabilities, know: &RowCapKnowledge) -> Option<u64> {
+    caps.declared_row_cap
+        .or(know.detected)
+        .or(caps.requested_row_cap)
+}
+
 /// True when both halves of `w` are at least the narrowest width worth reading.
 pub(super) fn can_split(cfg: &StreamConfig, caps: &SourceCapabilities, w: &Window) -> bool {
-    let floor = cfg
-        .windows
-        .min_window
-        .max(caps.cursor_granularity.unwrap_or_else(Duration::zero));
+    let floor = narrowest(cfg, caps);
     let (a, b) = w.halves();
     a.width() >= floor && b.width() >= floor
+}
+
+/// Rows and width of the complete windows read so far in one run: a measured density.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Density {
+    rows: u64,
+    micros: i64,
+    /// The smallest page that was cut, for sources that flag truncation without naming a cap.
+    cut_at: Option<u64>,
+}
+
+impl Density {
+    /// Notes a page of `rows` rows that had to be split.
+    pub(super) fn cut(&mut self, rows: u64) {
+        if rows > 0 {
+            self.cut_at = Some(self.cut_at.map_or(rows, |c| c.min(rows)));
+        }
+    }
+
+    /// Counts a complete window of `rows` rows.
+    pub(super) fn add(&mut self, w: &Window, rows: u64) {
+        self.rows += rows;
+        self.micros = self
+            .micros
+            .saturating_add(w.width().num_microseconds().unwrap_or(i64::MAX));
+    }
+}
+
+/// The pieces to read `w` in instead of reading it whole, when `w` lies in a window already
+/// split for holding more rows than a page: at the density measured on this run's complete
+/// windows it would hold more than 80 % of a page again, and reading it whole would only
+/// throw a truncated page away and bisect. The pieces are sized for about 60 % of a page
+/// (2 to 16 of them, none narrower than a window may be). `None`: read `w` as it is.
+///
+/// Only how the window is cut changes: every piece is still read and judged on its own.
+pub(super) fn presplit(
+    cap: Option<u64>,
+    floor: Duration,
+    w: &Window,
+    seen: Density,
+) -> Option<Vec<Window>> {
+    let cap = cap.or(seen.cut_at).filter(|c| *c > 0)?;
+    if seen.rows == 0 || seen.micros <= 0 {
+        return None;
+    }
+    let width = w.width().num_microseconds()?;
+    // An estimate of a row count, never a value that is loaded: floating point is fine here.
+    let expected = seen.rows as f64 * width as f64 / seen.micros as f64;
+    if expected <= 0.8 * cap as f64 {
+        return None;
+    }
+    let floor = floor.num_microseconds().unwrap_or(i64::MAX).max(1);
+    let wanted = (expected / (0.6 * cap as f64)).ceil().clamp(2.0, 16.0) as i64;
+    let k = wanted.min(width / floor);
+    if k < 2 {
+        return None;
+    }
+    let piece = Duration::microseconds((width + k - 1) / k);
+    Some(w.chunks(piece))
 }
 
 /// Adds a finished window's rows (`None`: it failed) to every open probe containing it, and
@@ -128,4 +199,77 @@ pub(super) fn settle_probes(
         }
     }
     detected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn window(hours: i64) -> Window {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        Window::new(t0, t0 + Duration::hours(hours))
+    }
+
+    fn seen(rows: u64, hours: i64) -> Density {
+        let mut d = Density::default();
+        d.add(&window(hours), rows);
+        d
+    }
+
+    #[test]
+    fn a_dense_window_is_cut_for_about_sixty_percent_of_a_page() {
+        // 1,000 rows an hour; 24 h hold 24,000 rows: pages of 10,000 -> 4 pieces of 6 h.
+        let parts = presplit(Some(10_000), Duration::zero(), &window(24), seen(1_000, 1)).unwrap();
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts[0].width(), Duration::hours(6));
+        assert_eq!(parts.first().unwrap().from, window(24).from);
+        assert_eq!(parts.last().unwrap().to, window(24).to);
+        assert!(parts.windows(2).all(|p| p[0].to == p[1].from));
+    }
+
+    #[test]
+    fn windows_that_fit_a_page_or_lack_a_measure_are_read_whole() {
+        // 8,000 expected of 10,000: not above 80 %.
+        assert!(presplit(Some(10_000), Duration::zero(), &window(8), seen(1_000, 1)).is_none());
+        assert!(presplit(Some(10_000), Duration::zero(), &window(24), seen(0, 1)).is_none());
+        assert!(presplit(None, Duration::zero(), &window(24), seen(1_000, 1)).is_none());
+        // A source that only flags truncation: the smallest cut page stands for the cap.
+        let mut measured = seen(1_000, 1);
+        measured.cut(10_000);
+        assert_eq!(
+            presplit(None, Duration::zero(), &window(24), measured)
+                .unwrap()
+                .len(),
+            4
+        );
+    }
+
+    #[test]
+    fn pieces_respect_the_narrowest_window_and_the_limit() {
+        // 1,000,000 expected: capped at 16 pieces.
+        let parts = presplit(
+            Some(10_000),
+            Duration::zero(),
+            &window(1_000),
+            seen(1_000, 1),
+        );
+        assert_eq!(parts.unwrap().len(), 16);
+        // Pieces may not be narrower than 8 h: 24 h gives 3.
+        let parts = presplit(
+            Some(10_000),
+            Duration::hours(8),
+            &window(24),
+            seen(10_000, 1),
+        );
+        assert_eq!(parts.unwrap().len(), 3);
+        // Narrower than two floors: read whole (and bisected as usual if cut).
+        assert!(presplit(
+            Some(10_000),
+            Duration::hours(13),
+            &window(24),
+            seen(10_000, 1)
+        )
+        .is_none());
+    }
 }
