@@ -504,7 +504,7 @@ impl MappingMapper {
 
     fn lookup<'r>(&self, col: &CompiledColumn, record: &'r Record) -> Lookup<'r> {
         if let Some(key) = col.resolved.get() {
-            if let Some((k, v)) = record.get_key_value(&**key) {
+            if let Some((k, v)) = record.get_key_value(key) {
                 return Lookup::Found(k, v);
             }
         }
