@@ -109,7 +109,7 @@
 
 use std::collections::VecDeque;
 
-// The allocator the `ml-connector` command uses (feature `mimalloc`, default).
+// The allocator `ml-connector` is built with under `--features mimalloc`.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -168,9 +168,21 @@ struct Args {
     /// The engine's widest window (`max_window`): `page_rows / 10` seconds in `full` and
     /// `engine` mode, `--window-days` (default 30) in `stages` mode.
     max_window: Duration,
+    /// Where the PeopleSoft stand-in runs (`full` and `stages` modes).
+    server: ServerPlace,
 }
 
-const USAGE: &str = "usage: bench_e2e [--mode full|engine|stages] [--rows N] [--source-latency-ms L] [--sink-latency-ms L] [--page-rows P] [--batch-size B] [--max-rows M] [--window-days D] [--seed S] [--sqlite-cache-mib C]";
+/// Where the PeopleSoft stand-in runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerPlace {
+    /// A child process (this program with `--serve-standin`): the measured process holds only
+    /// the connector, as against a real PeopleSoft, so its peak RSS is the connector's own.
+    Process,
+    /// Threads of this process: the stand-in's memory counts in the peak RSS.
+    InProcess,
+}
+
+const USAGE: &str = "usage: bench_e2e [--mode full|engine|stages] [--rows N] [--source-latency-ms L] [--sink-latency-ms L] [--page-rows P] [--batch-size B] [--max-rows M] [--window-days D] [--seed S] [--sqlite-cache-mib C] [--server process|in-process]";
 
 fn parse_args() -> Result<Args, String> {
     let mut mode = Mode::Full;
@@ -183,6 +195,7 @@ fn parse_args() -> Result<Args, String> {
     let mut seed = 42u64;
     let mut sqlite_cache_mib = 8u32;
     let mut window_days: Option<u64> = None;
+    let mut server = ServerPlace::Process;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
@@ -221,6 +234,17 @@ fn parse_args() -> Result<Args, String> {
                 )
             }
             "--seed" => seed = num(&value)?,
+            "--server" => {
+                server = match value.as_str() {
+                    "process" => ServerPlace::Process,
+                    "in-process" => ServerPlace::InProcess,
+                    other => {
+                        return Err(format!(
+                            "--server: `{other}` is not process or in-process\n{USAGE}"
+                        ))
+                    }
+                }
+            }
             "--window-days" => window_days = Some(num(&value)?.max(1)),
             "--sqlite-cache-mib" => {
                 sqlite_cache_mib = u32::try_from(num(&value)?)
@@ -249,6 +273,7 @@ fn parse_args() -> Result<Args, String> {
             seed,
             sqlite_cache_mib,
             max_window: Duration::days(window_days.unwrap_or(30) as i64),
+            server,
         });
     }
     if window_days.is_some() {
@@ -265,6 +290,7 @@ fn parse_args() -> Result<Args, String> {
         seed,
         sqlite_cache_mib,
         max_window: Duration::seconds((page_rows / 10).max(1) as i64),
+        server,
     })
 }
 
@@ -475,7 +501,93 @@ struct Outcome {
     verified: Option<u64>,
 }
 
+/// The PeopleSoft stand-in serving the benchmark's journal lines, in a child process or in
+/// this one.
+enum StandIn {
+    Child {
+        child: std::process::Child,
+        host: String,
+        port: u16,
+        node: String,
+    },
+    Local(PeopleSoftServer),
+}
+
+impl StandIn {
+    fn start(args: &Args, dataset: &SharedDataset) -> Result<StandIn, BoxError> {
+        if args.server == ServerPlace::InProcess {
+            let server = PeopleSoftServer::start(dataset.clone());
+            server.set_latency(args.source_latency);
+            return Ok(StandIn::Local(server));
+        }
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .args([
+                "--serve-standin".to_string(),
+                args.seed.to_string(),
+                args.rows.to_string(),
+                args.source_latency.as_millis().to_string(),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().ok_or("no stand-in stdout")?)
+            .read_line(&mut line)?;
+        let mut parts = line.split_whitespace();
+        let (Some(host), Some(port), Some(node)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!("the stand-in process said `{line}`").into());
+        };
+        Ok(StandIn::Child {
+            host: host.to_string(),
+            port: port.parse()?,
+            node: node.to_string(),
+            child,
+        })
+    }
+
+    fn client(&self) -> peoplesoft_client::PeopleSoftClientBuilder {
+        match self {
+            StandIn::Child {
+                host, port, node, ..
+            } => StandInClient::default().builder(host.clone(), *port, node),
+            StandIn::Local(server) => StandInClient::default().for_server(server),
+        }
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        if let StandIn::Child { child, .. } = self {
+            // Closing its stdin ends the stand-in; wait so no process outlives the bench.
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `--serve-standin SEED ROWS LATENCY_MS`: serves the journal lines until stdin closes.
+fn serve_standin(args: &[String]) -> Result<(), BoxError> {
+    let [seed, rows, latency_ms] = args else {
+        return Err("--serve-standin SEED ROWS LATENCY_MS".into());
+    };
+    let dataset = SharedDataset::new(Dataset::journal_benchmark(seed.parse()?, rows.parse()?));
+    let server = PeopleSoftServer::start(dataset);
+    server.set_latency(StdDuration::from_millis(latency_ms.parse()?));
+    println!("{} {} {}", server.host(), server.port(), server.node());
+    use std::io::{Read as _, Write as _};
+    std::io::stdout().flush()?;
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    Ok(())
+}
+
 fn main() -> Result<(), BoxError> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--serve-standin") {
+        return serve_standin(&argv[2..]);
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(msg) => {
@@ -526,10 +638,9 @@ async fn run_full(args: &Args, stats: Arc<Stats>) -> Result<Outcome, BoxError> {
         .ok_or("no generated journal_lines table")?
         .clone();
     let (start, last) = lines.cursor_range().ok_or("empty dataset")?;
-    let server = PeopleSoftServer::start(dataset.clone());
-    server.set_latency(args.source_latency);
-    // In-process stand-in: no gap between requests (the engine reads one window at a time).
-    let client = StandInClient::default().for_server(&server).build()?;
+    let server = StandIn::start(args, &dataset)?;
+    // A local stand-in: no gap between requests (the engine reads one window at a time).
+    let client = server.client().build()?;
     let def = journal_definition(&lines, args.max_rows);
     let name = def.name.clone();
     let mapper = Arc::new(def.mapper()?);
@@ -854,9 +965,8 @@ async fn run_stages(args: &Args) -> Result<bool, BoxError> {
         .clone();
     let (start, last) = lines.cursor_range().ok_or("empty dataset")?;
     let end = last + Duration::seconds(1);
-    let server = PeopleSoftServer::start(dataset.clone());
-    server.set_latency(args.source_latency);
-    let client = StandInClient::default().for_server(&server).build()?;
+    let server = StandIn::start(args, &dataset)?;
+    let client = server.client().build()?;
     let def = journal_definition(&lines, args.max_rows);
     let name = def.name.clone();
     let mapper = def.mapper()?;
