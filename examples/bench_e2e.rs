@@ -12,7 +12,9 @@
 //! # Modes
 //!
 //! - `full` (default): the PeopleSoft stand-in (`Dataset::journal_benchmark`, N journal lines,
-//!   served over HTTP by `PeopleSoftServer` on its own threads in this process) → the real
+//!   served over HTTP by `PeopleSoftServer` in a child process, this program started again
+//!   with `--serve-standin`; `--server in-process` runs it on threads of this process
+//!   instead, where its memory counts in the peak RSS) → the real
 //!   `PeopleSoftSource` (HTTP + QAS JSON parsing + alias stripping) → the engine with the
 //!   journal-lines `MappingMapper` → `SqliteSink` on a file in a temporary directory.
 //! - `engine`: pages generated in memory BEFORE the clock starts (the records the
@@ -32,9 +34,11 @@
 //! columns; the first line of the output prints both counts), not 10 columns; and its journals
 //! are one second apart (10 lines each), so 200k lines span about 5.6 hours. A 30-day window
 //! therefore covers the whole history, its page reaches `maxrows`, and the engine bisects
-//! (the real behaviour for a dense table): with the defaults, 31 of its 63 requests are cut
-//! at 10,000 rows and re-read as halves, down to 32 kept windows of 6,250 rows, so 510k rows
-//! are served for 200k kept. Every stage replays exactly those requests.
+//! (the real behaviour for a dense table) until a window is complete; the rest of the window
+//! is then cut by the density measured so far before it is read. With the defaults, 5 of 40
+//! requests reach 10,000 rows and are split, and 35 windows are kept, so 250k rows are served
+//! for 200k kept (bisection alone needed 63 requests and served 510k). Every stage replays
+//! exactly those requests.
 //!
 //! 1. Plan pass (untimed, not a stage): the engine over the real `PeopleSoftSource` with a
 //!    confirming sink; a recording adapter notes every window read. A window is *kept* when the
@@ -43,7 +47,7 @@
 //! 2. `fetch only`: every request of the plan (split windows included) sent through the same
 //!    `PeopleSoftClient` (`service_request` with the QAS URL of `PeopleSoftSource::request_for`:
 //!    auth header, limiter, retry policy), the body read as text and dropped. This includes
-//!    the stand-in's time to render the JSON, on the same two cores.
+//!    the stand-in's time to render the JSON, on the same two cores (in its own process).
 //! 3. `fetch + parse`: every request of the plan through `PeopleSoftSource::read` (HTTP + QAS
 //!    JSON parse + alias stripping), pages drained and dropped. `parse (derived)` is
 //!    `fetch + parse` − `fetch only`.
@@ -96,8 +100,8 @@
 //! - `wall`: time of `Pipeline::run_cycle` (table preparation included; server start, data
 //!   generation and opening SQLite excluded).
 //! - `rows/s`: rows ÷ wall.
-//! - `peak RSS`: `VmHWM` of this process (stand-in server, HTTP bodies and SQLite cache
-//!   included in `full` mode).
+//! - `peak RSS`: `VmHWM` of this process (HTTP bodies and SQLite cache included in `full`
+//!   mode; the stand-in server only with `--server in-process`).
 //! - `source wait`: sum over pages of the time from the engine asking the source for the
 //!   next page to the page arriving (HTTP round trip, server rendering and client-side
 //!   parsing in `full` mode), measured by a timing adapter around the `Source`.
