@@ -3,7 +3,7 @@
 //! and deleted; the summary shows the statements, SQL bytes, files and bytes.
 
 use crate::common::*;
-use ml_connector_testkit::databricks::{DatabricksStandIn, StandInValue};
+use ml_connector_testkit::databricks::DatabricksStandIn;
 use ml_connector_testkit::dataset::{Dataset, SharedDataset, TABLE_JOURNAL_LINES, TABLE_VENDORS};
 use ml_connector_testkit::peoplesoft::{PeopleSoftServer, DEFAULT_OPRID, DEFAULT_PASSWORD};
 
@@ -81,35 +81,14 @@ domain = "vendors"
     assert!(out.status.success(), "{text}");
 
     // Every row loaded, once.
-    for (ds_table, table) in [
-        (TABLE_JOURNAL_LINES, "ps_journal_lines"),
-        (TABLE_VENDORS, "ps_vendors"),
-    ] {
-        let full = format!("main.finance.{table}");
-        let rows = standin
-            .rows(&full)
-            .unwrap_or_else(|| panic!("no table {full}: {:?}", standin.tables()));
-        assert_eq!(
-            rows.len(),
-            truth(&dataset, ds_table).len(),
-            "{table}: {text}"
-        );
-        let keys: Vec<String> = dataset
-            .read()
-            .table(ds_table)
-            .unwrap()
-            .spec()
-            .key
-            .iter()
-            .map(|k| k.to_ascii_lowercase())
-            .collect();
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        assert_eq!(
-            standin.duplicate_keys(&full, &keys).unwrap(),
-            Vec::<Vec<StandInValue>>::new(),
-            "{table}: duplicate keys"
-        );
-    }
+    assert_tables_equal_source(
+        &standin,
+        &dataset,
+        &[
+            (TABLE_JOURNAL_LINES, "ps_journal_lines"),
+            (TABLE_VENDORS, "ps_vendors"),
+        ],
+    );
 
     // Staged through the volume (created by prepare), loaded with read_files, nothing left.
     assert!(standin.has_volume("main.finance.staging"));

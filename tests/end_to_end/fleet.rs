@@ -10,7 +10,7 @@ use std::time::Duration as StdDuration;
 use crate::common::*;
 use chrono::Duration;
 use databricks_client::{DatabricksAuditLog, DatabricksCheckpointStore, DatabricksSink, TableName};
-use ml_connector_testkit::databricks::{DatabricksStandIn, StandInValue};
+use ml_connector_testkit::databricks::DatabricksStandIn;
 use ml_connector_testkit::dataset::{
     Dataset, SharedDataset, QUERY_VENDORS, TABLE_JOURNAL_LINES, TABLE_PO_LINES, TABLE_VENDORS,
 };
@@ -82,40 +82,6 @@ fn assert_each_window_once(stats: &Stats) {
         twice.len(),
         per.len()
     );
-}
-
-/// Every target table has the source's row count and no duplicate keys.
-fn assert_tables_equal_source(
-    standin: &DatabricksStandIn,
-    dataset: &SharedDataset,
-    tables: &[(&str, &str)],
-) {
-    for (ds_table, table) in tables {
-        let full = format!("main.finance.{table}");
-        let rows = standin
-            .rows(&full)
-            .unwrap_or_else(|| panic!("no table {full}: {:?}", standin.tables()));
-        let keys: Vec<String> = dataset
-            .read()
-            .table(ds_table)
-            .unwrap()
-            .spec()
-            .key
-            .iter()
-            .map(|k| k.to_ascii_lowercase())
-            .collect();
-        let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        assert_eq!(
-            standin.duplicate_keys(&full, &key_refs).unwrap(),
-            Vec::<Vec<StandInValue>>::new(),
-            "{table}: duplicate keys"
-        );
-        assert_eq!(
-            rows.len(),
-            truth(dataset, ds_table).len(),
-            "{table}: row count"
-        );
-    }
 }
 
 /// (dataset table, target table) of the sample streams checked row by row.

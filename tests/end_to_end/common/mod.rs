@@ -9,7 +9,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use databricks_client::{ClientOptions, Config, DatabricksClient};
-use ml_connector_testkit::databricks::DatabricksStandIn;
+use ml_connector_testkit::databricks::{DatabricksStandIn, StandInValue};
 use ml_connector_testkit::dataset::{Dataset, SharedDataset, TABLE_JOB};
 use ml_connector_testkit::peoplesoft::ServerConfig;
 use peoplesoft_client::{LoadProtection, PeopleSoftSource, StreamDefinition};
@@ -417,4 +417,39 @@ pub fn databricks_client(standin: &DatabricksStandIn) -> DatabricksClient {
         .build()
         .unwrap();
     DatabricksClient::new(config).unwrap()
+}
+
+/// Every Databricks target table `main.finance.<table>` of `(dataset table, target table)` has
+/// the source's row count and no duplicate keys.
+pub fn assert_tables_equal_source(
+    standin: &DatabricksStandIn,
+    dataset: &SharedDataset,
+    tables: &[(&str, &str)],
+) {
+    for (ds_table, table) in tables {
+        let full = format!("main.finance.{table}");
+        let rows = standin
+            .rows(&full)
+            .unwrap_or_else(|| panic!("no table {full}: {:?}", standin.tables()));
+        let keys: Vec<String> = dataset
+            .read()
+            .table(ds_table)
+            .unwrap()
+            .spec()
+            .key
+            .iter()
+            .map(|k| k.to_ascii_lowercase())
+            .collect();
+        let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        assert_eq!(
+            standin.duplicate_keys(&full, &key_refs).unwrap(),
+            Vec::<Vec<StandInValue>>::new(),
+            "{table}: duplicate keys"
+        );
+        assert_eq!(
+            rows.len(),
+            truth(dataset, ds_table).len(),
+            "{table}: row count"
+        );
+    }
 }
