@@ -86,14 +86,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use rusqlite::types::Null;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use crate::error::ConnectorError;
 use crate::schema::{EffectiveDated, TableSchema, WriteMode, LINEAGE_DELETED_AT, ROW_HASH_COLUMN};
 use crate::sink::{Batch, DeletePolicy, KeyedHash, Receipt, Sink};
-use crate::value::{ColumnType, Value};
+use crate::value::{push_date, push_decimal, ColumnType, Value};
 use crate::window::Window;
 
 /// A [`Sink`] writing to a local SQLite database file (or an in-memory database).
@@ -528,7 +528,7 @@ fn encode(schema: &TableSchema, batch: &Batch) -> Result<EncodedRows, ConnectorE
                             d.rescale(u32::from(scale));
                         }
                     }
-                    let _ = write!(text, "{d}");
+                    push_decimal(&mut text, d);
                     Cell::Text(start, text.len())
                 }
                 Value::Date(d) => {
@@ -556,18 +556,6 @@ fn push_digits(out: &mut String, v: u32, width: usize) {
     for &b in &buf[..width] {
         out.push(b as char);
     }
-}
-
-fn push_date(out: &mut String, d: NaiveDate) {
-    if !(0..=9999).contains(&d.year()) {
-        let _ = write!(out, "{d}");
-        return;
-    }
-    push_digits(out, d.year() as u32, 4);
-    out.push('-');
-    push_digits(out, d.month(), 2);
-    out.push('-');
-    push_digits(out, d.day(), 2);
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (fixed width, so text order is time order).

@@ -81,20 +81,97 @@ impl Value {
                 out.push(';');
             }
             Value::Decimal(d) => {
-                let _ = write!(out, "D{};", d.normalize());
+                out.push('D');
+                push_decimal(out, d.normalize());
+                out.push(';');
             }
             Value::Double(v) => {
                 let _ = write!(out, "F{};", v.to_bits());
             }
             Value::Bool(b) => out.push_str(if *b { "B1;" } else { "B0;" }),
             Value::Date(d) => {
-                let _ = write!(out, "T{d};");
+                out.push('T');
+                push_date(out, *d);
+                out.push(';');
             }
             Value::Timestamp(t) => {
-                let _ = write!(out, "Z{};", t.timestamp_micros());
+                out.push('Z');
+                push_int(out, t.timestamp_micros());
+                out.push(';');
             }
         }
     }
+}
+
+/// Appends `d` exactly as its `Display` writes it (`{d}`: all its scale's fraction digits,
+/// no exponent), without the formatting machinery.
+pub(crate) fn push_decimal(out: &mut String, d: Decimal) {
+    let m = d.mantissa();
+    if m == 0 && d.is_sign_negative() {
+        // A negative zero: leave its spelling to `Display`.
+        use std::fmt::Write as _;
+        let _ = write!(out, "{d}");
+        return;
+    }
+    let scale = d.scale() as usize;
+    // 96-bit mantissa: at most 29 digits.
+    let mut buf = [0u8; 40];
+    let mut at = buf.len();
+    let mut v = m.unsigned_abs();
+    // Wide mantissas first (u128 division is slow), then the rest in u64.
+    while v > u128::from(u64::MAX) {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    let mut v = v as u64;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let digits = &buf[at..];
+    if m < 0 {
+        out.push('-');
+    }
+    if scale == 0 {
+        digits.iter().for_each(|&b| out.push(char::from(b)));
+    } else if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        int.iter().for_each(|&b| out.push(char::from(b)));
+        out.push('.');
+        frac.iter().for_each(|&b| out.push(char::from(b)));
+    } else {
+        out.push_str("0.");
+        (0..scale - digits.len()).for_each(|_| out.push('0'));
+        digits.iter().for_each(|&b| out.push(char::from(b)));
+    }
+}
+
+/// Appends `d` as its `Display` writes it (`YYYY-MM-DD`), without the formatting machinery
+/// for years 0–9999.
+pub(crate) fn push_date(out: &mut String, d: NaiveDate) {
+    use chrono::Datelike as _;
+    let y = d.year();
+    if !(0..=9999).contains(&y) {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{d}");
+        return;
+    }
+    let two = |out: &mut String, v: u32| {
+        out.push(char::from(b'0' + (v / 10) as u8));
+        out.push(char::from(b'0' + (v % 10) as u8));
+    };
+    let y = y as u32;
+    two(out, y / 100);
+    two(out, y % 100);
+    out.push('-');
+    two(out, d.month());
+    out.push('-');
+    two(out, d.day());
 }
 
 /// Appends `v` in decimal, as `{v}` would.
@@ -341,5 +418,99 @@ mod tests {
         let mut c = String::new();
         Value::String("1.5".into()).write_canonical(&mut c);
         assert_ne!(a, c);
+    }
+
+    /// The canonical text is stored data (it feeds `_ml_row_hash`): the hand-written forms
+    /// must equal what the formatting machinery gave before.
+    #[test]
+    fn canonical_forms_equal_the_formatted_ones() {
+        let decimals = [
+            "0",
+            "-0",
+            "0.00",
+            "1.50",
+            "-1.50",
+            "100",
+            "1000.000",
+            "0.01",
+            "-0.01",
+            "0.000001",
+            "12345678901234.56",
+            "-12345678901234.56",
+            "79228162514264337593543950335",
+            "-79228162514264337593543950335",
+            "0.0000000000000000000000000001",
+            "7.000100",
+        ];
+        for t in decimals {
+            let d: Decimal = t.parse().unwrap();
+            let mut got = String::new();
+            Value::Decimal(d).write_canonical(&mut got);
+            assert_eq!(got, format!("D{};", d.normalize()), "{t}");
+        }
+        for (y, m, dd) in [
+            (2026, 1, 5),
+            (1, 2, 3),
+            (999, 12, 31),
+            (9999, 12, 31),
+            (0, 1, 1),
+        ] {
+            let d = NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+            let mut got = String::new();
+            Value::Date(d).write_canonical(&mut got);
+            assert_eq!(got, format!("T{d};"));
+        }
+        for d in [
+            NaiveDate::from_ymd_opt(-5, 1, 1),
+            NaiveDate::from_ymd_opt(12345, 6, 7),
+        ] {
+            let d = d.unwrap();
+            let mut got = String::new();
+            Value::Date(d).write_canonical(&mut got);
+            assert_eq!(got, format!("T{d};"));
+        }
+        for micros in [0i64, 1, -1, 1_767_225_600_000_000, i64::MIN / 2] {
+            let t = DateTime::from_timestamp_micros(micros).unwrap();
+            let mut got = String::new();
+            Value::Timestamp(t).write_canonical(&mut got);
+            assert_eq!(got, format!("Z{};", t.timestamp_micros()));
+        }
+    }
+
+    #[test]
+    fn decimal_text_equals_display() {
+        for t in [
+            "0",
+            "-0",
+            "-0.00",
+            "0.00",
+            "1.50",
+            "-1.50",
+            "0.010",
+            "12345678901234.56",
+        ] {
+            let d: Decimal = t.parse().unwrap();
+            let mut got = String::new();
+            push_decimal(&mut got, d);
+            assert_eq!(got, d.to_string(), "{t}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decimal_text_equals_display_for_any(m in proptest::num::i64::ANY, scale in 0u32..=28) {
+            let d = Decimal::new(m, scale);
+            let mut got = String::new();
+            push_decimal(&mut got, d);
+            proptest::prop_assert_eq!(got, d.to_string());
+        }
+
+        #[test]
+        fn canonical_decimals_equal_the_formatted_ones(m in proptest::num::i64::ANY, scale in 0u32..=28) {
+            let d = Decimal::new(m, scale);
+            let mut got = String::new();
+            Value::Decimal(d).write_canonical(&mut got);
+            proptest::prop_assert_eq!(got, format!("D{};", d.normalize()));
+        }
     }
 }

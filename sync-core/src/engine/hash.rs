@@ -48,7 +48,19 @@ pub fn row_hash_matches(stored: &str, row: &[Value]) -> bool {
 /// [`row_hash`] without the column at `skip`: a value the target derives on its own (the
 /// current flag of an effective-dated table) must not make a row look changed.
 pub(crate) fn row_hash_except(row: &[Value], skip: Option<usize>) -> String {
-    format_hash(&canonical_text(row, skip))
+    // Called once per loaded row: the canonical text goes into one buffer per thread.
+    thread_local! {
+        static TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    TEXT.with(|buf| match buf.try_borrow_mut() {
+        Ok(mut text) => {
+            text.clear();
+            write_canonical_text(&mut text, row, skip);
+            format_hash(&text)
+        }
+        // Re-entered (cannot happen today): a buffer of its own.
+        Err(_) => format_hash(&canonical_text(row, skip)),
+    })
 }
 
 /// [`row_hash_matches`] without the column at `skip`.
@@ -66,16 +78,27 @@ pub(crate) fn legacy_row_hash_except(row: &[Value], skip: Option<usize>) -> Stri
 /// The row's canonical text, without the column at `skip`.
 fn canonical_text(row: &[Value], skip: Option<usize>) -> String {
     let mut text = String::with_capacity(row.len() * 16);
-    for (i, v) in row.iter().enumerate() {
-        if Some(i) != skip {
-            v.write_canonical(&mut text);
-        }
-    }
+    write_canonical_text(&mut text, row, skip);
     text
 }
 
+fn write_canonical_text(text: &mut String, row: &[Value], skip: Option<usize>) {
+    for (i, v) in row.iter().enumerate() {
+        if Some(i) != skip {
+            v.write_canonical(text);
+        }
+    }
+}
+
+/// XXH3-128 of `text` as 32 lowercase hex digits (what `format!("{:032x}")` gives).
 fn format_hash(text: &str) -> String {
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let h = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
+    let mut out = String::with_capacity(32);
+    for shift in (0..32).rev() {
+        out.push(char::from(HEX[((h >> (shift * 4)) & 0xf) as usize]));
+    }
+    out
 }
 
 /// The row hash written before 0.2 (two FNV-1a lanes): read-only compatibility, so stored
@@ -94,6 +117,16 @@ fn legacy_hash(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hex_form_is_the_formatted_one() {
+        for text in ["", "N;", "S3:abc;L-12;", "Z1767225600000000;"] {
+            assert_eq!(
+                super::format_hash(text),
+                format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+            );
+        }
+    }
+
     use super::*;
 
     fn sample() -> Vec<Value> {
