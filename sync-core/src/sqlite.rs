@@ -93,7 +93,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use crate::error::ConnectorError;
 use crate::schema::{EffectiveDated, TableSchema, WriteMode, LINEAGE_DELETED_AT, ROW_HASH_COLUMN};
 use crate::sink::{Batch, DeletePolicy, KeyedHash, Receipt, Sink};
-use crate::value::{push_date, push_decimal, ColumnType, Value};
+use crate::value::{push_date, push_decimal, push_digits, ColumnType, Value};
 use crate::window::Window;
 
 /// A [`Sink`] writing to a local SQLite database file (or an in-memory database).
@@ -544,18 +544,6 @@ fn encode(schema: &TableSchema, batch: &Batch) -> Result<EncodedRows, ConnectorE
         }
     }
     Ok(EncodedRows { width, cells, text })
-}
-
-fn push_digits(out: &mut String, v: u32, width: usize) {
-    let mut buf = [b'0'; 10];
-    let mut v = v;
-    for i in (0..width).rev() {
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    for &b in &buf[..width] {
-        out.push(b as char);
-    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (fixed width, so text order is time order).

@@ -161,17 +161,24 @@ pub(crate) fn push_date(out: &mut String, d: NaiveDate) {
         let _ = write!(out, "{d}");
         return;
     }
-    let two = |out: &mut String, v: u32| {
-        out.push(char::from(b'0' + (v / 10) as u8));
-        out.push(char::from(b'0' + (v % 10) as u8));
-    };
-    let y = y as u32;
-    two(out, y / 100);
-    two(out, y % 100);
+    push_digits(out, y as u32, 4);
     out.push('-');
-    two(out, d.month());
+    push_digits(out, d.month(), 2);
     out.push('-');
-    two(out, d.day());
+    push_digits(out, d.day(), 2);
+}
+
+/// Appends the last `width` (at most 10) decimal digits of `v`, zero-padded.
+pub(crate) fn push_digits(out: &mut String, v: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut v = v;
+    for i in (0..width).rev() {
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    for &b in &buf[..width] {
+        out.push(char::from(b));
+    }
 }
 
 /// Appends `v` in decimal, as `{v}` would.

@@ -52,14 +52,10 @@ pub(crate) fn row_hash_except(row: &[Value], skip: Option<usize>) -> String {
     thread_local! {
         static TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
     }
-    TEXT.with(|buf| match buf.try_borrow_mut() {
-        Ok(mut text) => {
-            text.clear();
-            write_canonical_text(&mut text, row, skip);
-            format_hash(&text)
-        }
-        // Re-entered (cannot happen today): a buffer of its own.
-        Err(_) => format_hash(&canonical_text(row, skip)),
+    TEXT.with_borrow_mut(|text| {
+        text.clear();
+        write_canonical_text(text, row, skip);
+        format_hash(text)
     })
 }
 

@@ -173,8 +173,11 @@ pub(super) fn presplit(
     if k < 2 {
         return None;
     }
-    let piece = Duration::microseconds((width + k - 1) / k);
-    Some(w.chunks(piece))
+    // Boundaries at i/k of the width: every piece is at least width/k (never under the floor).
+    let at = |i: i64| {
+        w.from + Duration::microseconds((i128::from(width) * i128::from(i) / i128::from(k)) as i64)
+    };
+    Some((0..k).map(|i| Window::new(at(i), at(i + 1))).collect())
 }
 
 /// Adds a finished window's rows (`None`: it failed) to every open probe containing it, and
