@@ -162,3 +162,12 @@ pub async fn statement_texts(server: &MockServer) -> Vec<String> {
         })
         .collect()
 }
+
+/// Answers every statement with `SELECT 1`'s result.
+pub async fn mount_select_ok(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path(STATEMENTS))
+        .respond_with(ok_json(succeeded("s-1", &[("x", "INT")], json!([["1"]]))))
+        .mount(server)
+        .await;
+}
