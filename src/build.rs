@@ -44,6 +44,8 @@ pub struct Built {
     pub peoplesoft: PeopleSoftClient,
     /// The Databricks client, when the destination or state is Databricks.
     pub databricks: Option<DatabricksClient>,
+    /// The Databricks sink, when the destination is Databricks (for `check`'s volume probe).
+    pub databricks_sink: Option<DatabricksSink>,
     /// The stream definitions, in configuration order.
     pub definitions: Vec<StreamDefinition>,
     /// The audit log.
@@ -441,6 +443,7 @@ pub async fn build_with_options(
     let progress = Arc::new(progress);
     let for_writeback = progress.clone();
     let databricks = databricks_client(config)?;
+    let mut databricks_sink = None;
     let sink: Arc<dyn Sink> = match (&config.destination, &databricks) {
         (Destination::Sqlite { path }, _) => Arc::new(SqliteSink::open(path)?),
         (Destination::Databricks { bulk, .. }, Some(client)) => {
@@ -452,6 +455,7 @@ pub async fn build_with_options(
                         .create_volume(b.create_volume),
                 )?;
             }
+            databricks_sink = Some(sink.clone());
             Arc::new(sink)
         }
         (_, None) => return Err("the Databricks destination has no client".into()),
@@ -555,6 +559,7 @@ pub async fn build_with_options(
         stop,
         peoplesoft,
         databricks,
+        databricks_sink,
         definitions,
         audit,
         writeback,

@@ -146,7 +146,7 @@ pub use error::{ApiError, Error, Result};
 pub use files::DirectoryEntry;
 pub use jobs::{JobRun, JobTrigger, RunNow};
 pub use ping::{Check, PingReport};
-pub use sink::DatabricksSink;
+pub use sink::{DatabricksSink, StagingCheck};
 pub use source::DatabricksSource;
 pub use sql::{SqlError, TableName, VolumeName};
 pub use statement::{DmlCounts, Parameter, Statement, StatementResult, StatementState};

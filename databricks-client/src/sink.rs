@@ -7,11 +7,35 @@ use sync_core::{
     TableSchema, Value, Window, WriteMode,
 };
 
-use crate::bulk::BulkOptions;
+use crate::bulk::{BulkOptions, STAGING_DIR};
 use crate::client::DatabricksClient;
 use crate::error::{Error, Result};
 use crate::sql::{self, validate_object_name, SqlError, TableName};
 use crate::statement::{Parameter, Statement};
+
+/// What [`DatabricksSink::check_staging`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StagingCheck {
+    /// Bulk loads are off: there is nothing to check.
+    Off,
+    /// The volume is there, and a probe file was uploaded and deleted.
+    Ready,
+    /// The volume does not exist yet; the sink creates it at the first run (`create_volume`).
+    WillBeCreated,
+}
+
+impl std::fmt::Display for StagingCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StagingCheck::Off => "bulk loads off",
+            StagingCheck::Ready => "ok (listed, a probe file uploaded and deleted)",
+            StagingCheck::WillBeCreated => {
+                "missing; the first run creates it (needs CREATE VOLUME on the schema)"
+            }
+        })
+    }
+}
 
 /// A [`Sink`] writing into `catalog.schema.<TableSchema::name>` on a SQL warehouse.
 ///
@@ -330,6 +354,34 @@ impl DatabricksSink {
                 .map_err(|e| staging_error(bulk, e))?;
         }
         Ok(())
+    }
+
+    /// Checks the staging volume without touching any table, for a `check` command: lists
+    /// the volume, then uploads and deletes one small probe file in its `_ml_staging`
+    /// directory, which proves READ VOLUME and WRITE VOLUME. A missing volume is
+    /// [`StagingCheck::WillBeCreated`] when the sink may create it (the grant for that is
+    /// only proven at the first run's `prepare`), else the error `prepare` would give.
+    pub async fn check_staging(&self) -> Result<StagingCheck> {
+        let Some(bulk) = &self.bulk else {
+            return Ok(StagingCheck::Off);
+        };
+        let volume = bulk.volume();
+        match self.client.list_directory(&volume.path()).await {
+            Ok(Some(_)) => {}
+            Ok(None) if bulk.creates_volume() => return Ok(StagingCheck::WillBeCreated),
+            Ok(None) => return Err(missing_volume(bulk)),
+            Err(e) => return Err(staging_error(bulk, e)),
+        }
+        let probe = format!("{}/{}/.ml-connector-check", volume.path(), STAGING_DIR);
+        self.client
+            .upload_file(&probe, bytes::Bytes::from_static(b"ml-connector check\n"))
+            .await
+            .map_err(|e| staging_error(bulk, e))?;
+        self.client
+            .delete_file(&probe)
+            .await
+            .map_err(|e| staging_error(bulk, e))?;
+        Ok(StagingCheck::Ready)
     }
 
     /// Recomputes every current flag of an effective-dated table as of `as_of` (the logic

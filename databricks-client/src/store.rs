@@ -871,7 +871,9 @@ impl CheckpointStore for DatabricksCheckpointStore {
 }
 
 /// An [`AuditLog`] in a Delta table: one row per window attempt, with the main facts as
-/// columns for SQL analysis and the whole entry as JSON for a lossless read-back.
+/// columns for SQL analysis (rows read, written and rejected, the outcome and error, the
+/// statement ids, and what the sink sent: `statements`, `sql_bytes`, `files_staged`,
+/// `bytes_staged`) and the whole entry as JSON for a lossless read-back.
 #[derive(Debug)]
 pub struct DatabricksAuditLog {
     client: DatabricksClient,
@@ -920,6 +922,12 @@ impl DatabricksAuditLog {
                 ColumnDef::new("error", ColumnType::String),
                 s("statement_ids"),
                 s("entry_json"),
+                // Added after the first release: nullable, so an existing table gains them
+                // with `ADD COLUMNS` (its older rows read NULL).
+                ColumnDef::new("statements", ColumnType::BigInt),
+                ColumnDef::new("sql_bytes", ColumnType::BigInt),
+                ColumnDef::new("files_staged", ColumnType::BigInt),
+                ColumnDef::new("bytes_staged", ColumnType::BigInt),
             ],
             primary_key: [
                 "pipeline",
@@ -986,6 +994,10 @@ impl DatabricksAuditLog {
                 .unwrap_or(Value::Null),
             Value::String(entry.receipt.statement_ids.join(",")),
             Value::String(serde_json::to_string(entry).map_err(|e| e.to_string())?),
+            count(entry.receipt.statements)?,
+            count(entry.receipt.sql_bytes)?,
+            count(entry.receipt.files_staged)?,
+            count(entry.receipt.bytes_staged)?,
         ])
     }
 }

@@ -580,6 +580,64 @@ async fn a_missing_volume_or_grant_is_a_clear_error() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_staging_proves_read_and_write_without_touching_tables() {
+    use databricks_client::StagingCheck;
+    let forbidden = || Fault::Status {
+        status: 403,
+        error_code: "PERMISSION_DENIED".into(),
+        message: "User does not have WRITE VOLUME on Volume 'main.erp.staging'.".into(),
+    };
+
+    // Ready: listed, one probe uploaded and deleted, nothing left, no statement sent.
+    let si = standin().await;
+    assert_eq!(
+        bulk_sink(&si).check_staging().await.unwrap(),
+        StagingCheck::Ready
+    );
+    assert_eq!(si.request_count(Endpoint::UploadFile), 1);
+    assert_eq!(si.request_count(Endpoint::DeleteFile), 1);
+    assert!(si.statements().is_empty(), "{:?}", si.statements());
+    no_files_left(&si);
+
+    // Off: no request at all.
+    assert_eq!(
+        plain_sink(&si).check_staging().await.unwrap(),
+        StagingCheck::Off
+    );
+    assert_eq!(si.request_count(Endpoint::ListDirectory), 1);
+
+    // Readable but not writable: the upload's 403 names the grant.
+    si.inject_at(Endpoint::UploadFile, forbidden(), 1);
+    let err = bulk_sink(&si)
+        .check_staging()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("grant READ VOLUME and WRITE VOLUME on volume main.erp.staging"),
+        "{err}"
+    );
+    no_files_left(&si);
+
+    // Missing volume: an error without `create_volume`, a notice with it; nothing created.
+    let si = DatabricksStandIn::start_with(StandInConfig::new().defaults("main", "erp")).await;
+    let err = bulk_sink(&si)
+        .check_staging()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not exist"), "{err}");
+    let creating = bulk_sink_with(&si, options(), bulk_options().create_volume(true));
+    assert_eq!(
+        creating.check_staging().await.unwrap(),
+        StagingCheck::WillBeCreated
+    );
+    assert!(!si.has_volume(VOLUME));
+    assert!(si.statements().is_empty());
+    assert_eq!(si.request_count(Endpoint::UploadFile), 0);
+}
+
 #[test]
 fn staged_file_names_are_deterministic() {
     let a = batch(rows(3, 0));

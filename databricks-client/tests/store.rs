@@ -317,6 +317,12 @@ async fn audit_log_appends_with_merge_and_reads_entries_back() {
     .map(|(n, t)| json!({"name": n, "type_text": t}))
     .collect();
     mount_ddl_and_uc(&server, "_ml_audit", json!(schema_cols)).await;
+    Mock::given(method("POST"))
+        .and(path(STATEMENTS))
+        .and(body_string_contains("ALTER TABLE"))
+        .respond_with(ok_json(state("st-alter", "SUCCEEDED")))
+        .mount(&server)
+        .await;
     let mut entry = AuditEntry::new(
         "run-1",
         "nightly",
@@ -335,7 +341,10 @@ async fn audit_log_appends_with_merge_and_reads_entries_back() {
         rows_written: 9,
         inserted: Some(9),
         updated: Some(0),
-        ..Receipt::default()
+        statements: 2,
+        sql_bytes: 4_321,
+        files_staged: 1,
+        bytes_staged: 98_765,
     };
     entry.annotations = BTreeMap::from([("job_run_id".to_string(), "9001".to_string())]);
     Mock::given(method("POST"))
@@ -368,6 +377,14 @@ async fn audit_log_appends_with_merge_and_reads_entries_back() {
     assert!(
         merge.contains("'committed'") && merge.contains("'st-1,st-2'"),
         "{merge}"
+    );
+    // What the sink sent is in columns too: `…, entry_json, 2, 4321, 1, 98765)`.
+    assert!(merge.contains("}', 2, 4321, 1, 98765)"), "{merge}");
+    // The table as first released (the columns above) lacks them: they are added, nullable.
+    assert!(
+        texts.iter().any(|s| s
+            == "ALTER TABLE `main`.`ops`.`_ml_audit` ADD COLUMNS (`statements` BIGINT, `sql_bytes` BIGINT, `files_staged` BIGINT, `bytes_staged` BIGINT)"),
+        "{texts:?}"
     );
     assert!(
         texts.last().unwrap().ends_with(

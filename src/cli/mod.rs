@@ -320,6 +320,22 @@ async fn check(b: &Built) -> CmdResult {
         let r = d.ping().await;
         println!("Databricks: {r}");
         ok &= r.is_ok();
+        let bulk = b
+            .databricks_sink
+            .as_ref()
+            .filter(|s| s.bulk_options().is_some());
+        if let (true, Some(sink)) = (r.is_ok(), bulk) {
+            // Bulk loads: the staging volume answers, and a probe file can be written.
+            let volume = sink.bulk_options().map(|o| o.volume().full_name());
+            let volume = volume.unwrap_or_default();
+            match sink.check_staging().await {
+                Ok(found) => println!("  volume {volume}: {found}"),
+                Err(e) => {
+                    println!("  volume {volume}: FAILED: {e}");
+                    ok = false;
+                }
+            }
+        }
     }
     // What the engine learned about the query profile's row cap (kept in state).
     if let Ok(streams) = b.pipeline.status().await {

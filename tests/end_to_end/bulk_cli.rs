@@ -64,21 +64,38 @@ domain = "vendors"
         ),
     )
     .unwrap();
-    let out = sync_command(&cfg)
-        .args(["run", "--once"])
-        .env("MLC_BULK_TEST_PASSWORD", DEFAULT_PASSWORD)
-        .env("DATABRICKS_HOST", standin.uri())
-        .env("DATABRICKS_CLIENT_ID", standin.client_id())
-        .env("DATABRICKS_CLIENT_SECRET", standin.client_secret())
-        .env("DATABRICKS_WAREHOUSE_ID", standin.warehouse_id())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let run = |args: &[&str]| {
+        let out = sync_command(&cfg)
+            .args(args)
+            .env("MLC_BULK_TEST_PASSWORD", DEFAULT_PASSWORD)
+            .env("DATABRICKS_HOST", standin.uri())
+            .env("DATABRICKS_CLIENT_ID", standin.client_id())
+            .env("DATABRICKS_CLIENT_SECRET", standin.client_secret())
+            .env("DATABRICKS_WAREHOUSE_ID", standin.warehouse_id())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+
+    // `check` before the first run: the volume is missing and the run may create it.
+    let (ok, text) = run(&["check"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("volume main.finance.staging: missing; the first run creates it"),
+        "{text}"
     );
-    assert!(out.status.success(), "{text}");
+    assert!(
+        !standin.has_volume("main.finance.staging"),
+        "check created it"
+    );
+
+    let (ok, text) = run(&["run", "--once"]);
+    assert!(ok, "{text}");
 
     // Every row loaded, once.
     assert_tables_equal_source(
@@ -115,4 +132,12 @@ domain = "vendors"
             .all(|l| l.contains("statement(s)") && l.contains("file(s) staged")),
         "{text}"
     );
+
+    // `check` after it: the volume answers and takes a probe file, which it removes.
+    let uploads = standin.uploads().len();
+    let (ok, text) = run(&["check"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("volume main.finance.staging: ok"), "{text}");
+    assert_eq!(standin.uploads().len(), uploads + 1);
+    assert_eq!(standin.volume_files("main.finance.staging"), Some(vec![]));
 }
