@@ -548,7 +548,9 @@ fn encode(schema: &TableSchema, batch: &Batch) -> Result<EncodedRows, ConnectorE
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (fixed width, so text order is time order).
 fn push_timestamp(out: &mut String, t: DateTime<Utc>) {
-    push_date(out, t.date_naive());
+    // The UTC fields directly (`DateTime`'s accessors add the zero offset each time).
+    let t = t.naive_utc();
+    push_date(out, t.date());
     out.push('T');
     push_digits(out, t.hour(), 2);
     out.push(':');
@@ -976,5 +978,39 @@ mod tests {
         assert_eq!(get(&sink), -65536);
         let sink = sink.with_cache_mib(8).unwrap();
         assert_eq!(get(&sink), -8192);
+    }
+
+    fn formatted(t: DateTime<Utc>) -> String {
+        format!("{}T{}Z", t.date_naive(), t.format("%H:%M:%S%.6f"))
+    }
+
+    #[test]
+    fn timestamp_text_is_fixed_width_and_equals_the_formatted_one() {
+        for micros in [
+            0i64,
+            1,
+            -1,
+            999_999,
+            1_767_225_599_999_999,
+            253_402_300_799_999_999, // 9999-12-31T23:59:59.999999
+            253_402_300_800_000_000, // year 10000: the date as `Display` writes it
+            -62_167_219_200_000_001, // just before year 0
+        ] {
+            let t = DateTime::from_timestamp_micros(micros).unwrap();
+            assert_eq!(timestamp_text(t), formatted(t), "{micros}");
+        }
+        let t = DateTime::from_timestamp_micros(1_767_225_600_123_456).unwrap();
+        assert_eq!(timestamp_text(t), "2026-01-01T00:00:00.123456Z");
+        assert_eq!(timestamp_text(t).len(), 27);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn timestamp_text_equals_the_formatted_one_for_any(
+            micros in -62_167_219_200_000_000i64..253_402_300_800_000_000
+        ) {
+            let t = DateTime::from_timestamp_micros(micros).unwrap();
+            proptest::prop_assert_eq!(timestamp_text(t), formatted(t));
+        }
     }
 }

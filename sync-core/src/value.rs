@@ -513,6 +513,25 @@ mod tests {
         }
 
         #[test]
+        fn decimal_text_equals_display_for_wide_mantissas(
+            m in -79_228_162_514_264_337_593_543_950_335i128..=79_228_162_514_264_337_593_543_950_335,
+            scale in 0u32..=28,
+        ) {
+            let d = Decimal::from_i128_with_scale(m, scale);
+            let mut got = String::new();
+            push_decimal(&mut got, d);
+            proptest::prop_assert_eq!(got, d.to_string());
+        }
+
+        #[test]
+        fn date_text_equals_display(days in -1_000_000i32..4_000_000) {
+            let d = NaiveDate::from_num_days_from_ce_opt(days).unwrap();
+            let mut got = String::new();
+            push_date(&mut got, d);
+            proptest::prop_assert_eq!(got, d.to_string());
+        }
+
+        #[test]
         fn canonical_decimals_equal_the_formatted_ones(m in proptest::num::i64::ANY, scale in 0u32..=28) {
             let d = Decimal::new(m, scale);
             let mut got = String::new();
