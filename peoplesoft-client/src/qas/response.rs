@@ -55,13 +55,7 @@ pub(crate) fn quote_long_numbers(body: &str) -> std::borrow::Cow<'_, str> {
                 i += 1;
             }
             let lit = &body[start..i];
-            let mantissa = lit.split(['e', 'E']).next().unwrap_or(lit);
-            let digits = mantissa
-                .bytes()
-                .filter(u8::is_ascii_digit)
-                .skip_while(|d| *d == b'0')
-                .count();
-            if digits > 15 {
+            if is_long_number(lit) {
                 let o = out.get_or_insert_with(|| String::with_capacity(body.len() + 16));
                 o.push_str(&body[last..start]);
                 o.push('"');
@@ -80,6 +74,18 @@ pub(crate) fn quote_long_numbers(body: &str) -> std::borrow::Cow<'_, str> {
         }
         None => std::borrow::Cow::Borrowed(body),
     }
+}
+
+/// True when the number literal `lit` has more than 15 significant digits (its mantissa,
+/// leading zeros not counted): `f64` would not keep it exact.
+pub(crate) fn is_long_number(lit: &str) -> bool {
+    let mantissa = lit.split(['e', 'E']).next().unwrap_or(lit);
+    mantissa
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .skip_while(|d| *d == b'0')
+        .count()
+        > 15
 }
 
 /// How the field names of `ExecuteQuery` rows are delivered.
@@ -130,8 +136,9 @@ pub(crate) fn parse_execute_query_keys(
     if let Some(e) = non_json_error(200, url, body) {
         return Err(e);
     }
-    let text = quote_long_numbers(body);
-    if let Ok(fast) = fast::parse(&text, keys) {
+    // The fast path sees each value's text and keeps long numbers exact itself; the general
+    // path parses a copy with them quoted.
+    if let Ok(fast) = fast::parse(body, keys) {
         if fast
             .status
             .as_deref()
@@ -161,6 +168,7 @@ pub(crate) fn parse_execute_query_keys(
             });
         }
     }
+    let text = quote_long_numbers(body);
     let mut result = parse_general(url, body, &text, max_rows)?;
     if keys == RowKeys::StripAlias {
         result.rows = result
@@ -428,8 +436,12 @@ mod fast {
             let (mut num_rows, mut query_name, mut rows) = (None, None, None);
             while let Some(key) = map.next_key_seed(KeySeed)? {
                 match key.as_str() {
-                    "numrows" if num_rows.is_none() => num_rows = Some(map.next_value()?),
-                    "queryname" if query_name.is_none() => query_name = Some(map.next_value()?),
+                    "numrows" if num_rows.is_none() => {
+                        num_rows = Some(map.next_value_seed(FieldValue)?)
+                    }
+                    "queryname" if query_name.is_none() => {
+                        query_name = Some(map.next_value_seed(FieldValue)?)
+                    }
                     "rows" if rows.is_none() => {
                         rows = Some(map.next_value_seed(Rows { keys: self.keys })?)
                     }
@@ -558,7 +570,7 @@ mod fast {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
-                let value: Value = map.next_value()?;
+                let value = map.next_value_seed(FieldValue)?;
                 fields.push((key, value));
             }
             let layout = match self.layout {
@@ -572,6 +584,41 @@ mod fast {
                 }
             }
             Ok(Record::from_parts(layout.names.clone(), values))
+        }
+    }
+
+    /// One value, as `serde_json::Value` would give it after [`quote_long_numbers`]:
+    /// read as its raw text (borrowed from the body), so a number literal with more than 15
+    /// significant digits becomes its exact text, and a string without escapes is one copy.
+    ///
+    /// [`quote_long_numbers`]: super::quote_long_numbers
+    struct FieldValue;
+
+    impl<'de> DeserializeSeed<'de> for FieldValue {
+        type Value = Value;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            let raw = <&'de serde_json::value::RawValue as serde::Deserialize>::deserialize(d)?;
+            field_value(raw.get()).map_err(de::Error::custom)
+        }
+    }
+
+    /// The value of the JSON text `raw` (one complete value, as the parser delimited it).
+    fn field_value(raw: &str) -> Result<Value, serde_json::Error> {
+        match raw.as_bytes().first() {
+            Some(b'"') => {
+                let inner = &raw[1..raw.len() - 1];
+                if inner.contains('\\') {
+                    serde_json::from_str::<String>(raw).map(Value::String)
+                } else {
+                    Ok(Value::String(inner.to_owned()))
+                }
+            }
+            Some(b'-' | b'0'..=b'9') if super::is_long_number(raw) => {
+                Ok(Value::String(raw.to_owned()))
+            }
+            Some(b'-' | b'0'..=b'9') => serde_json::from_str(raw),
+            // null, true, false, or a nested object or array (long numbers inside quoted).
+            _ => serde_json::from_str(&super::quote_long_numbers(raw)),
         }
     }
 
@@ -656,6 +703,12 @@ mod tests {
             r#"{"data":{"query":{"rows":[{"A.EMPLID":"a","B.EMPLID":"b","EMPLID":"c",
                 "X.DUP":1,"X.DUP":2,"A\u002eESC":"e","VERYLONGPREFIX.F":"f","attr:rownumber":9}],
                 "numrows":"1","queryname":"Q"}},"status":"SUCCESS","extra":[1,2]}"#,
+            // Number spellings, long numbers nested in arrays and objects, escapes, and a
+            // long `numrows`.
+            r#"{"status":"success","data":{"query":{"numrows":12345678901234567,"rows":[
+                {"A":0,"B":-0,"C":-0.0,"D":1E5,"E":1.5e-3,"F":123456789012345678,"G":"a\nb",
+                 "H":[12345678901234567890,1],"I":{"x":-1234567890123456.7},"J":false,
+                 "K":0.000000000000000000012345,"L":1234567890123456e-3}]}}}"#,
             r#"{"status":"success","data":{"query":{"numrows":0,"queryname":"Q","rows":null}}}"#,
             r#"{"status":"success","data":{"query":{"queryname":"Q"}}}"#,
             r#"{"status":"success","data":{"query":{"numrows":1,"rows":{"A.ID":"only"}}}}"#,
@@ -664,8 +717,9 @@ mod tests {
         ];
         for (i, body) in bodies.into_iter().enumerate() {
             let text = quote_long_numbers(body);
-            // The first four take the one-pass path, the others the general one.
-            assert_eq!(fast::parse(&text, RowKeys::AsSent).is_ok(), i < 4, "{body}");
+            // The first five take the one-pass path (on the body as sent), the others the
+            // general one.
+            assert_eq!(fast::parse(body, RowKeys::AsSent).is_ok(), i < 5, "{body}");
             let general = parse_general("u", body, &text, 2).unwrap();
             let asis = parse_execute_query_keys("u", body, 2, RowKeys::AsSent).unwrap();
             assert_eq!(asis, general, "{body}");
@@ -678,6 +732,27 @@ mod tests {
             assert_eq!(stripped.rows, want, "{body}");
             assert_eq!(stripped.num_rows, general.num_rows);
             assert_eq!(stripped.truncated, general.truncated);
+        }
+    }
+
+    proptest::proptest! {
+        /// Any number literal in a row: the one-pass parse (which reads each value's text)
+        /// gives exactly what the general parse of the quoted body gives, or both fail.
+        #[test]
+        fn numbers_parse_as_the_general_path_does(
+            lit in r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?"
+        ) {
+            let body = format!(
+                r#"{{"status":"success","data":{{"query":{{"rows":[{{"A.X":{lit},"A.Y":[{lit}]}}]}}}}}}"#
+            );
+            let text = quote_long_numbers(&body);
+            let general = parse_general("u", &body, &text, 0);
+            let fast = parse_execute_query_keys("u", &body, 0, RowKeys::AsSent);
+            match (fast, general) {
+                (Ok(f), Ok(g)) => proptest::prop_assert_eq!(f, g),
+                (Err(f), Err(g)) => proptest::prop_assert_eq!(f.to_string(), g.to_string()),
+                (f, g) => proptest::prop_assert!(false, "{lit}: {f:?} vs {g:?}"),
+            }
         }
     }
 
