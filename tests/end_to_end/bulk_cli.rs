@@ -65,13 +65,9 @@ domain = "vendors"
     )
     .unwrap();
     let run = |args: &[&str]| {
-        let out = sync_command(&cfg)
+        let out = sync_command_for(&cfg, &standin)
             .args(args)
             .env("MLC_BULK_TEST_PASSWORD", DEFAULT_PASSWORD)
-            .env("DATABRICKS_HOST", standin.uri())
-            .env("DATABRICKS_CLIENT_ID", standin.client_id())
-            .env("DATABRICKS_CLIENT_SECRET", standin.client_secret())
-            .env("DATABRICKS_WAREHOUSE_ID", standin.warehouse_id())
             .output()
             .unwrap();
         let text = format!(

@@ -310,13 +310,9 @@ fn spawn_worker(
     standin: &DatabricksStandIn,
     worker: &str,
 ) -> std::process::Child {
-    sync_command(cfg)
+    sync_command_for(cfg, standin)
         .args(["run", "--once"])
         .env("MLC_FLEET_TEST_PASSWORD", DEFAULT_PASSWORD)
-        .env("DATABRICKS_HOST", standin.uri())
-        .env("DATABRICKS_CLIENT_ID", standin.client_id())
-        .env("DATABRICKS_CLIENT_SECRET", standin.client_secret())
-        .env("DATABRICKS_WAREHOUSE_ID", standin.warehouse_id())
         .env("ML_CONNECTOR_WORKER", worker)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -411,13 +407,9 @@ fn a_killed_cli_worker_keeps_its_lease_and_takes_it_back_when_restarted() {
         output_text(&b)
     );
     // `status` shows who holds the streams (it sends nothing to PeopleSoft).
-    let status = sync_command(&cfg)
+    let status = sync_command_for(&cfg, &standin)
         .arg("status")
         .env("MLC_FLEET_TEST_PASSWORD", DEFAULT_PASSWORD)
-        .env("DATABRICKS_HOST", standin.uri())
-        .env("DATABRICKS_CLIENT_ID", standin.client_id())
-        .env("DATABRICKS_CLIENT_SECRET", standin.client_secret())
-        .env("DATABRICKS_WAREHOUSE_ID", standin.warehouse_id())
         .output()
         .unwrap();
     assert!(

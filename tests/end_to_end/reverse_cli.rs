@@ -137,15 +137,9 @@ stamp_field = "LASTUPDDTTM"
     }
 
     fn run(&self, cfg: &Path, args: &[&str]) -> Output {
-        common::sync_command(cfg)
+        common::sync_command_for(cfg, &self.dbx)
             .args(args)
             .env("MLC_REVERSE_PASSWORD", DEFAULT_PASSWORD)
-            .env("DATABRICKS_HOST", self.dbx.uri())
-            .env("DATABRICKS_CLIENT_ID", self.dbx.client_id())
-            .env("DATABRICKS_CLIENT_SECRET", self.dbx.client_secret())
-            .env("DATABRICKS_WAREHOUSE_ID", self.dbx.warehouse_id())
-            .env_remove("DATABRICKS_TOKEN")
-            .env_remove("DATABRICKS_CONFIG_PROFILE")
             .output()
             .unwrap()
     }

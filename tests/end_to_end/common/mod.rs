@@ -302,6 +302,20 @@ pub fn sync_command(cfg: &Path) -> std::process::Command {
     c
 }
 
+/// [`sync_command`] pointed at the Databricks stand-in: its host, service principal and
+/// warehouse in the `DATABRICKS_*` variables (a token or profile of the developer's own
+/// environment removed).
+pub fn sync_command_for(cfg: &Path, standin: &DatabricksStandIn) -> std::process::Command {
+    let mut c = sync_command(cfg);
+    c.env("DATABRICKS_HOST", standin.uri())
+        .env("DATABRICKS_CLIENT_ID", standin.client_id())
+        .env("DATABRICKS_CLIENT_SECRET", standin.client_secret())
+        .env("DATABRICKS_WAREHOUSE_ID", standin.warehouse_id())
+        .env_remove("DATABRICKS_TOKEN")
+        .env_remove("DATABRICKS_CONFIG_PROFILE");
+    c
+}
+
 /// (EMPLID, EMPL_RCD): one employee record of JOB.
 pub type Entity = (String, i64);
 
