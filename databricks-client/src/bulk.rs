@@ -13,13 +13,14 @@
 //! the decimal logical type (never a float), TIMESTAMP as INT64 microseconds adjusted to UTC,
 //! DATE as INT32 days, STRING as UTF-8, every column optional (NULLs by definition level).
 //!
-//! **Staging.** Files live in `/Volumes/<c>/<s>/<v>/_ml_staging/<table>/`. A file's name comes
-//! from the run id, the stream, the window and a digest of the batch (never random), so a
-//! retried step rewrites the same file. The sink deletes its file after the load whether the
-//! load succeeded or not (best effort), and at [`prepare`](sync_core::Sink::prepare) deletes
-//! whatever an interrupted run left in the table's staging directory. That cleanup assumes one
-//! writer per table at a time: one stream per target table, and the engine's per-stream lease
-//! (one worker writes a stream at a time).
+//! **Staging.** Files live in `/Volumes/<c>/<s>/<v>/_ml_staging/<table>/<stream>/`. A file's
+//! name comes from the run id, the stream, the window and a digest of the batch (never random),
+//! so a retried step rewrites the same file. The sink deletes its file after the load whether
+//! the load succeeded or not (best effort), and at a stream's first write of each run (any
+//! batch size) deletes whatever an earlier run left in that stream's directory. A stream is
+//! written by one worker at a time (the engine's per-stream lease) and its batches one after
+//! another, so that cleanup never meets a file in flight, even when several streams load the
+//! same table.
 //!
 //! **Grants.** The sink's principal needs `READ VOLUME` and `WRITE VOLUME` on the volume, and,
 //! when the sink creates it ([`BulkOptions::create_volume`]), `CREATE VOLUME` on the schema.
@@ -120,10 +121,32 @@ impl BulkOptions {
         self.compression
     }
 
-    /// `/Volumes/c/s/v/_ml_staging/<table>` (no trailing slash).
-    pub fn staging_dir(&self, table: &str) -> String {
-        format!("{}/{STAGING_DIR}/{table}", self.volume.path())
+    /// `/Volumes/c/s/v/_ml_staging/<table>/<stream>` (no trailing slash): one directory per
+    /// stream, so streams loading the same table (in one process or on several workers)
+    /// never clean up each other's files. The stream name is cut to ASCII letters, digits,
+    /// `-` and `_` as in [`staged_file_name`].
+    pub fn staging_dir(&self, table: &str, stream: &str) -> String {
+        format!(
+            "{}/{STAGING_DIR}/{table}/{}",
+            self.volume.path(),
+            file_part(stream, 64)
+        )
     }
+}
+
+/// `s` cut to `max` characters, each one other than an ASCII letter, digit, `-` or `_`
+/// replaced by `_`.
+fn file_part(s: &str, max: usize) -> String {
+    s.chars()
+        .take(max)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The staged file's name for a batch: `<run>-<stream>-<from>-<to>-<digest>.parquet`, from the
@@ -131,18 +154,7 @@ impl BulkOptions {
 /// rows. Deterministic, so a retried step writes (and COPY INTO recognises) the same file.
 /// Characters other than ASCII letters, digits, `-` and `_` become `_`; long parts are cut.
 pub fn staged_file_name(batch: &Batch) -> String {
-    let clean = |s: &str, max: usize| -> String {
-        s.chars()
-            .take(max)
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
+    let clean = file_part;
     let mut canon = String::new();
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     for row in &batch.rows {

@@ -67,6 +67,9 @@ pub struct DatabricksSink {
     catalog: String,
     schema: String,
     bulk: Option<BulkOptions>,
+    /// Per (table, stream): the run whose first write cleaned the staging directory (shared
+    /// by clones).
+    cleaned: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, String), String>>>,
 }
 
 impl DatabricksSink {
@@ -84,6 +87,7 @@ impl DatabricksSink {
             catalog,
             schema,
             bulk: None,
+            cleaned: Default::default(),
         })
     }
 
@@ -143,6 +147,9 @@ impl DatabricksSink {
         }
         let table = self.table_name(schema)?;
         let limit = self.client.config().options().max_statement_bytes;
+        if let Some(bulk) = &self.bulk {
+            self.clean_staging_once(bulk, schema, batch).await?;
+        }
         if let Some(bulk) = self
             .bulk
             .as_ref()
@@ -230,7 +237,7 @@ impl DatabricksSink {
         }
         let data =
             crate::bulk::parquet_file::encode(table, schema, &batch.rows, bulk.page_compression())?;
-        let dir = bulk.staging_dir(&schema.name);
+        let dir = bulk.staging_dir(&schema.name, &batch.stream);
         let name = crate::bulk::staged_file_name(batch);
         let path = format!("{dir}/{name}");
         let bytes = data.len() as u64;
@@ -239,12 +246,12 @@ impl DatabricksSink {
             WriteMode::Append => sql::copy_into(table, &dir, &name),
         };
         let loaded = self.upload_and_load(bulk, &path, data, &text).await;
-        // Best effort, whatever the load did: a file left behind is removed by the next
-        // `prepare` of this table.
+        // Best effort, whatever the load did: a file left behind is removed at the stream's
+        // first write of the next run.
         if let Err(e) = self.client.delete_file(&path).await {
             tracing::warn!(
                 file = %path,
-                "staged file not deleted (the next run's prepare removes it): {e}"
+                "staged file not deleted (the stream's next run removes it): {e}"
             );
         }
         let result = loaded?;
@@ -306,9 +313,9 @@ impl DatabricksSink {
         .into())
     }
 
-    /// Bulk set-up at `prepare`: creates the volume when allowed, checks it is there, and
-    /// deletes files an interrupted run left in the table's staging directory.
-    pub async fn prepare_staging(&self, schema: &TableSchema) -> Result<()> {
+    /// Bulk set-up at `prepare`: creates the volume when allowed and checks it is there
+    /// (files left by an earlier run are removed at each stream's first write of a run).
+    pub async fn prepare_staging(&self) -> Result<()> {
         let Some(bulk) = &self.bulk else {
             return Ok(());
         };
@@ -333,17 +340,34 @@ impl DatabricksSink {
                     _ => e,
                 })?;
         }
-        let dir = bulk.staging_dir(&schema.name);
+        match self.client.list_directory(&volume.path()).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(missing_volume(bulk)),
+            Err(e) => Err(staging_error(bulk, e)),
+        }
+    }
+
+    /// At a stream's first write of a run: deletes the files an earlier run of the stream
+    /// left in its staging directory (a crash between upload and delete, a failed delete).
+    async fn clean_staging_once(
+        &self,
+        bulk: &BulkOptions,
+        schema: &TableSchema,
+        batch: &Batch,
+    ) -> Result<()> {
+        let id = (schema.name.clone(), batch.stream.clone());
+        let done = self
+            .cleaned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .is_some_and(|run| *run == batch.run_id);
+        if done {
+            return Ok(());
+        }
+        let dir = bulk.staging_dir(&schema.name, &batch.stream);
         let entries = match self.client.list_directory(&dir).await {
-            Ok(Some(entries)) => entries,
-            Ok(None) => {
-                // No staging directory yet: make sure the volume itself is there.
-                match self.client.list_directory(&volume.path()).await {
-                    Ok(Some(_)) => Vec::new(),
-                    Ok(None) => return Err(missing_volume(bulk)),
-                    Err(e) => return Err(staging_error(bulk, e)),
-                }
-            }
+            Ok(entries) => entries.unwrap_or_default(),
             Err(e) => return Err(staging_error(bulk, e)),
         };
         for entry in entries.iter().filter(|e| !e.is_directory) {
@@ -353,6 +377,10 @@ impl DatabricksSink {
                 .await
                 .map_err(|e| staging_error(bulk, e))?;
         }
+        self.cleaned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, batch.run_id.clone());
         Ok(())
     }
 
@@ -531,7 +559,7 @@ impl Sink for DatabricksSink {
     async fn prepare(&self, schema: &TableSchema) -> Result<(), ConnectorError> {
         let table = self.table_name(schema).map_err(Error::from)?;
         self.client.ensure_table(&table, schema).await?;
-        self.prepare_staging(schema).await?;
+        self.prepare_staging().await?;
         Ok(())
     }
 

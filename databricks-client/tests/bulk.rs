@@ -228,7 +228,7 @@ async fn a_large_upsert_batch_is_staged_loaded_with_one_merge_and_equals_the_val
     );
     assert!(
         text.contains(
-            " FROM read_files('/Volumes/main/erp/staging/_ml_staging/vendors/run-1-vendors-"
+            " FROM read_files('/Volumes/main/erp/staging/_ml_staging/vendors/vendors/run-1-vendors-"
         ),
         "{text}"
     );
@@ -241,7 +241,7 @@ async fn a_large_upsert_batch_is_staged_loaded_with_one_merge_and_equals_the_val
     assert_eq!(
         up.path,
         format!(
-            "/Volumes/main/erp/staging/_ml_staging/vendors/{}",
+            "/Volumes/main/erp/staging/_ml_staging/vendors/vendors/{}",
             staged_file_name(&b)
         )
     );
@@ -366,7 +366,7 @@ async fn appends_load_with_copy_into_which_skips_a_file_already_loaded() {
     assert_eq!(
         sent,
         vec![format!(
-            "COPY INTO `main`.`erp`.`events` FROM '/Volumes/main/erp/staging/_ml_staging/events/' FILEFORMAT = PARQUET FILES = ('{}')",
+            "COPY INTO `main`.`erp`.`events` FROM '/Volumes/main/erp/staging/_ml_staging/events/vendors/' FILEFORMAT = PARQUET FILES = ('{}')",
             staged_file_name(&b)
         )]
     );
@@ -445,9 +445,13 @@ async fn faults_at_each_step_leave_no_duplicates_and_no_orphans_after_the_next_r
         let err = sink.write(&s, &b).await;
         assert!(err.is_err(), "{what}: the write must fail");
         si.clear_faults();
-        // The next run: prepare (cleans the staging directory), then the same batch.
+        // The next run: its first write of the stream cleans the stream's staging directory,
+        // then loads the same rows.
         sink.prepare(&s).await.unwrap();
-        no_files_left(&si);
+        let b = Batch {
+            run_id: "run-2".into(),
+            ..b
+        };
         sink.write(&s, &b).await.unwrap();
         assert_eq!(si.row_count("main.erp.vendors"), Some(2_000), "{what}");
         assert_eq!(
@@ -474,7 +478,7 @@ async fn a_passing_upload_503_is_retried_by_the_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_left_behind_is_removed_by_the_next_prepare() {
+async fn a_file_left_behind_is_removed_by_the_streams_next_run_and_no_one_elses_is() {
     let si = standin().await;
     let s = schema("vendors", WriteMode::Upsert);
     let sink = bulk_sink(&si);
@@ -483,23 +487,47 @@ async fn a_file_left_behind_is_removed_by_the_next_prepare() {
     si.inject_at(Endpoint::DeleteFile, Fault::Unavailable, 100);
     sink.write(&s, &batch(rows(20_000, 0))).await.unwrap();
     si.clear_faults();
-    assert_eq!(si.volume_files(VOLUME).unwrap().len(), 1);
-    // A leftover of another table is not touched.
-    let other = si.uploads()[0].data.clone();
-    let stray = "/Volumes/main/erp/staging/_ml_staging/other/x.parquet";
-    sink.client()
-        .upload_file(stray, other.into())
-        .await
-        .unwrap();
+    let left = si.volume_files(VOLUME).unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(
+        left[0]
+            .0
+            .starts_with("/Volumes/main/erp/staging/_ml_staging/vendors/vendors/run-1-vendors-"),
+        "{left:?}"
+    );
+    // Files of another table, and of another stream loading the same table (in flight on
+    // another worker, say), are not touched.
+    let data = si.uploads()[0].data.clone();
+    let other_table = "/Volumes/main/erp/staging/_ml_staging/other/vendors/x.parquet";
+    let other_stream = "/Volumes/main/erp/staging/_ml_staging/vendors/vendors_eu/y.parquet";
+    for p in [other_table, other_stream] {
+        sink.client()
+            .upload_file(p, data.clone().into())
+            .await
+            .unwrap();
+    }
+    // The next run of the stream: a small batch (no bulk load) still cleans first.
     sink.prepare(&s).await.unwrap();
+    let next = Batch {
+        run_id: "run-2".into(),
+        ..batch(rows(10, 1))
+    };
+    sink.write(&s, &next).await.unwrap();
     let left: Vec<String> = si
         .volume_files(VOLUME)
         .unwrap()
         .into_iter()
         .map(|f| f.0)
         .collect();
-    assert_eq!(left, vec![stray.to_string()]);
+    assert_eq!(
+        left,
+        vec![other_table.to_string(), other_stream.to_string()]
+    );
     assert_eq!(si.row_count("main.erp.vendors"), Some(20_000));
+    // Once per run: the next batch of the same run lists nothing.
+    let lists = si.request_count(Endpoint::ListDirectory);
+    sink.write(&s, &next).await.unwrap();
+    assert_eq!(si.request_count(Endpoint::ListDirectory), lists);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -508,24 +536,20 @@ async fn staging_listing_follows_pages() {
         DatabricksStandIn::start_with(StandInConfig::new().volume(VOLUME).files_page_size(2)).await;
     let sink = bulk_sink(&si);
     let s = schema("vendors", WriteMode::Upsert);
+    let dir = "/Volumes/main/erp/staging/_ml_staging/vendors/vendors";
     for i in 0..5 {
-        let p = format!("/Volumes/main/erp/staging/_ml_staging/vendors/left-{i}.parquet");
         sink.client()
-            .upload_file(&p, vec![1u8, 2, 3].into())
+            .upload_file(&format!("{dir}/left-{i}.parquet"), vec![1u8, 2, 3].into())
             .await
             .unwrap();
     }
-    let listed = sink
-        .client()
-        .list_directory("/Volumes/main/erp/staging/_ml_staging/vendors")
-        .await
-        .unwrap()
-        .unwrap();
+    let listed = sink.client().list_directory(dir).await.unwrap().unwrap();
     assert_eq!(listed.len(), 5);
     assert!(listed
         .iter()
         .all(|e| !e.is_directory && e.file_size == Some(3)));
     sink.prepare(&s).await.unwrap();
+    sink.write(&s, &batch(rows(10, 0))).await.unwrap();
     no_files_left(&si);
 }
 
