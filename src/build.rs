@@ -20,7 +20,7 @@ use sync_core::state::{CheckpointStore, FileCheckpointStore};
 
 use databricks_client::DatabricksSource;
 use peoplesoft_client::writeback::{
-    BaselineSeedingSink, JsonFileBaselineStore, PeopleSoftSink, WriteReport,
+    BaselineSeedingSink, BaselineStore, JsonFileBaselineStore, PeopleSoftSink, WriteReport,
 };
 use sync_core::engine::{HookContext, StreamHook};
 use sync_core::mapping::Mapping;
@@ -147,10 +147,18 @@ fn writeback(
     let dir = config.state.dir.clone();
     let reports: Arc<Mutex<Vec<WriteReport>>> = Arc::default();
     let collected = reports.clone();
-    let mut sink = PeopleSoftSink::builder(peoplesoft.clone())
-        .baselines(Arc::new(JsonFileBaselineStore::new(
+    // With the state in Databricks, the baselines are shared by every worker too.
+    let baselines: Arc<dyn BaselineStore> = match config.state.kind {
+        StateKind::Databricks => Arc::new(crate::baselines::DatabricksBaselineStore::new(
+            client.clone(),
+            config.pipeline.name.clone(),
+        )?),
+        StateKind::File => Arc::new(JsonFileBaselineStore::new(
             dir.join("writeback-baselines.json"),
-        )))
+        )),
+    };
+    let mut sink = PeopleSoftSink::builder(peoplesoft.clone())
+        .baselines(baselines)
         .dry_run(dry_run)
         .max_attempts(config.peoplesoft.write_attempts)
         .retry_delay(config.peoplesoft.write_retry_delay)

@@ -38,6 +38,7 @@
 //! ```
 
 pub mod auth_latch;
+pub mod baselines;
 pub mod build;
 pub mod cli;
 pub mod config;

@@ -453,6 +453,93 @@ fn without_a_stamp_the_forward_stream_seeds_baselines_and_a_newer_edit_still_win
     drop(w.rt);
 }
 
+/// With `state.kind = "databricks"`, the baselines the forward stream seeds on one worker are
+/// what the write-back on another worker compares against (with file baselines, the second
+/// worker would hold none and report A as a conflict instead of writing it).
+#[test]
+fn baselines_in_databricks_are_shared_by_workers() {
+    let w = World::new(DEFAULT_PASSWORD);
+    let ids = w.vendors(2);
+    let (a, b) = (&ids[0], &ids[1]);
+    let state = w.state().display().to_string();
+    let text = std::fs::read_to_string(w.config(GOVERNED))
+        .unwrap()
+        .replace("stamp_field = \"LASTUPDDTTM\"\n", "")
+        .replace(
+            "{ column = \"city\", ci_field = \"CITY\" }",
+            "{ column = \"vendor_status\", ci_field = \"VENDOR_STATUS\" }",
+        )
+        .replace("[writeback.ci]", "seed_from = \"vendors\"\n[writeback.ci]")
+        .replace("[state]\n", "[state]\nkind = \"databricks\"\n");
+    let worker = |n: u32| {
+        let cfg = w.dir.path().join(format!("worker-{n}.toml"));
+        std::fs::write(&cfg, text.replace(&state, &format!("{state}-{n}"))).unwrap();
+        cfg
+    };
+    let (one, two) = (worker(1), worker(2));
+
+    // A dry run before anything was stored: no baselines, and no table created for them.
+    let out = w.run(&two, &["run", "--dry-run"]);
+    assert!(out.status.success(), "{}", text_of(&out));
+    assert!(
+        !w.dbx
+            .tables()
+            .contains(&"main.erp._ml_writeback_baselines".to_string()),
+        "{:?}",
+        w.dbx.tables()
+    );
+
+    // Worker 1: the forward sync seeds the baselines, in Databricks, not in its state dir.
+    let out = w.run(&one, &["run", "--once"]);
+    assert!(out.status.success(), "{}", text_of(&out));
+    assert!(!w
+        .dir
+        .path()
+        .join("state-1")
+        .join("writeback-baselines.json")
+        .exists());
+    let seeded = w
+        .dbx
+        .row_count("main.erp._ml_writeback_baselines")
+        .unwrap_or(0);
+    assert!(seeded >= 2, "{seeded} baselines seeded");
+
+    // The steward renames A and B; then PeopleSoft renames B.
+    let status = |v: &str| {
+        w.cirt.vendor(v).unwrap()["VENDOR_STATUS"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let at = Utc::now();
+    w.governed_with_status(a, "Steward Name For A", "-", &status(a), STEWARD, at);
+    w.governed_with_status(b, "Steward Name For B", "-", &status(b), STEWARD, at);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    w.cirt
+        .edit_vendor(b, &[("NAME1", "Renamed Online by AP".into())], "JSMITH")
+        .unwrap();
+    w.cirt.clear_requests();
+
+    // Worker 2 (its own state dir, the shared Databricks state): A is written, B is a
+    // conflict, exactly as on worker 1.
+    let out = w.run(&two, &["run", "--once"]);
+    let t = text_of(&out);
+    assert!(out.status.success(), "{t}");
+    assert_eq!(w.name(a), "Steward Name For A", "{t}");
+    assert_eq!(w.name(b), "Renamed Online by AP", "{t}");
+    assert_eq!(w.cirt.count("PUT"), 1, "{t}");
+    assert!(
+        t.contains(&format!("conflict  SETID=SHARE VENDOR_ID={b}")),
+        "{t}"
+    );
+    // A's write is a baseline now: worker 1 sees it and sends nothing more.
+    w.cirt.clear_requests();
+    let out = w.run(&one, &["run", "--once"]);
+    assert!(out.status.success(), "{}", text_of(&out));
+    assert_eq!(w.cirt.count("PUT"), 0, "{}", text_of(&out));
+    drop(w.rt);
+}
+
 fn text_of(o: &Output) -> String {
     text(o)
 }

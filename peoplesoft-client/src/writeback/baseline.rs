@@ -1,6 +1,6 @@
 //! Baselines: what the last sync saw of each PeopleSoft record, kept durably.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -56,6 +56,23 @@ pub struct BaselineStoreError(pub String);
 pub trait BaselineStore: Send + Sync + std::fmt::Debug {
     /// The baseline of one record, if any.
     async fn get(&self, stream: &str, key: &str) -> Result<Option<Baseline>, BaselineStoreError>;
+
+    /// The baselines of several records (those that have one). The write-back asks for a
+    /// whole batch at once before processing it, so a store in a database answers with one
+    /// query. The default asks [`get`](Self::get) for each key.
+    async fn get_many(
+        &self,
+        stream: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Baseline>, BaselineStoreError> {
+        let mut out = HashMap::with_capacity(keys.len());
+        for key in keys {
+            if let Some(b) = self.get(stream, key).await? {
+                out.insert(key.clone(), b);
+            }
+        }
+        Ok(out)
+    }
 
     /// Stores several baselines durably (replacing existing ones for the same keys).
     async fn put_many(

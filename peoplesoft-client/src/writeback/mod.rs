@@ -513,9 +513,11 @@ impl PeopleSoftSink {
         // A baseline says since when PeopleSoft has had this content: when the stored one
         // already has it, keep it (and its earlier time), so a later forward cycle does not
         // make old content look newer, nor newer content look accepted.
+        let keys: Vec<String> = entries.iter().map(|(k, _)| k.clone()).collect();
+        let stored = self.inner.store.get_many(stream, &keys).await?;
         let mut changed = Vec::with_capacity(entries.len());
         for (key, b) in entries {
-            match self.inner.store.get(stream, &key).await? {
+            match stored.get(&key) {
                 Some(old) if old.hash == b.hash && (b.stamp.is_none() || old.stamp == b.stamp) => {}
                 _ => changed.push((key, b)),
             }
@@ -576,6 +578,23 @@ impl PeopleSoftSink {
                 return report;
             }
         };
+        // The stored baselines of the whole batch in one call (a store in a database answers
+        // with one query, not one per record).
+        let keys: Vec<String> = batch
+            .rows
+            .iter()
+            .filter_map(|row| compiled.prepare(row).ok().map(|rec| rec.key_id))
+            .collect();
+        let stored = match self.inner.store.get_many(&batch.stream, &keys).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                report.stopped = Some(BatchStop {
+                    kind: FailureKind::Transient,
+                    message: e.to_string(),
+                });
+                return report;
+            }
+        };
         let n = batch.rows.len();
         let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; n];
         let mut attempts = vec![0u32; n];
@@ -590,7 +609,7 @@ impl PeopleSoftSink {
             for (i, _, _) in pending {
                 attempts[i] += 1;
                 match self
-                    .process(&compiled, &batch.stream, &batch.rows[i], &fresh)
+                    .process(&compiled, &batch.rows[i], &fresh, &stored)
                     .await
                 {
                     Step::Done(mut o, b) => {
@@ -711,9 +730,9 @@ impl PeopleSoftSink {
     async fn process(
         &self,
         c: &Compiled<'_>,
-        stream: &str,
         row: &Row,
         fresh: &HashMap<String, Baseline>,
+        stored: &HashMap<String, Baseline>,
     ) -> Step {
         let t = c.target;
         let rec = match c.prepare(row) {
@@ -744,14 +763,11 @@ impl PeopleSoftSink {
         let row_modified = c.row_modified(row);
         let row_version =
             row_modified.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
-        let stored = match fresh.get(&rec.key_id) {
-            Some(b) => Ok(Some(b.clone())),
-            None => self.inner.store.get(stream, &rec.key_id).await,
-        };
-        let baseline = match stored {
-            Ok(b) => b,
-            Err(e) => return Step::Stop(FailureKind::Transient, e.to_string()),
-        };
+        // Written in this batch, else as stored when the batch began.
+        let baseline = fresh
+            .get(&rec.key_id)
+            .or_else(|| stored.get(&rec.key_id))
+            .cloned();
         let facts = |current| Facts {
             desired_hash: &rec.hash,
             baseline: baseline.as_ref(),
