@@ -403,53 +403,68 @@ fn a_401_on_write_back_latches_the_account_for_the_forward_streams_too() {
     drop(w.rt);
 }
 
+impl World {
+    /// The pipeline file without a stamp field: the vendors forward stream seeds the
+    /// baselines instead (and VENDOR_STATUS is governed in place of CITY).
+    fn seeding_config_text(&self) -> String {
+        std::fs::read_to_string(self.config(GOVERNED))
+            .unwrap()
+            .replace("stamp_field = \"LASTUPDDTTM\"\n", "")
+            .replace(
+                "{ column = \"city\", ci_field = \"CITY\" }",
+                "{ column = \"vendor_status\", ci_field = \"VENDOR_STATUS\" }",
+            )
+            .replace("[writeback.ci]", "seed_from = \"vendors\"\n[writeback.ci]")
+    }
+
+    /// After the forward sync: the steward renames `a` and `b`; then PeopleSoft renames `b`.
+    fn steward_renames_both_then_peoplesoft_renames(&self, a: &str, b: &str) {
+        let status = |v: &str| {
+            self.cirt.vendor(v).unwrap()["VENDOR_STATUS"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let at = Utc::now();
+        self.governed_with_status(a, "Steward Name For A", "-", &status(a), STEWARD, at);
+        self.governed_with_status(b, "Steward Name For B", "-", &status(b), STEWARD, at);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        self.cirt
+            .edit_vendor(b, &[("NAME1", "Renamed Online by AP".into())], "JSMITH")
+            .unwrap();
+        self.cirt.clear_requests();
+    }
+
+    /// `a` was written (one PUT); `b`, renamed in PeopleSoft since, is a conflict.
+    fn assert_a_written_b_conflict(&self, out: &Output, a: &str, b: &str) {
+        let t = text_of(out);
+        assert!(out.status.success(), "{t}");
+        assert_eq!(self.name(a), "Steward Name For A", "{t}");
+        assert_eq!(self.name(b), "Renamed Online by AP", "{t}");
+        assert_eq!(self.cirt.count("PUT"), 1, "{t}");
+        assert!(
+            t.contains(&format!("conflict  SETID=SHARE VENDOR_ID={b}")),
+            "{t}"
+        );
+    }
+}
+
 #[test]
 fn without_a_stamp_the_forward_stream_seeds_baselines_and_a_newer_edit_still_wins() {
     let w = World::new(DEFAULT_PASSWORD);
     let ids = w.vendors(2);
     let (a, b) = (&ids[0], &ids[1]);
-    // No LASTUPDDTTM: the vendors forward stream seeds the baselines instead.
-    let cfg = w.config(GOVERNED);
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("stamp_field = \"LASTUPDDTTM\"\n", "")
-        .replace(
-            "{ column = \"city\", ci_field = \"CITY\" }",
-            "{ column = \"vendor_status\", ci_field = \"VENDOR_STATUS\" }",
-        )
-        .replace("[writeback.ci]", "seed_from = \"vendors\"\n[writeback.ci]");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = w.dir.path().join("pipeline.toml");
+    std::fs::write(&cfg, w.seeding_config_text()).unwrap();
 
     let out = w.run(&cfg, &["run", "--once"]);
     assert!(out.status.success(), "{}", text_of(&out));
     let baselines = std::fs::read_to_string(w.state().join("writeback-baselines.json")).unwrap();
     assert!(baselines.contains(a.as_str()), "{baselines}");
 
-    // After the forward sync: the steward renames A and B; then PeopleSoft renames B.
-    let status = |v: &str| {
-        w.cirt.vendor(v).unwrap()["VENDOR_STATUS"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let at = Utc::now();
-    w.governed_with_status(a, "Steward Name For A", "-", &status(a), STEWARD, at);
-    w.governed_with_status(b, "Steward Name For B", "-", &status(b), STEWARD, at);
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    w.cirt
-        .edit_vendor(b, &[("NAME1", "Renamed Online by AP".into())], "JSMITH")
-        .unwrap();
-    w.cirt.clear_requests();
+    w.steward_renames_both_then_peoplesoft_renames(a, b);
     let out = w.run(&cfg, &["run", "--once"]);
-    let t = text_of(&out);
-    assert!(out.status.success(), "{t}");
-    assert_eq!(w.name(a), "Steward Name For A", "{t}");
-    assert_eq!(w.name(b), "Renamed Online by AP", "{t}");
-    assert_eq!(w.cirt.count("PUT"), 1, "{t}");
-    assert!(
-        t.contains(&format!("conflict  SETID=SHARE VENDOR_ID={b}")),
-        "{t}"
-    );
+    w.assert_a_written_b_conflict(&out, a, b);
     drop(w.rt);
 }
 
@@ -462,14 +477,8 @@ fn baselines_in_databricks_are_shared_by_workers() {
     let ids = w.vendors(2);
     let (a, b) = (&ids[0], &ids[1]);
     let state = w.state().display().to_string();
-    let text = std::fs::read_to_string(w.config(GOVERNED))
-        .unwrap()
-        .replace("stamp_field = \"LASTUPDDTTM\"\n", "")
-        .replace(
-            "{ column = \"city\", ci_field = \"CITY\" }",
-            "{ column = \"vendor_status\", ci_field = \"VENDOR_STATUS\" }",
-        )
-        .replace("[writeback.ci]", "seed_from = \"vendors\"\n[writeback.ci]")
+    let text = w
+        .seeding_config_text()
         .replace("[state]\n", "[state]\nkind = \"databricks\"\n");
     let worker = |n: u32| {
         let cfg = w.dir.path().join(format!("worker-{n}.toml"));
@@ -504,34 +513,12 @@ fn baselines_in_databricks_are_shared_by_workers() {
         .unwrap_or(0);
     assert!(seeded >= 2, "{seeded} baselines seeded");
 
-    // The steward renames A and B; then PeopleSoft renames B.
-    let status = |v: &str| {
-        w.cirt.vendor(v).unwrap()["VENDOR_STATUS"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let at = Utc::now();
-    w.governed_with_status(a, "Steward Name For A", "-", &status(a), STEWARD, at);
-    w.governed_with_status(b, "Steward Name For B", "-", &status(b), STEWARD, at);
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    w.cirt
-        .edit_vendor(b, &[("NAME1", "Renamed Online by AP".into())], "JSMITH")
-        .unwrap();
-    w.cirt.clear_requests();
-
     // Worker 2 (its own state dir, the shared Databricks state): A is written, B is a
     // conflict, exactly as on worker 1.
+    w.steward_renames_both_then_peoplesoft_renames(a, b);
     let out = w.run(&two, &["run", "--once"]);
-    let t = text_of(&out);
-    assert!(out.status.success(), "{t}");
-    assert_eq!(w.name(a), "Steward Name For A", "{t}");
-    assert_eq!(w.name(b), "Renamed Online by AP", "{t}");
-    assert_eq!(w.cirt.count("PUT"), 1, "{t}");
-    assert!(
-        t.contains(&format!("conflict  SETID=SHARE VENDOR_ID={b}")),
-        "{t}"
-    );
+    w.assert_a_written_b_conflict(&out, a, b);
+
     // A's write is a baseline now: worker 1 sees it and sends nothing more.
     w.cirt.clear_requests();
     let out = w.run(&one, &["run", "--once"]);
