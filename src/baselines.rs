@@ -10,10 +10,10 @@
 //! key), one row per record with the baseline as JSON. It is created at the first write; a
 //! read before that (a first `run --dry-run`) finds no baselines and creates nothing.
 //!
-//! Reads load the stream's baselines with one query per batch (the write-back asks for a whole
-//! batch at once), so a batch costs one statement however many records it has. Writes are one
-//! keyed MERGE per batch (split only by the statement size limit), so a retried write changes
-//! nothing.
+//! Reads ask for the keys of a whole batch at once (`key IN (…)`, [`KEYS_PER_QUERY`] keys per
+//! statement), so a batch costs a statement per thousand records, not one per record. Writes
+//! are one keyed MERGE per batch (split only by the statement size limit), so a retried write
+//! changes nothing.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,6 +26,9 @@ use tokio::sync::OnceCell;
 
 /// The table's name in the destination's catalog and schema.
 pub const BASELINE_TABLE: &str = "_ml_writeback_baselines";
+
+/// Keys looked up by one `SELECT … WHERE key IN (…)` (a few tens of KB of statement text).
+pub const KEYS_PER_QUERY: usize = 1_000;
 
 /// A [`BaselineStore`] in a Delta table (see the [module docs](self)).
 #[derive(Debug)]
@@ -89,8 +92,13 @@ impl DatabricksBaselineStore {
         ))
     }
 
-    /// Every baseline of `stream`, by key (empty while the table does not exist).
-    async fn load(&self, stream: &str) -> Result<HashMap<String, Baseline>, BaselineStoreError> {
+    /// The baselines of `keys` of `stream` (empty while the table does not exist), with one
+    /// query per [`KEYS_PER_QUERY`] keys.
+    async fn load(
+        &self,
+        stream: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Baseline>, BaselineStoreError> {
         if self.created.get().is_none() {
             match self.client.table(&self.table).await {
                 Ok(Some(_)) => {}
@@ -98,19 +106,39 @@ impl DatabricksBaselineStore {
                 Err(e) => return Err(self.err("read", e)),
             }
         }
-        let statement = Statement::new(sql::select_where_equal(
-            &self.table,
-            &["key", "baseline_json"],
-            &["pipeline", "stream"],
-            &[],
-        ))
-        .param("pipeline", &Value::String(self.pipeline.clone()))
-        .param("stream", &Value::String(stream.to_string()))
-        .idempotent(true);
-        let rows = async { self.client.execute(&statement).await?.collect_rows().await }
-            .await
-            .map_err(|e| self.err("read", e))?;
-        let mut out = HashMap::with_capacity(rows.len());
+        let mut out = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(KEYS_PER_QUERY) {
+            let mut text = sql::select_where_equal(
+                &self.table,
+                &["key", "baseline_json"],
+                &["pipeline", "stream"],
+                &[],
+            );
+            text.push_str(" AND `key` IN (");
+            for (i, key) in chunk.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(", ");
+                }
+                text.push_str(&sql::string_literal(key));
+            }
+            text.push(')');
+            let statement = Statement::new(text)
+                .param("pipeline", &Value::String(self.pipeline.clone()))
+                .param("stream", &Value::String(stream.to_string()))
+                .idempotent(true);
+            let rows = async { self.client.execute(&statement).await?.collect_rows().await }
+                .await
+                .map_err(|e| self.err("read", e))?;
+            self.decode(rows, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn decode(
+        &self,
+        rows: Vec<sync_core::Row>,
+        out: &mut HashMap<String, Baseline>,
+    ) -> Result<(), BaselineStoreError> {
         for row in rows {
             let (Some(Value::String(key)), Some(Value::String(json))) = (row.first(), row.get(1))
             else {
@@ -120,7 +148,7 @@ impl DatabricksBaselineStore {
                 .map_err(|e| self.err("read", format!("key {key}: not a baseline: {e}")))?;
             out.insert(key.clone(), baseline);
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -138,11 +166,10 @@ impl BaselineStore for DatabricksBaselineStore {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut all = self.load(stream).await?;
-        Ok(keys
-            .iter()
-            .filter_map(|k| all.remove_entry(k.as_str()))
-            .collect())
+        let mut distinct = keys.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        self.load(stream, &distinct).await
     }
 
     async fn put_many(

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod baselines_store;
 mod bulk_cli;
 mod capture;
 mod cli_safety;
