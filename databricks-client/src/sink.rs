@@ -148,7 +148,15 @@ impl DatabricksSink {
         let table = self.table_name(schema)?;
         let limit = self.client.config().options().max_statement_bytes;
         if let Some(bulk) = &self.bulk {
-            self.clean_staging_once(bulk, schema, batch).await?;
+            // Housekeeping only (staged names are deterministic, loads idempotent): a failure
+            // is retried at the next write instead of failing this one.
+            if let Err(e) = self.clean_staging_once(bulk, schema, batch).await {
+                tracing::warn!(
+                    table = %table.full_name(),
+                    stream = %batch.stream,
+                    "staged files of an earlier run not removed (tried again at the next write): {e}"
+                );
+            }
         }
         if let Some(bulk) = self
             .bulk

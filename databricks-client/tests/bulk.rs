@@ -531,6 +531,28 @@ async fn a_file_left_behind_is_removed_by_the_streams_next_run_and_no_one_elses_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_cleanup_does_not_fail_the_write_and_is_tried_again() {
+    let si = standin().await;
+    let s = schema("vendors", WriteMode::Upsert);
+    let sink = bulk_sink(&si);
+    sink.prepare(&s).await.unwrap();
+    let leftover = "/Volumes/main/erp/staging/_ml_staging/vendors/vendors/old.parquet";
+    sink.client()
+        .upload_file(leftover, vec![1u8].into())
+        .await
+        .unwrap();
+    // The listing fails past the client's retries: the (VALUES) write still succeeds.
+    si.inject_at(Endpoint::ListDirectory, Fault::Unavailable, 100);
+    sink.write(&s, &batch(rows(10, 0))).await.unwrap();
+    assert_eq!(si.row_count("main.erp.vendors"), Some(10));
+    assert_eq!(si.volume_files(VOLUME).unwrap().len(), 1);
+    // The next write of the run cleans.
+    si.clear_faults();
+    sink.write(&s, &batch(rows(10, 1))).await.unwrap();
+    no_files_left(&si);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staging_listing_follows_pages() {
     let si =
         DatabricksStandIn::start_with(StandInConfig::new().volume(VOLUME).files_page_size(2)).await;
