@@ -47,7 +47,7 @@ impl DatabricksBaselineStore {
         let sink =
             DatabricksSink::from_config_defaults(client.clone()).map_err(|e| e.to_string())?;
         let table = sink
-            .table_name(&Self::schema_with(BASELINE_TABLE))
+            .table_name(&Self::schema())
             .map_err(|e| e.to_string())?;
         Ok(Self {
             client,
@@ -63,10 +63,10 @@ impl DatabricksBaselineStore {
         &self.table
     }
 
-    fn schema_with(name: &str) -> TableSchema {
+    fn schema() -> TableSchema {
         let s = |n: &str| ColumnDef::new(n, ColumnType::String).not_null();
         TableSchema {
-            name: name.to_string(),
+            name: BASELINE_TABLE.to_string(),
             columns: vec![
                 s("pipeline"),
                 s("stream"),
@@ -79,10 +79,6 @@ impl DatabricksBaselineStore {
             write_mode: WriteMode::Upsert,
             effective_dating: None,
         }
-    }
-
-    fn schema(&self) -> TableSchema {
-        Self::schema_with(self.table.table())
     }
 
     fn err(&self, what: &str, e: impl std::fmt::Display) -> BaselineStoreError {
@@ -180,7 +176,7 @@ impl BaselineStore for DatabricksBaselineStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let schema = self.schema();
+        let schema = Self::schema();
         self.created
             .get_or_try_init(|| async {
                 self.client

@@ -4,10 +4,13 @@
 #![allow(missing_docs)]
 #![cfg(feature = "bulk")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::TimeZone;
+use common::job_schema;
 use databricks_client::bulk::{staged_file_name, BulkOptions};
 use databricks_client::{ClientOptions, Config, DatabricksClient, DatabricksSink, VolumeName};
 use ml_connector_testkit::databricks::{
@@ -706,28 +709,7 @@ fn staged_file_names_are_deterministic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn effective_dated_tables_are_reflagged_after_the_bulk_load() {
     let si = standin().await;
-    let s = TableSchema {
-        name: "job".into(),
-        columns: vec![
-            ColumnDef::new("emplid", ColumnType::String).not_null(),
-            ColumnDef::new("empl_rcd", ColumnType::Int).not_null(),
-            ColumnDef::new("effdt", ColumnType::Date).not_null(),
-            ColumnDef::new("effseq", ColumnType::Int).not_null(),
-            ColumnDef::new("is_current", ColumnType::Boolean),
-        ],
-        primary_key: vec![
-            "emplid".into(),
-            "empl_rcd".into(),
-            "effdt".into(),
-            "effseq".into(),
-        ],
-        cursor_column: None,
-        write_mode: WriteMode::Upsert,
-        effective_dating: Some(
-            sync_core::EffectiveDated::new(["emplid", "empl_rcd"], "effdt", "is_current")
-                .sequence("effseq"),
-        ),
-    };
+    let s = job_schema();
     let sink = bulk_sink_with(&si, options(), bulk_options().threshold(5));
     sink.prepare(&s).await.unwrap();
     let date = |d: &str| Value::Date(d.parse().unwrap());
@@ -745,6 +727,7 @@ async fn effective_dated_tables_are_reflagged_after_the_bulk_load() {
                 Value::Int(0),
                 date(effdt),
                 Value::Int(seq),
+                Value::Null, // deptid
                 Value::Bool(false),
             ]);
         }

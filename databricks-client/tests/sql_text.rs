@@ -2,7 +2,10 @@
 //! plus literal round-trip properties and batch splitting.
 #![allow(missing_docs)]
 
+mod common;
+
 use chrono::TimeZone;
+use common::job_schema;
 use databricks_client::sql::{self, SqlError, TableName};
 use proptest::prelude::*;
 use sqlparser::ast::{Expr, SelectItem, SetExpr, Statement as Ast};
@@ -189,32 +192,6 @@ fn merge_with_composite_key() {
 
 fn job_table() -> TableName {
     TableName::new("main", "hr", "job").unwrap()
-}
-
-/// JOB: entity (emplid, empl_rcd), dated by effdt/effseq, flagged in is_current.
-fn job_schema() -> TableSchema {
-    TableSchema {
-        name: "job".into(),
-        columns: vec![
-            ColumnDef::new("emplid", ColumnType::String).not_null(),
-            ColumnDef::new("empl_rcd", ColumnType::Int).not_null(),
-            ColumnDef::new("effdt", ColumnType::Date).not_null(),
-            ColumnDef::new("effseq", ColumnType::Int).not_null(),
-            ColumnDef::new("deptid", ColumnType::String),
-            ColumnDef::new("is_current", ColumnType::Boolean),
-        ],
-        primary_key: vec![
-            "emplid".into(),
-            "empl_rcd".into(),
-            "effdt".into(),
-            "effseq".into(),
-        ],
-        cursor_column: None,
-        write_mode: WriteMode::Upsert,
-        effective_dating: Some(
-            EffectiveDated::new(["emplid", "empl_rcd"], "effdt", "is_current").sequence("effseq"),
-        ),
-    }
 }
 
 fn job_row(emplid: &str, rcd: i32, effdt: &str) -> Row {

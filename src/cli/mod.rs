@@ -320,14 +320,12 @@ async fn check(b: &Built) -> CmdResult {
         let r = d.ping().await;
         println!("Databricks: {r}");
         ok &= r.is_ok();
-        let bulk = b
+        let staged = b
             .databricks_sink
             .as_ref()
-            .filter(|s| s.bulk_options().is_some());
-        if let (true, Some(sink)) = (r.is_ok(), bulk) {
+            .and_then(|s| s.bulk_options().map(|o| (s, o.volume().full_name())));
+        if let (true, Some((sink, volume))) = (r.is_ok(), staged) {
             // Bulk loads: the staging volume answers, and a probe file can be written.
-            let volume = sink.bulk_options().map(|o| o.volume().full_name());
-            let volume = volume.unwrap_or_default();
             match sink.check_staging().await {
                 Ok(found) => println!("  volume {volume}: {found}"),
                 Err(e) => {

@@ -171,3 +171,30 @@ pub async fn mount_select_ok(server: &MockServer) {
         .mount(server)
         .await;
 }
+
+/// JOB: entity (emplid, empl_rcd), dated by effdt/effseq, flagged in is_current.
+pub fn job_schema() -> sync_core::TableSchema {
+    use sync_core::{ColumnDef, ColumnType, EffectiveDated, TableSchema, WriteMode};
+    TableSchema {
+        name: "job".into(),
+        columns: vec![
+            ColumnDef::new("emplid", ColumnType::String).not_null(),
+            ColumnDef::new("empl_rcd", ColumnType::Int).not_null(),
+            ColumnDef::new("effdt", ColumnType::Date).not_null(),
+            ColumnDef::new("effseq", ColumnType::Int).not_null(),
+            ColumnDef::new("deptid", ColumnType::String),
+            ColumnDef::new("is_current", ColumnType::Boolean),
+        ],
+        primary_key: vec![
+            "emplid".into(),
+            "empl_rcd".into(),
+            "effdt".into(),
+            "effseq".into(),
+        ],
+        cursor_column: None,
+        write_mode: WriteMode::Upsert,
+        effective_dating: Some(
+            EffectiveDated::new(["emplid", "empl_rcd"], "effdt", "is_current").sequence("effseq"),
+        ),
+    }
+}
